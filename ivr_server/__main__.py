@@ -1,0 +1,3 @@
+from ivr_server.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,122 @@
+"""Wiring: builds the store, media, ARI connection and call manager, and runs them together.
+
+Start-up refuses an un-migrated database and missing prompts before touching Asterisk.
+Shutdown (SIGTERM/SIGINT or ``stop``): stop taking calls, hand active callers back to the
+dialplan, close the events socket, flush the store, all within ``shutdown_timeout_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+from typing import Any
+
+import structlog
+
+from ivr_server import __version__
+from ivr_server.config import Settings, mask_url
+from ivr_server.dialog.flows import FLOWS
+from ivr_server.errors import AriAuthError, ConfigError, StoreError
+from ivr_server.media.clock import MediaClock
+from ivr_server.media.formats import FORMATS
+from ivr_server.media.ports import PortPool
+from ivr_server.media.prompts import PromptLibrary
+from ivr_server.observability.metrics import Metrics, serve_metrics
+from ivr_server.store.database import create_engine, require_current_schema
+from ivr_server.store.writer import StoreWriter
+from ivr_server.telephony.ari_connection import AriConnection
+from ivr_server.telephony.ari_rest import AriRestClient
+from ivr_server.telephony.manager import CallManager
+from ivr_server.telephony.session import CallDeps
+
+log = structlog.get_logger(__name__)
+
+
+class IvrServer:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.server_id = f"{socket.gethostname()}/{settings.ari_app}"
+        self.manager: CallManager | None = None
+        self.writer: StoreWriter | None = None
+        self.stop_requested = asyncio.Event()
+
+    def stop(self) -> None:
+        self.stop_requested.set()
+
+    async def run(self, *, install_signal_handlers: bool = True) -> None:
+        """Serve until stopped. Raises ConfigError/AriAuthError/StoreError for what an admin
+        must fix (the CLI turns them into exit codes)."""
+        s = self.settings
+        engine = create_engine(s.effective_database_url)
+        rest: AriRestClient | None = None
+        metrics_server: Any = None
+        try:
+            await require_current_schema(engine)
+            prompts = PromptLibrary(s.prompts_dir)
+            prompts.prepare(FORMATS[s.media_format].sample_rate)
+            rest = AriRestClient(
+                s.ari_url, s.ari_username, s.ari_password,
+                connect_timeout_s=s.ari_connect_timeout_s, request_timeout_s=s.ari_request_timeout_s,
+            )
+            self.writer = StoreWriter(engine, self.metrics)
+            deps = CallDeps(
+                settings=s, rest=rest, writer=self.writer, prompts=prompts,
+                ports=PortPool(s.media_bind_host, s.media_port_min, s.media_port_max),
+                clock=MediaClock(), metrics=self.metrics, flows=dict(FLOWS),
+                server_id=self.server_id,
+            )
+            self.manager = CallManager(deps, engine)
+            connection = AriConnection(s, rest, self.metrics, self.manager)
+            if s.metrics_port:
+                try:
+                    metrics_server = serve_metrics(self.metrics, s.metrics_host, s.metrics_port)
+                except OSError as err:
+                    raise ConfigError(
+                        f"IVR_METRICS_PORT: cannot serve metrics on {s.metrics_host}:{s.metrics_port}: {err}"
+                    ) from err
+            if install_signal_handlers:
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.add_signal_handler(sig, self.stop)
+            log.info("server.started", version=__version__, server_id=self.server_id,
+                     ari=connection.url, database=mask_url(s.effective_database_url),
+                     media_format=s.media_format, ports=f"{s.media_port_min}-{s.media_port_max}",
+                     flows=sorted(FLOWS), metrics_port=s.metrics_port or None)
+            await self._serve(connection)
+        finally:
+            if metrics_server is not None:
+                metrics_server.shutdown()
+            if rest is not None:
+                await rest.aclose()
+            await engine.dispose()
+
+    async def _serve(self, connection: AriConnection) -> None:
+        assert self.manager is not None and self.writer is not None
+        fatal: list[BaseException] = []
+
+        async def stay_connected() -> None:
+            try:
+                await connection.run()
+            except (AriAuthError, ConfigError) as err:
+                fatal.append(err)
+
+        async with asyncio.TaskGroup() as tg:
+            writer_task = tg.create_task(self.writer.run(), name="store-writer")
+            tg.create_task(self.manager.run(), name="call-manager")
+            conn_task = tg.create_task(stay_connected(), name="ari-connection")
+            stop_task = tg.create_task(self.stop_requested.wait(), name="stop")
+            await asyncio.wait({conn_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+            log.info("server.stopping", calls=len(self.manager.sessions))
+            await self.manager.shutdown(self.settings.shutdown_timeout_s)
+            conn_task.cancel()
+            stop_task.cancel()
+            if not await self.writer.flush(self.settings.shutdown_timeout_s):
+                log.error("store.unflushed_at_exit", pending=self.writer.pending)
+            writer_task.cancel()
+        log.info("server.stopped")
+        if fatal:
+            raise fatal[0]
+        if self.writer.pending:
+            raise StoreError(f"{self.writer.pending} store writes not committed at exit")

@@ -1,0 +1,296 @@
+"""Settings: ``IVR_*`` environment variables over an optional TOML file over defaults.
+
+The file groups settings in tables: ``[ari] url = ...`` is the setting ``ari_url``, which the
+environment sets as ``IVR_ARI_URL``. Every field says what it is for; ``ivr-server config show``
+prints the effective values with secrets masked.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from ivr_server.errors import ConfigError
+from ivr_server.resources import resource_dir
+
+ENV_PREFIX = "IVR_"
+CONFIG_FILE_ENV = "IVR_CONFIG_FILE"
+# IVR_* variables that belong to scripts and tests, not to the server's settings.
+NON_SETTING_ENV = ("IVR_CONFIG_FILE", "IVR_SANDBOX_", "IVR_TEST_", "IVR_BENCH_")
+MASK = "********"
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "ivr-server"
+
+
+class Settings(BaseSettings):
+    """The server's settings. Units are in the names: ``_s`` seconds, ``_ms`` milliseconds."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="forbid", frozen=True, case_sensitive=False
+    )
+
+    # --- ARI: how the server reaches Asterisk -------------------------------------------------
+    ari_url: str = Field(
+        "http://127.0.0.1:8088",
+        description="Asterisk HTTP server (http.conf) without /ari; https:// for TLS.",
+    )
+    ari_username: str = Field("ivr", description="ARI user (a section of ari.conf).")
+    ari_password: SecretStr = Field(
+        SecretStr("ivr-sandbox"), description="ARI password; the default is the sandbox's."
+    )
+    ari_password_file: Path | None = Field(
+        None, description="Read the ARI password from this file instead (first line)."
+    )
+    ari_app: str = Field(
+        "ivr-server", min_length=1, description="Stasis application name the dialplan uses."
+    )
+    ari_connect_timeout_s: float = Field(3.0, gt=0, description="TCP/TLS connect timeout.")
+    ari_request_timeout_s: float = Field(5.0, gt=0, description="Timeout of one REST call.")
+    ari_reconnect_initial_s: float = Field(
+        0.1, gt=0, description="First wait before reconnecting the events socket."
+    )
+    ari_reconnect_max_s: float = Field(
+        1.0, gt=0, description="Cap on the exponential backoff between reconnect attempts."
+    )
+    ari_lost_call_grace_s: float = Field(
+        5.0, ge=0, description="How long calls wait for a lost ARI connection before closing."
+    )
+
+    # --- Store -------------------------------------------------------------------------------
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Where the embedded SQLite database and other local state live.",
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy async URL, e.g. postgresql+asyncpg://user:pw@host/db; "
+        "default: SQLite file ivr.sqlite3 in data_dir.",
+    )
+
+    # --- Media -------------------------------------------------------------------------------
+    media_format: Literal["ulaw", "slin16"] = Field(
+        "ulaw", description="ExternalMedia format: ulaw (8 kHz G.711) or slin16 (16 kHz PCM)."
+    )
+    media_bind_host: str = Field(
+        "127.0.0.1", description="Local address the RTP sockets bind to."
+    )
+    media_advertise_host: str | None = Field(
+        None, description="Address Asterisk sends RTP to (default: media_bind_host)."
+    )
+    media_port_min: int = Field(40000, ge=1024, le=65535, description="First RTP port.")
+    media_port_max: int = Field(40999, ge=1024, le=65535, description="Last RTP port.")
+    media_inbox_frames: int = Field(
+        50, ge=5, description="Inbound audio queue per call (20 ms frames); oldest dropped."
+    )
+    media_outbox_frames: int = Field(
+        25, ge=2, description="Outbound live-audio queue per call (echo); oldest dropped."
+    )
+
+    # --- Dialog ------------------------------------------------------------------------------
+    prompts_dir: Path = Field(
+        default_factory=lambda: resource_dir("prompts"),
+        description="Directory of prompt WAV files and prompts.toml.",
+    )
+    default_flow: str = Field(
+        "digits", description="Flow for calls whose Stasis() call names none."
+    )
+    dtmf_first_digit_timeout_s: float = Field(
+        8.0, gt=0, description="Wait for the first digit after the greeting starts."
+    )
+    dtmf_inter_digit_timeout_s: float = Field(
+        4.0, gt=0, description="Wait for each following digit before taking what was typed."
+    )
+    dtmf_max_digits: int = Field(16, ge=1, le=64, description="Stop collecting after this many.")
+    speech_threshold_dbfs: float = Field(
+        -40.0, le=0, description="Frame energy above which the caller counts as speaking."
+    )
+    speech_min_ms: int = Field(
+        100, ge=0, description="Energy must last this long to start a speech segment."
+    )
+    speech_hangover_ms: int = Field(
+        300, ge=0, description="Silence that ends a speech segment."
+    )
+    echo_max_s: float = Field(300.0, gt=0, description="Longest echo-test call.")
+    call_setup_timeout_s: float = Field(
+        10.0, gt=0, description="Answer, bridge and ExternalMedia must be ready within this."
+    )
+    cleanup_timeout_s: float = Field(
+        5.0, gt=0, description="Per-call cleanup (hangups, bridge, ports) is cut off after this."
+    )
+    shutdown_timeout_s: float = Field(
+        10.0, gt=0, description="On SIGTERM, how long to wait for calls to close and the store."
+    )
+
+    # --- Observability -----------------------------------------------------------------------
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", description="json lines, console (readable), or auto (console on a terminal)."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Lowest level logged."
+    )
+    metrics_host: str = Field("127.0.0.1", description="Prometheus /metrics bind address.")
+    metrics_port: int = Field(
+        9464, ge=0, le=65535, description="Prometheus /metrics port; 0 turns it off."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment overrides the config file, which arrives as init arguments.
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.media_port_min > self.media_port_max:
+            raise ValueError(
+                f"media_port_min ({self.media_port_min}) must not exceed "
+                f"media_port_max ({self.media_port_max})"
+            )
+        scheme = urlsplit(self.ari_url).scheme
+        if scheme not in ("http", "https"):
+            raise ValueError(f"ari_url must start with http:// or https://, got {self.ari_url!r}")
+        if self.ari_password_file is not None:
+            try:
+                first = self.ari_password_file.read_text().splitlines()[:1]
+            except OSError as err:
+                raise ValueError(f"ari_password_file {self.ari_password_file}: {err}") from err
+            if not first or not first[0].strip():
+                raise ValueError(f"ari_password_file {self.ari_password_file} is empty")
+            object.__setattr__(self, "ari_password", SecretStr(first[0].strip()))
+        return self
+
+    # --- Derived values ----------------------------------------------------------------------
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'ivr.sqlite3'}"
+
+    @property
+    def media_external_host(self) -> str:
+        return self.media_advertise_host or self.media_bind_host
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced, for logs and ``config show``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{netloc[1]}"))
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def _flatten_file(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            for sub, sub_value in value.items():
+                if isinstance(sub_value, dict):
+                    raise ConfigError(f"{path}: [{key}.{sub}] nests too deep; use [{key}] {sub}_...")
+                flat[f"{key}_{sub}"] = sub_value
+        else:
+            flat[key] = value
+    return flat
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError as err:
+        raise ConfigError(f"config file {path} does not exist") from err
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {path} is not valid TOML: {err}") from err
+    except OSError as err:
+        raise ConfigError(f"config file {path} cannot be read: {err}") from err
+    return _flatten_file(data, path)
+
+
+def unknown_env_vars(environ: Mapping[str, str]) -> list[str]:
+    """IVR_* variables that are neither a setting nor a script's: most likely typos."""
+    fields = {env_name(name) for name in Settings.model_fields}
+    return sorted(
+        key
+        for key in environ
+        if key.upper().startswith(ENV_PREFIX)
+        and key.upper() not in fields
+        and not key.upper().startswith(NON_SETTING_ENV)
+    )
+
+
+def config_file_path(explicit: Path | None) -> Path | None:
+    """The config file in use: the one given, else $IVR_CONFIG_FILE, else none."""
+    if explicit is None and os.environ.get(CONFIG_FILE_ENV):
+        return Path(os.environ[CONFIG_FILE_ENV])
+    return explicit
+
+
+def load_settings(config_file: Path | None = None) -> Settings:
+    """Build and validate the settings; raise ConfigError naming every bad setting."""
+    config_file = config_file_path(config_file)
+    file_values = read_config_file(config_file) if config_file else {}
+    try:
+        return Settings(**file_values)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, file_values, config_file)) from err
+
+
+def _describe(err: ValidationError, file_values: Mapping[str, Any], path: Path | None) -> str:
+    lines = [f"{err.error_count()} invalid setting(s):"]
+    for item in err.errors():
+        field = str(item["loc"][0]) if item["loc"] else ""
+        if field and field not in Settings.model_fields:
+            lines.append(f"  {path}: unknown setting {field!r} (not a known key)")
+            continue
+        where = env_name(field) if field else "settings"
+        if field in file_values and env_name(field) not in {k.upper() for k in os.environ}:
+            where = f"{field} in {path}"
+        got = item.get("input")
+        shown = MASK if "password" in field else repr(got)
+        detail = item["msg"].removeprefix("Value error, ")
+        lines.append(f"  {where}: {detail}" + ("" if not field else f" (got {shown})"))
+    return "\n".join(lines)
+
+
+def effective_settings(settings: Settings, config_file: Path | None) -> list[tuple[str, str, str]]:
+    """(env var, shown value, source) for every setting, secrets masked."""
+    env_keys = {k.upper() for k in os.environ}
+    file_keys = set(read_config_file(config_file)) if config_file else set()
+    rows = []
+    for name in Settings.model_fields:
+        value: Any = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            shown = MASK
+        elif name == "database_url":
+            shown = mask_url(settings.effective_database_url)
+        else:
+            shown = "" if value is None else str(value)
+        if env_name(name) in env_keys:
+            source = "env"
+        elif name in file_keys:
+            source = f"file {config_file}"
+        else:
+            source = "default"
+        rows.append((env_name(name), shown, source))
+    return rows

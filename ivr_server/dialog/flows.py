@@ -1,0 +1,107 @@
+"""The first flows, written against ``CallControl`` so they never touch ARI or RTP directly.
+
+``digits``: greet, collect DTMF until # (or a timeout), read the digits back, say goodbye.
+``echo``:   the admin's media check; the caller hears themself until they hang up.
+
+The dialplan picks the flow: ``Stasis(ivr-server,digits)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+import structlog
+
+from ivr_server.config import Settings
+from ivr_server.dialog.dtmf import DtmfCollector, DtmfResult, digit_prompt
+from ivr_server.media.g711 import Pcm
+
+log = structlog.get_logger(__name__)
+
+
+class CallControl(Protocol):
+    """What a flow can do with its call."""
+
+    settings: Settings
+
+    def now(self) -> float:
+        """Monotonic seconds."""
+        ...
+
+    async def play(self, prompt_ids: Sequence[str], *, stop_on_dtmf: bool = False) -> bool:
+        """Play prompts back to back; False if a key press or hangup cut them short."""
+        ...
+
+    async def next_dtmf(self, timeout_s: float) -> tuple[str, float] | None:
+        """The next key pressed (with its arrival time), or None after ``timeout_s``."""
+        ...
+
+    def open_audio(self) -> asyncio.Queue[Pcm]:
+        """Start receiving the caller's audio as 20 ms frames (oldest dropped when full)."""
+        ...
+
+    def send_live(self, pcm: Pcm) -> None:
+        """Send one 20 ms frame to the caller as soon as the media clock allows."""
+        ...
+
+    def record(self, event_type: str, **payload: Any) -> None:
+        """Append an event to the call's record in the store."""
+        ...
+
+
+Flow = Callable[[CallControl], Awaitable[None]]
+
+
+async def collect_digits(call: CallControl, collector: DtmfCollector) -> DtmfResult:
+    while collector.result is None:
+        pressed = await call.next_dtmf(collector.deadline() - call.now())
+        if pressed is None:
+            collector.expire(call.now())
+        else:
+            collector.feed(*pressed)
+    return collector.result
+
+
+async def digits_flow(call: CallControl) -> None:
+    s = call.settings
+    await call.play(["greeting"], stop_on_dtmf=True)
+    # The first-digit timeout runs from the end of the greeting; keys pressed during it count.
+    collector = DtmfCollector(
+        started_at=call.now(),
+        first_digit_timeout_s=s.dtmf_first_digit_timeout_s,
+        inter_digit_timeout_s=s.dtmf_inter_digit_timeout_s,
+        max_digits=s.dtmf_max_digits,
+    )
+    result = await collect_digits(call, collector)
+    call.record("dtmf_collected", digits=result.digits, reason=result.reason,
+                ignored=collector.ignored)
+    log.info("flow.digits_collected", count=len(result.digits), reason=result.reason)
+    if result.digits:
+        await call.play(["you_entered", *map(digit_prompt, result.digits), "goodbye"])
+    else:
+        await call.play(["no_digits", "goodbye"])
+
+
+async def echo_flow(call: CallControl) -> None:
+    inbox = call.open_audio()
+    await call.play(["echo_intro"])
+    while not inbox.empty():  # what the caller said over the intro is not echoed
+        inbox.get_nowait()
+    deadline = call.now() + call.settings.echo_max_s
+    frames = 0
+    try:
+        while (left := deadline - call.now()) > 0:
+            try:
+                async with asyncio.timeout(left):
+                    frame = await inbox.get()
+            except TimeoutError:
+                break
+            call.send_live(frame)
+            frames += 1
+    finally:
+        call.record("echo", frames=frames)
+
+
+FLOWS: dict[str, Flow] = {"digits": digits_flow, "echo": echo_flow}

@@ -1,0 +1,82 @@
+"""One error tree for the whole server; every error has a stable ``code``.
+
+    IvrError
+    ├── ConfigError              settings invalid or missing (names the setting)
+    ├── StoreError               database unreachable or failing
+    │   └── SchemaNotCurrent     database not migrated to the code's schema
+    ├── AriError                 the Asterisk REST Interface
+    │   ├── AriUnavailable       connection refused, timed out, reset
+    │   ├── AriAuthError         401/403: wrong ARI user or password
+    │   └── AriRequestError      any other non-2xx answer (AriNotFound for 404)
+    ├── AriEventError            an events-socket message we cannot parse
+    ├── MediaError               ports, RTP, codecs, prompts
+    │   ├── RtpParseError        a datagram that is not valid RTP
+    │   └── PortsExhausted       no free UDP port in the configured range
+    └── FlowError                the dialog flow failed
+"""
+
+from __future__ import annotations
+
+
+class IvrError(Exception):
+    """Base error; ``code`` is stable and safe to log and count."""
+
+    code = "ivr_error"
+
+
+class ConfigError(IvrError):
+    code = "config_invalid"
+
+
+class StoreError(IvrError):
+    code = "store_error"
+
+
+class SchemaNotCurrent(StoreError):
+    code = "schema_not_current"
+
+
+class AriError(IvrError):
+    code = "ari_error"
+
+
+class AriUnavailable(AriError):
+    code = "ari_unavailable"
+
+
+class AriAuthError(AriError):
+    code = "ari_auth_failed"
+
+
+class AriRequestError(AriError):
+    code = "ari_request_failed"
+
+    def __init__(self, method: str, path: str, status: int, message: str) -> None:
+        super().__init__(f"ARI {method} {path} answered {status}: {message}")
+        self.method = method
+        self.path = path
+        self.status = status
+
+
+class AriNotFound(AriRequestError):
+    code = "ari_not_found"
+
+
+class AriEventError(IvrError):
+    code = "ari_event_malformed"
+
+
+class MediaError(IvrError):
+    code = "media_error"
+
+
+class RtpParseError(MediaError):
+    code = "rtp_malformed"
+
+
+class PortsExhausted(MediaError):
+    code = "media_ports_exhausted"
+
+
+class FlowError(IvrError):
+    code = "flow_error"

@@ -1,0 +1,47 @@
+"""Whole-buffer audio helpers: WAV files and frame energy."""
+
+from __future__ import annotations
+
+import math
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from ivr_server.errors import MediaError
+from ivr_server.media.g711 import Pcm
+
+
+def read_wav(path: Path) -> tuple[int, Pcm]:
+    """(sample rate, samples) of a 16-bit mono PCM WAV file."""
+    try:
+        with wave.open(str(path), "rb") as wav:
+            if wav.getnchannels() != 1 or wav.getsampwidth() != 2:
+                raise MediaError(
+                    f"{path}: need 16-bit mono PCM, got {wav.getnchannels()} channel(s) of "
+                    f"{8 * wav.getsampwidth()} bits"
+                )
+            rate = wav.getframerate()
+            data = wav.readframes(wav.getnframes())
+    except (wave.Error, EOFError) as err:
+        raise MediaError(f"{path}: not a PCM WAV file ({err})") from err
+    except OSError as err:
+        raise MediaError(f"{path}: cannot be read ({err})") from err
+    return rate, np.frombuffer(data, dtype="<i2").astype(np.int16)
+
+
+def write_wav(path: Path, rate: int, pcm: Pcm) -> None:
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(np.asarray(pcm, dtype="<i2").tobytes())
+
+
+def frame_dbfs(pcm: Pcm) -> float:
+    """RMS level of a frame relative to full scale; -120 for digital silence."""
+    if len(pcm) == 0:
+        return -120.0
+    x = pcm.astype(np.float32)
+    rms = math.sqrt(float(np.dot(x, x)) / len(x)) / 32768.0
+    return 20.0 * math.log10(rms) if rms > 1e-6 else -120.0

@@ -1,0 +1,63 @@
+"""Prompt audio from prompts/: checked at start-up, converted once per sample rate."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from ivr_server.errors import MediaError
+from ivr_server.media.audio import read_wav
+from ivr_server.media.g711 import Pcm
+from ivr_server.media.resample import resample
+
+MANIFEST = "prompts.toml"
+
+
+class PromptLibrary:
+    """Every prompt named in prompts.toml, loaded from ``<id>.wav`` beside it."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        manifest = directory / MANIFEST
+        try:
+            with manifest.open("rb") as fh:
+                texts = tomllib.load(fh).get("prompts", {})
+        except FileNotFoundError as err:
+            raise MediaError(f"no prompt manifest at {manifest} (check IVR_PROMPTS_DIR)") from err
+        except tomllib.TOMLDecodeError as err:
+            raise MediaError(f"{manifest} is not valid TOML: {err}") from err
+        if not isinstance(texts, dict) or not texts:
+            raise MediaError(f"{manifest} has no [prompts] table of id = \"text\" lines")
+        self.texts: dict[str, str] = {str(k): str(v) for k, v in texts.items()}
+        self._audio: dict[str, tuple[int, Pcm]] = {}
+        missing = [pid for pid in self.texts if not (directory / f"{pid}.wav").is_file()]
+        if missing:
+            raise MediaError(
+                f"prompts without audio in {directory}: {', '.join(sorted(missing))}; "
+                "run scripts/render-prompts"
+            )
+        for pid in self.texts:
+            self._audio[pid] = read_wav(directory / f"{pid}.wav")
+        self._converted: dict[tuple[str, int], Pcm] = {}
+
+    def __contains__(self, prompt_id: object) -> bool:
+        return prompt_id in self._audio
+
+    def audio(self, prompt_id: str, rate: int) -> Pcm:
+        """The prompt's samples at ``rate`` Hz (converted once, then cached)."""
+        key = (prompt_id, rate)
+        if key not in self._converted:
+            if prompt_id not in self._audio:
+                raise MediaError(f"unknown prompt {prompt_id!r}; known: {', '.join(sorted(self._audio))}")
+            src_rate, pcm = self._audio[prompt_id]
+            self._converted[key] = resample(pcm, src_rate, rate)
+        return self._converted[key]
+
+    def prepare(self, rate: int) -> None:
+        """Convert every prompt to ``rate`` now, so no call waits for a conversion."""
+        for prompt_id in self._audio:
+            self.audio(prompt_id, rate)
+
+    def duration_s(self, prompt_id: str) -> float:
+        rate, pcm = self._audio[prompt_id]
+        return len(pcm) / rate

@@ -1,0 +1,84 @@
+"""Inbound RTP for one call: accept only the announced peer, parse, track, decode."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any, cast
+
+import structlog
+
+from ivr_server.errors import RtpParseError
+from ivr_server.media.formats import MediaFormat
+from ivr_server.media.g711 import Pcm
+from ivr_server.media.rtp import RtpPacket
+from ivr_server.media.stats import RtpReceiveStats
+from ivr_server.observability.logging import RateLimitedLog
+from ivr_server.observability.metrics import Metrics
+
+log = structlog.get_logger(__name__)
+
+Address = tuple[str, int]
+
+
+class RtpReceiver(asyncio.DatagramProtocol):
+    """Datagram protocol bound to one call's port. Decoded frames go to ``sink`` synchronously.
+
+    Packets are dropped and counted (never raised) when they come from anywhere but the address
+    Asterisk announced for the call's ExternalMedia channel, are not RTP, or carry another
+    payload type.
+    """
+
+    def __init__(self, fmt: MediaFormat, sink: Callable[[Pcm], None], metrics: Metrics) -> None:
+        self.fmt = fmt
+        self.sink = sink
+        self.metrics = metrics
+        self.stats = RtpReceiveStats(fmt.sample_rate)
+        self.rejected: dict[str, int] = {"wrong_source": 0, "malformed": 0, "payload_type": 0}
+        self.expected_peer: Address | None = None
+        self.transport: asyncio.DatagramTransport | None = None
+        self._reported_lost = 0
+        self._log_limit = RateLimitedLog()
+
+    def expect_peer(self, host: str, port: int) -> None:
+        self.expected_peer = (host, port)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # The selector loop's datagram transport does not subclass DatagramTransport.
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        if self.expected_peer is None or (addr[0], addr[1]) != self.expected_peer:
+            self._reject("wrong_source", source=f"{addr[0]}:{addr[1]}", size=len(data))
+            return
+        try:
+            packet = RtpPacket.parse(data)
+            if packet.payload_type != self.fmt.payload_type:
+                self._reject("payload_type", payload_type=packet.payload_type)
+                return
+            pcm = self.fmt.decode(packet.payload)
+        except RtpParseError as err:
+            self._reject("malformed", error=str(err), size=len(data))
+            return
+        self.stats.update(packet.sequence, packet.timestamp, time.monotonic())
+        self.metrics.rtp_received.inc()
+        self.sink(pcm)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors for our sends (e.g. port unreachable while Asterisk restarts).
+        log.debug("rtp.socket_error", error=str(exc))
+
+    def flush_metrics(self) -> None:
+        """Add loss seen since the last flush to the global counter."""
+        lost = self.stats.lost
+        if lost > self._reported_lost:
+            self.metrics.rtp_lost.inc(lost - self._reported_lost)
+            self._reported_lost = lost
+
+    def _reject(self, reason: str, **detail: Any) -> None:
+        self.rejected[reason] += 1
+        self.metrics.rtp_rejected.labels(reason=reason).inc()
+        should, count = self._log_limit.should_log(reason)
+        if should:
+            log.warning("rtp.packet_rejected", reason=reason, count=count, **detail)

@@ -1,0 +1,83 @@
+"""structlog set-up: JSON lines by default, a readable renderer on a terminal.
+
+Per-call context (``call_id``, ``channel_id``) is bound with ``structlog.contextvars`` in the
+call's task, so every line a call writes carries it. Secret-looking keys are masked before
+rendering, whatever the caller passed.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+import structlog
+from pydantic import SecretStr
+
+MASK = "********"
+_SECRET_KEY_PARTS = ("password", "secret", "token", "authorization", "api_key", "apikey")
+
+
+def redact_secrets(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Mask values whose key looks like a secret, and any SecretStr, wherever they come from."""
+    for key, value in event_dict.items():
+        if isinstance(value, SecretStr) or any(p in key.lower() for p in _SECRET_KEY_PARTS):
+            event_dict[key] = MASK
+    return event_dict
+
+
+def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
+    """Configure structlog and the standard library (third-party loggers) to render alike."""
+    stream = stream or sys.stderr
+    use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
+    ]
+    renderer: Any
+    if use_json:
+        shared.append(structlog.processors.dict_tracebacks)
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
+    numeric = logging.getLevelName(level.upper())
+    structlog.configure(
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric)
+    # Libraries that log every request or frame at INFO/DEBUG.
+    for noisy in ("httpx", "httpcore", "websockets", "aiosqlite", "asyncio", "alembic"):
+        logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
+
+
+class RateLimitedLog:
+    """Logs the 1st, 2nd, 4th, 8th ... occurrence of a kind of event, with the running count.
+
+    Used where a peer can send a flood (garbage RTP, unknown events): every occurrence is
+    counted in metrics, the log gets enough lines to see it without drowning.
+    """
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+
+    def should_log(self, key: str) -> tuple[bool, int]:
+        count = self._counts.get(key, 0) + 1
+        self._counts[key] = count
+        return (count & (count - 1)) == 0, count

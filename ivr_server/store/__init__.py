@@ -1,0 +1,1 @@
+"""Persistence: calls and their ordered events in SQLite (embedded) or PostgreSQL."""

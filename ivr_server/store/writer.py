@@ -1,0 +1,188 @@
+"""Ordered, batched writes from calls to the store, off the calls' path.
+
+Calls ``submit()`` operations without waiting; one task commits them in order, in batches. A
+database that is down is retried with capped exponential backoff, keeping the operations in
+memory meanwhile; inserts ignore rows already present, so a batch whose commit outcome was
+unknown can be sent again without duplicates. A row the database rejects outright (too long,
+constraint) is logged with its content and dropped so it cannot block the calls behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ivr_server.observability.logging import RateLimitedLog
+from ivr_server.observability.metrics import Metrics
+from ivr_server.store.schema import SIZES, call_events, calls
+
+log = structlog.get_logger(__name__)
+
+RETRY_INITIAL_S = 0.2
+RETRY_MAX_S = 5.0
+
+
+def _clip(value: str | None, column: str) -> str | None:
+    return None if value is None else value[: SIZES[column]]
+
+
+@dataclass(frozen=True)
+class CallStarted:
+    call_id: str
+    channel_id: str
+    caller_number: str | None
+    caller_name: str | None
+    dialed_number: str | None
+    flow: str
+    flow_args: list[str]
+    server_id: str
+    started_at: datetime
+
+
+@dataclass(frozen=True)
+class CallAnswered:
+    call_id: str
+    answered_at: datetime
+
+
+@dataclass(frozen=True)
+class CallEvent:
+    call_id: str
+    seq: int
+    at: datetime
+    type: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CallEnded:
+    call_id: str
+    ended_at: datetime
+    end_reason: str
+
+
+Op = CallStarted | CallAnswered | CallEvent | CallEnded
+
+
+class StoreWriter:
+    def __init__(self, engine: AsyncEngine, metrics: Metrics, *, batch_max: int = 500) -> None:
+        self.engine = engine
+        self.metrics = metrics
+        self.batch_max = batch_max
+        self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+        self._pending: deque[Op] = deque()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._log_limit = RateLimitedLog()
+        self.written = 0
+        self.rejected = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def submit(self, op: Op) -> None:
+        self._pending.append(op)
+        self.metrics.store_pending.set(len(self._pending))
+        self._idle.clear()
+        self._wake.set()
+
+    async def flush(self, timeout_s: float) -> bool:
+        """Wait until everything submitted is committed; False if the time ran out."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._idle.wait()
+            return True
+        except TimeoutError:
+            return False
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch = list(itertools.islice(self._pending, self.batch_max))
+                await self._write_with_retry(batch)
+                for _ in batch:
+                    self._pending.popleft()
+                self.metrics.store_pending.set(len(self._pending))
+            self._idle.set()
+
+    async def _write_with_retry(self, batch: list[Op]) -> None:
+        failures = 0
+        while True:
+            try:
+                await self._write(batch)
+                self.written += len(batch)
+                if failures:
+                    log.info("store.recovered", after_failures=failures, pending=len(self._pending))
+                return
+            except (IntegrityError, DataError) as err:
+                if len(batch) == 1:
+                    self.rejected += 1
+                    log.error("store.write_rejected", op=type(batch[0]).__name__,
+                              content=repr(batch[0])[:500], error=str(err.orig or err)[:300])
+                    return
+                for op in batch:  # find the bad one, keep the rest
+                    await self._write_with_retry([op])
+                return
+            except (SQLAlchemyError, OSError, TimeoutError) as err:
+                failures += 1
+                self.metrics.store_failures.inc()
+                wait = min(RETRY_MAX_S, RETRY_INITIAL_S * 2 ** (failures - 1)) * random.uniform(0.8, 1.2)
+                should, count = self._log_limit.should_log("unavailable")
+                if should:
+                    log.error("store.write_failed", error=str(err)[:300], retry_in_s=round(wait, 2),
+                              pending=len(self._pending), failures=count)
+                await asyncio.sleep(wait)
+
+    async def _write(self, batch: list[Op]) -> None:
+        async with self.engine.begin() as conn:
+            for kind, group in itertools.groupby(batch, key=type):
+                await self._write_group(conn, kind, list(group))
+
+    async def _write_group(self, conn: AsyncConnection, kind: type, ops: list[Any]) -> None:
+        if kind is CallEvent:
+            rows = [
+                {"call_id": o.call_id, "seq": o.seq, "at": o.at, "type": _clip(o.type, "type"),
+                 "payload": o.payload}
+                for o in ops
+            ]
+            stmt = self._insert(call_events).on_conflict_do_nothing(index_elements=["call_id", "seq"])
+            await conn.execute(stmt, rows)
+        elif kind is CallStarted:
+            rows = [
+                {"id": o.call_id, "channel_id": _clip(o.channel_id, "channel_id"),
+                 "caller_number": _clip(o.caller_number, "caller_number"),
+                 "caller_name": _clip(o.caller_name, "caller_name"),
+                 "dialed_number": _clip(o.dialed_number, "dialed_number"),
+                 "flow": _clip(o.flow, "flow"), "flow_args": o.flow_args,
+                 "server_id": _clip(o.server_id, "server_id"), "started_at": o.started_at}
+                for o in ops
+            ]
+            await conn.execute(self._insert(calls).on_conflict_do_nothing(index_elements=["id"]), rows)
+        elif kind is CallAnswered:
+            for o in ops:
+                await conn.execute(
+                    update(calls).where(calls.c.id == o.call_id).values(answered_at=o.answered_at)
+                )
+        elif kind is CallEnded:
+            for o in ops:  # the first end recorded wins
+                await conn.execute(
+                    update(calls)
+                    .where(calls.c.id == o.call_id, calls.c.ended_at.is_(None))
+                    .values(ended_at=o.ended_at, end_reason=_clip(o.end_reason, "end_reason"))
+                )

@@ -1,0 +1,183 @@
+"""Routes ARI events to calls, starts a session per caller, reconciles after every connect.
+
+Reconciliation (ARI sends nothing while disconnected, so this is how missed events are made up):
+  - a call we know whose caller is no longer in the app is closed ("channel_gone");
+  - a call we know whose caller is still there is resumed (its media never depended on ARI);
+  - a channel or bridge in the app that we do not know and that was there before the socket
+    opened is an orphan (from a crashed run, say): hung up / destroyed;
+  - on the first connect, calls the store shows open for this server (a previous run that died)
+    are closed ("orphaned").
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Coroutine
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ivr_server.errors import AriError, AriNotFound
+from ivr_server.store.queries import open_call_ids
+from ivr_server.store.writer import CallEnded, CallEvent
+from ivr_server.telephony.ari_connection import Snapshot
+from ivr_server.telephony.ari_events import (
+    AriEvent,
+    ApplicationReplaced,
+    ChannelDestroyed,
+    ChannelDtmfReceived,
+    ChannelHangupRequest,
+    StasisEnd,
+    StasisStart,
+)
+from ivr_server.telephony.session import CallDeps, CallSession
+
+log = structlog.get_logger(__name__)
+
+
+class CallManager:
+    def __init__(self, deps: CallDeps, engine: AsyncEngine) -> None:
+        self.deps = deps
+        self.engine = engine
+        self.sessions: dict[str, CallSession] = {}  # by call id
+        self._by_channel: dict[str, CallSession] = {}  # caller and ExternalMedia channel ids
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._tg: asyncio.TaskGroup | None = None
+        self._stop = asyncio.Event()
+        self.accepting = True
+        self.reconciled = asyncio.Event()
+
+    async def run(self) -> None:
+        """Owns every call's task; returns after ``shutdown`` once the calls are closed."""
+        async with asyncio.TaskGroup() as tg:
+            self._tg = tg
+            await self._stop.wait()
+        self._tg = None
+
+    async def shutdown(self, timeout_s: float) -> None:
+        """Stop taking calls, hand active callers back to the dialplan, wait for cleanup."""
+        self.accepting = False
+        for session in list(self.sessions.values()):
+            session.shutdown()
+        if self._tasks:
+            done, pending = await asyncio.wait(set(self._tasks), timeout=timeout_s)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.error("calls.shutdown_timeout", still_running=len(pending))
+                await asyncio.wait(pending, timeout=self.deps.settings.cleanup_timeout_s)
+        self._stop.set()
+
+    # --- EventHandler ---------------------------------------------------------------------
+    def on_event(self, event: AriEvent) -> None:
+        if isinstance(event, StasisStart):
+            self._on_stasis_start(event)
+        elif isinstance(event, ChannelDtmfReceived):
+            session = self._by_channel.get(event.channel.id)
+            if session is not None and event.channel.id == session.channel.id:
+                session.on_dtmf(event.digit, event.duration_ms)
+        elif isinstance(event, (StasisEnd, ChannelDestroyed, ChannelHangupRequest)):
+            self._on_channel_gone(event)
+        elif isinstance(event, ApplicationReplaced):
+            log.error("ari.application_replaced", app=self.deps.settings.ari_app,
+                      hint="another client connected with the same IVR_ARI_APP")
+
+    def on_disconnected(self) -> None:
+        self.reconciled.clear()
+        for session in self.sessions.values():
+            session.on_ari_lost()
+
+    async def on_connected(self, before: Snapshot, first: bool) -> None:
+        app = await self.deps.rest.application(self.deps.settings.ari_app)
+        for session in list(self.sessions.values()):
+            session.on_ari_restored(channel_present=session.channel.id in app.channel_ids)
+        orphans = [c for c in app.channel_ids - set(self._by_channel) if c in before.channel_ids]
+        for channel_id in orphans:
+            log.warning("ari.orphan_channel_hangup", orphan_channel=channel_id)
+            await self._quietly(self.deps.rest.hangup(channel_id))
+        known_bridges = {s.bridge_id for s in self.sessions.values()}
+        prefix = f"{self.deps.settings.ari_app}/"
+        for bridge_id, name in before.bridges.items():
+            if name.startswith(prefix) and bridge_id not in known_bridges:
+                log.warning("ari.orphan_bridge_destroy", bridge_id=bridge_id)
+                await self._quietly(self.deps.rest.destroy_bridge(bridge_id))
+        if first:  # later connects: every call this process started has a session
+            await self._close_orphaned_records()
+        log.info("ari.reconciled", first=first, calls=len(self.sessions), orphans=len(orphans))
+        self.reconciled.set()
+
+    # --- Internals ------------------------------------------------------------------------
+    def _on_stasis_start(self, event: StasisStart) -> None:
+        channel = event.channel
+        if channel.id in self._by_channel:
+            return  # our own ExternalMedia leg, or a duplicate
+        if channel.is_external_media:
+            log.warning("ari.orphan_media_channel", orphan_channel=channel.id, name=channel.name)
+            self._spawn(self._quietly(self.deps.rest.hangup(channel.id)))
+            return
+        if not self.accepting or self._tg is None:
+            log.info("call.declined", reason="shutting down", caller_channel=channel.id)
+            self._spawn(self._quietly(self.deps.rest.continue_in_dialplan(channel.id)))
+            return
+        session = CallSession(self.deps, channel, event.args)
+        self.sessions[session.call_id] = session
+        self._by_channel[channel.id] = session
+        self._by_channel[session.media_channel_id] = session
+        self._spawn(self._run_session(session))
+
+    def _on_channel_gone(self, event: StasisEnd | ChannelDestroyed | ChannelHangupRequest) -> None:
+        session = self._by_channel.get(event.channel.id)
+        if session is None:
+            return
+        if event.channel.id == session.media_channel_id:
+            session.on_media_gone(event.type)
+        elif isinstance(event, ChannelDestroyed):
+            session.on_caller_gone(event.type, event.cause, event.cause_txt)
+        elif isinstance(event, ChannelHangupRequest):
+            session.on_caller_gone(event.type, event.cause)
+        else:
+            session.on_caller_gone(event.type)
+
+    async def _run_session(self, session: CallSession) -> None:
+        self.deps.metrics.calls_active.inc()
+        try:
+            await session.run()
+        except Exception:  # session.run handles its own failures; this is the last guard
+            log.exception("call.session_crashed", call_id=session.call_id)
+        finally:
+            self.deps.metrics.calls_active.dec()
+            self.sessions.pop(session.call_id, None)
+            for channel_id in (session.channel.id, session.media_channel_id):
+                if self._by_channel.get(channel_id) is session:
+                    del self._by_channel[channel_id]
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        assert self._tg is not None, "call manager is not running"
+        task = self._tg.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _quietly(self, work: Awaitable[None]) -> None:
+        try:
+            await work
+        except AriNotFound:
+            pass
+        except AriError as err:
+            log.warning("ari.reconcile_step_failed", error=str(err))
+
+    async def _close_orphaned_records(self) -> None:
+        try:
+            stale = await open_call_ids(self.engine, self.deps.server_id)
+        except (SQLAlchemyError, OSError) as err:
+            log.error("store.reconcile_failed", error=str(err)[:300])
+            return
+        now = datetime.now(UTC)
+        for call_id in stale:
+            log.warning("call.orphaned_record_closed", orphan_call_id=call_id)
+            # seq far above anything a live call writes, so it never collides with one.
+            self.deps.writer.submit(CallEvent(call_id, 1_000_000, now, "call_ended",
+                                              {"reason": "orphaned"}))
+            self.deps.writer.submit(CallEnded(call_id, now, "orphaned"))

@@ -1,0 +1,378 @@
+"""One call, from StasisStart to cleanup.
+
+Set-up: answer, take a UDP port, create a mixing bridge and an ExternalMedia channel, bridge
+both. Then the flow runs until it finishes or the call ends (hangup, lost media, lost Asterisk,
+shutdown). Cleanup always runs, shielded and time-boxed: hang up or hand back the caller, hang
+up the ExternalMedia channel, destroy the bridge, give back the port, close the record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import structlog
+
+from ivr_server.config import Settings
+from ivr_server.dialog.flows import Flow
+from ivr_server.dialog.speech_meter import SpeechMeter, SpeechSegment
+from ivr_server.errors import AriError, AriNotFound, AriUnavailable, MediaError
+from ivr_server.media.audio import frame_dbfs
+from ivr_server.media.clock import MediaClock
+from ivr_server.media.formats import FORMATS
+from ivr_server.media.g711 import Pcm
+from ivr_server.media.ports import PortPool
+from ivr_server.media.prompts import PromptLibrary
+from ivr_server.media.receiver import RtpReceiver
+from ivr_server.media.sender import RtpSender
+from ivr_server.observability.metrics import Metrics
+from ivr_server.store.writer import CallAnswered, CallEnded, CallEvent, CallStarted, StoreWriter
+from ivr_server.telephony.ari_events import Channel
+from ivr_server.telephony.ari_rest import AriRestClient
+
+log = structlog.get_logger(__name__)
+
+# Set on a caller handed back to the dialplan, so extensions.conf can route it.
+STATUS_VARIABLE = "IVR_STATUS"
+
+
+@dataclass(frozen=True)
+class CallDeps:
+    """The shared services every call uses."""
+
+    settings: Settings
+    rest: AriRestClient
+    writer: StoreWriter
+    prompts: PromptLibrary
+    ports: PortPool
+    clock: MediaClock
+    metrics: Metrics
+    flows: dict[str, Flow]
+    server_id: str
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class CallSession:
+    def __init__(self, deps: CallDeps, channel: Channel, args: tuple[str, ...]) -> None:
+        self.deps = deps
+        self.settings: Settings = deps.settings
+        self.channel = channel
+        self.call_id = str(uuid.uuid4())
+        self.flow_name = args[0] if args and args[0] else deps.settings.default_flow
+        self.flow_args = list(args)
+        self.media_channel_id = f"{self.call_id}-media"
+        self.bridge_id = self.call_id
+        self.fmt = FORMATS[deps.settings.media_format]
+        self.end_reason: str | None = None
+        self.speech = SpeechMeter(
+            deps.settings.speech_threshold_dbfs,
+            deps.settings.speech_min_ms,
+            deps.settings.speech_hangover_ms,
+        )
+        self._end_detail: dict[str, Any] = {}
+        self._ended = asyncio.Event()
+        self._seq = 0
+        self._dtmf: asyncio.Queue[tuple[str, float]] = asyncio.Queue(maxsize=64)
+        self._stop_on_dtmf = False
+        self._inbox: asyncio.Queue[Pcm] | None = None
+        self._receiver: RtpReceiver | None = None
+        self._sender: RtpSender | None = None
+        self._port: int | None = None
+        self._transport: asyncio.DatagramTransport | None = None
+        self._bridge_created = False
+        self._media_created = False
+        self._caller_gone = False
+        self._media_gone = False
+        self._asterisk_lost = False
+        self._hand_back = False
+        self._grace: asyncio.TimerHandle | None = None
+
+    # --- Signals from the call manager (ARI events), never blocking --------------------------
+    def end(self, reason: str, **detail: Any) -> None:
+        """Ask the call to end; the first reason given is the one recorded."""
+        if self.end_reason is None:
+            self.end_reason = reason
+            self._end_detail = detail
+            self._ended.set()
+
+    def on_caller_gone(self, event_type: str, cause: int = 0, cause_txt: str = "") -> None:
+        self._caller_gone = True
+        self.end("caller_hangup", event=event_type, cause=cause, cause_txt=cause_txt)
+
+    def on_media_gone(self, event_type: str) -> None:
+        self._media_gone = True
+        self.end("media_lost", event=event_type)
+
+    def on_dtmf(self, digit: str, duration_ms: int) -> None:
+        self.record("dtmf", digit=digit, duration_ms=duration_ms)
+        if self._dtmf.full():
+            self._dtmf.get_nowait()
+        self._dtmf.put_nowait((digit, time.monotonic()))
+        if self._stop_on_dtmf and self._sender is not None:
+            self._sender.stop()
+
+    def on_ari_lost(self) -> None:
+        if self._grace is None and self.end_reason is None:
+            self._grace = asyncio.get_running_loop().call_later(
+                self.settings.ari_lost_call_grace_s, self._grace_expired
+            )
+
+    def on_ari_restored(self, channel_present: bool) -> None:
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+        if not channel_present:
+            self._caller_gone = True
+            self.end("channel_gone", detail="channel left the app while ARI was disconnected")
+
+    def _grace_expired(self) -> None:
+        self._grace = None
+        self._asterisk_lost = True
+        self.end("asterisk_lost", grace_s=self.settings.ari_lost_call_grace_s)
+
+    def shutdown(self) -> None:
+        """Server stopping: hand the caller back to the dialplan (never dead air)."""
+        self._hand_back = True
+        self.end("server_shutdown")
+
+    # --- CallControl, used by flows -------------------------------------------------------
+    def now(self) -> float:
+        return time.monotonic()
+
+    async def play(self, prompt_ids: Sequence[str], *, stop_on_dtmf: bool = False) -> bool:
+        sender = self._sender
+        if sender is None:
+            raise MediaError("no media: the call is not set up")
+        if stop_on_dtmf and not self._dtmf.empty():
+            return False
+        rate = self.fmt.sample_rate
+        pcm = np.concatenate([self.deps.prompts.audio(p, rate) for p in prompt_ids])
+        playback = sender.play(pcm)
+        self._stop_on_dtmf = stop_on_dtmf
+        try:
+            completed = await asyncio.shield(playback.done)
+        finally:
+            self._stop_on_dtmf = False
+            if not playback.done.done():  # cancelled (hangup): stop sending it
+                sender.stop()
+        self.record("prompt", prompts=list(prompt_ids), completed=completed,
+                    played_ms=playback.frames_played * 20)
+        return completed
+
+    async def next_dtmf(self, timeout_s: float) -> tuple[str, float] | None:
+        try:
+            async with asyncio.timeout(max(0.0, timeout_s)):
+                return await self._dtmf.get()
+        except TimeoutError:
+            return None
+
+    def open_audio(self) -> asyncio.Queue[Pcm]:
+        if self._inbox is None:
+            self._inbox = asyncio.Queue(maxsize=self.settings.media_inbox_frames)
+        return self._inbox
+
+    def send_live(self, pcm: Pcm) -> None:
+        if self._sender is not None:
+            self._sender.push_live(pcm)
+
+    def record(self, event_type: str, **payload: Any) -> None:
+        self._seq += 1
+        clean = json.loads(json.dumps(payload, default=str))
+        self.deps.writer.submit(CallEvent(self.call_id, self._seq, _utcnow(), event_type, clean))
+
+    # --- Lifecycle ------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Never raises (but CancelledError): every failure becomes an end reason."""
+        with structlog.contextvars.bound_contextvars(call_id=self.call_id, channel_id=self.channel.id):
+            self._record_start()
+            try:
+                if await self._set_up():
+                    await self._converse()
+            finally:
+                await asyncio.shield(self._clean_up())
+
+    def _record_start(self) -> None:
+        ch = self.channel
+        self.deps.writer.submit(
+            CallStarted(
+                call_id=self.call_id, channel_id=ch.id, caller_number=ch.caller_number or None,
+                caller_name=ch.caller_name or None, dialed_number=ch.exten or None,
+                flow=self.flow_name, flow_args=self.flow_args, server_id=self.deps.server_id,
+                started_at=_utcnow(),
+            )
+        )
+        self.record("stasis_start", channel=ch.name, context=ch.context, exten=ch.exten,
+                    args=self.flow_args)
+        log.info("call.started", caller=ch.caller_number, exten=ch.exten, flow=self.flow_name)
+
+    async def _set_up(self) -> bool:
+        if self.flow_name not in self.deps.flows:
+            log.error("call.unknown_flow", flow=self.flow_name, known=sorted(self.deps.flows))
+            self._hand_back = True
+            self.end("unknown_flow", flow=self.flow_name)
+            return False
+        try:
+            async with asyncio.timeout(self.settings.call_setup_timeout_s):
+                await self._set_up_media()
+            return True
+        except TimeoutError:
+            self._fail_setup(f"not ready within {self.settings.call_setup_timeout_s}s")
+        except AriUnavailable as err:
+            self._asterisk_lost = True
+            self.end("asterisk_lost", error=str(err))
+        except AriNotFound as err:
+            self._caller_gone = True
+            self.end("caller_hangup", during="setup", error=str(err))
+        except (AriError, MediaError) as err:
+            self._fail_setup(str(err))
+        except Exception as err:  # a bug in set-up fails this call, not the server
+            log.exception("call.setup_crashed")
+            self._fail_setup(f"{type(err).__name__}: {err}")
+        return False
+
+    def _fail_setup(self, error: str) -> None:
+        log.error("call.setup_failed", error=error)
+        self._hand_back = True
+        self.end("setup_failed", error=error)
+
+    async def _set_up_media(self) -> None:
+        rest, s = self.deps.rest, self.settings
+        await rest.answer(self.channel.id)
+        self.deps.writer.submit(CallAnswered(self.call_id, _utcnow()))
+        self.record("answered")
+        receiver = RtpReceiver(self.fmt, self._on_audio, self.deps.metrics)
+        self._port, transport, _ = await self.deps.ports.open(lambda: receiver)
+        self._receiver, self._transport = receiver, transport
+        await rest.create_bridge(self.bridge_id, f"{s.ari_app}/{self.call_id}")
+        self._bridge_created = True
+        media = await rest.external_media(
+            app=s.ari_app,
+            channel_id=self.media_channel_id,
+            external_host=f"{s.media_external_host}:{self._port}",
+            media_format=self.fmt.name,
+        )
+        self._media_created = True
+        receiver.expect_peer(media.local_host, media.local_port)
+        self._sender = RtpSender(
+            self.fmt, transport, (media.local_host, media.local_port), self.deps.clock,
+            self.deps.metrics, live_capacity=s.media_outbox_frames,
+        )
+        self._sender.start()
+        await rest.add_to_bridge(self.bridge_id, [self.channel.id, self.media_channel_id])
+        self.record("media_started", format=self.fmt.name, local_port=self._port,
+                    asterisk_rtp=f"{media.local_host}:{media.local_port}")
+
+    async def _converse(self) -> None:
+        flow = self.deps.flows[self.flow_name]
+        async with asyncio.TaskGroup() as tg:
+            flow_task = tg.create_task(self._run_flow(flow), name=f"flow-{self.call_id}")
+            ended = tg.create_task(self._ended.wait(), name=f"ended-{self.call_id}")
+            await asyncio.wait({flow_task, ended}, return_when=asyncio.FIRST_COMPLETED)
+            flow_task.cancel()
+            ended.cancel()
+
+    async def _run_flow(self, flow: Flow) -> None:
+        try:
+            await flow(self)
+            self.end("completed")
+        except AriUnavailable as err:
+            self._asterisk_lost = True
+            self.end("asterisk_lost", error=str(err))
+        except AriNotFound as err:
+            self._caller_gone = True
+            self.end("channel_gone", error=str(err))
+        except Exception as err:  # a broken flow ends its call, not the server
+            log.exception("call.flow_failed", flow=self.flow_name)
+            self._hand_back = True
+            self.end("flow_error", error=f"{type(err).__name__}: {err}")
+
+    def _on_audio(self, pcm: Pcm) -> None:
+        segment = self.speech.feed(frame_dbfs(pcm), len(pcm) * 1000 // self.fmt.sample_rate)
+        if segment is not None:
+            self._record_speech(segment)
+        if self._inbox is not None:
+            if self._inbox.full():
+                self._inbox.get_nowait()
+                self.deps.metrics.audio_dropped.labels(direction="in").inc()
+            self._inbox.put_nowait(pcm)
+
+    def _record_speech(self, segment: SpeechSegment) -> None:
+        self.record("caller_speech", start_ms=segment.start_ms, end_ms=segment.end_ms,
+                    duration_ms=segment.duration_ms)
+
+    # --- Cleanup --------------------------------------------------------------------------
+    async def _clean_up(self) -> None:
+        if self.end_reason is None:
+            self.end("cancelled")
+        if self._grace is not None:
+            self._grace.cancel()
+        self._close_media()
+        try:
+            async with asyncio.timeout(self.settings.cleanup_timeout_s):
+                await self._release_asterisk_side()
+        except TimeoutError:
+            log.error("call.cleanup_timeout", timeout_s=self.settings.cleanup_timeout_s)
+        if self._port is not None and self._transport is not None:
+            self.deps.ports.release(self._port, self._transport)
+            self._port = None
+        reason = self.end_reason or "cancelled"
+        self.record("call_ended", reason=reason, **self._end_detail)
+        self.deps.writer.submit(CallEnded(self.call_id, _utcnow(), reason))
+        self.deps.metrics.calls_ended.labels(end_reason=reason).inc()
+        log.info("call.ended", reason=reason, speech_ms=self.speech.speech_ms)
+
+    def _close_media(self) -> None:
+        stats: dict[str, Any] = {}
+        if self._sender is not None:
+            self._sender.close()
+            stats["tx"] = {"packets": self._sender.stats.packets,
+                           "live_dropped": self._sender.stats.live_dropped,
+                           "pacing": self._sender.stats.pacing.snapshot()}
+        if self._receiver is not None:
+            self._receiver.flush_metrics()
+            stats["rx"] = {**self._receiver.stats.snapshot(), "rejected": dict(self._receiver.rejected)}
+        if stats:
+            self.record("media_stats", **stats)
+        last = self.speech.finish()
+        if last is not None:
+            self._record_speech(last)
+        self.record("caller_speech_total", speech_ms=self.speech.speech_ms,
+                    segments=self.speech.segments)
+
+    async def _release_asterisk_side(self) -> None:
+        if self._asterisk_lost:
+            return  # nothing there to release; Asterisk dropped it all
+        rest = self.deps.rest
+        if not self._caller_gone:
+            if self._hand_back:
+                await self._step("hand_back", self._hand_back_to_dialplan())
+            else:
+                await self._step("hangup", rest.hangup(self.channel.id))
+                self.record("hangup", by="server")
+        if self._media_created and not self._media_gone:
+            await self._step("media_hangup", rest.hangup(self.media_channel_id))
+        if self._bridge_created:
+            await self._step("bridge_destroy", rest.destroy_bridge(self.bridge_id))
+
+    async def _hand_back_to_dialplan(self) -> None:
+        await self.deps.rest.set_variable(self.channel.id, STATUS_VARIABLE, self.end_reason or "")
+        await self.deps.rest.continue_in_dialplan(self.channel.id)
+        self.record("handed_back", status=self.end_reason)
+
+    async def _step(self, name: str, work: Any) -> None:
+        try:
+            await work
+        except AriNotFound:
+            pass  # already gone: the goal of the step
+        except AriError as err:
+            log.warning("call.cleanup_step_failed", step=name, error=str(err))
