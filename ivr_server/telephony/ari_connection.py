@@ -66,7 +66,7 @@ class _Backoff:
     """tenacity's exponential-with-jitter wait, counting failures since the last stable link."""
 
     def __init__(self, initial_s: float, max_s: float) -> None:
-        self._wait = wait_exponential_jitter(initial=initial_s, max=max_s, jitter=initial_s)
+        self._wait = wait_exponential_jitter(multiplier=initial_s, max=max_s, jitter=initial_s)
         self.failures = 0
 
     def reset(self) -> None:

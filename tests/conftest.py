@@ -1,0 +1,124 @@
+"""Shared fixtures: real SQLite and PostgreSQL databases, the sandbox Asterisk, a running server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ivr_server.app import IvrServer
+from ivr_server.config import Settings
+from ivr_server.store.database import create_engine, upgrade
+from tests.support import postgres
+
+REPO = Path(__file__).resolve().parent.parent
+SANDBOX = REPO / "scripts" / "asterisk-sandbox"
+# Ports for servers the tests start, apart from a demo server's default 40000-40999.
+TEST_MEDIA_PORTS = (41000, 41199)
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests build their settings explicitly; the developer's IVR_* variables must not leak in."""
+    for key in list(os.environ):
+        if key.startswith("IVR_") and not key.startswith("IVR_TEST_"):
+            monkeypatch.delenv(key)
+
+
+async def _migrated(url: str) -> str:
+    await asyncio.to_thread(upgrade, url)
+    return url
+
+
+@asynccontextmanager
+async def fresh_database(kind: str, tmp_path: Path) -> AsyncIterator[str]:
+    """An empty database of ``kind`` ("sqlite" or "postgres"); PostgreSQL ones are dropped after."""
+    if kind == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'ivr.sqlite3'}"
+        return
+    if os.environ.get("IVR_TEST_SKIP_POSTGRES") == "1":
+        pytest.skip("IVR_TEST_SKIP_POSTGRES=1")
+    try:
+        url = await postgres.create_database()
+    except OSError as err:  # not skipped: the suite promises both back ends
+        pytest.fail(f"PostgreSQL on 127.0.0.1:5432 is unreachable ({err}); start it or set "
+                    "IVR_TEST_SKIP_POSTGRES=1 to skip deliberately")
+    try:
+        yield url
+    finally:
+        await postgres.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A migrated database, once on SQLite and once on PostgreSQL."""
+    async with fresh_database(request.param, tmp_path) as url:
+        yield await _migrated(url)
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    eng = create_engine(database_url)
+    yield eng
+    await eng.dispose()
+
+
+def sandbox(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(SANDBOX), *args], capture_output=True, text=True, check=check,
+                          timeout=600)
+
+
+@pytest.fixture
+def asterisk() -> Iterator[None]:
+    """The sandbox Asterisk, running (started if a test before stopped it)."""
+    if sandbox("status", check=False).returncode != 0:
+        result = sandbox("start", check=False)
+        if result.returncode != 0:
+            pytest.fail(f"the sandbox Asterisk does not start:\n{result.stderr}")
+    yield
+
+
+def server_settings(database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "metrics_port": 0,
+        "media_port_min": TEST_MEDIA_PORTS[0],
+        "media_port_max": TEST_MEDIA_PORTS[1],
+        "log_format": "json",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@asynccontextmanager
+async def running_server(settings: Settings) -> AsyncIterator[IvrServer]:
+    """An IvrServer in this process, connected and reconciled; stopped cleanly afterwards."""
+    server = IvrServer(settings)
+    task = asyncio.create_task(server.run(install_signal_handlers=False))
+    try:
+        async with asyncio.timeout(20):
+            while server.manager is None or not server.manager.reconciled.is_set():
+                if task.done():
+                    task.result()  # raises what stopped it
+                    raise AssertionError("server stopped during start-up")
+                await asyncio.sleep(0.02)
+        yield server
+    finally:
+        server.stop()
+        await asyncio.wait_for(task, 30)
+
+
+async def settle(server: IvrServer, timeout_s: float = 15) -> None:
+    """Wait until no call is in progress and the store has committed everything."""
+    assert server.manager is not None and server.writer is not None
+    async with asyncio.timeout(timeout_s):
+        while server.manager.sessions:
+            await asyncio.sleep(0.05)
+    assert await server.writer.flush(timeout_s)

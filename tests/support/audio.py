@@ -1,0 +1,49 @@
+"""Finding known audio in received audio: normalised cross-correlation by FFT."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from ivr_server.media.g711 import Pcm
+
+
+def best_match(haystack: Pcm, needle: Pcm) -> tuple[float, int]:
+    """(normalised correlation in [-1, 1], sample offset) of ``needle``'s best fit."""
+    h = haystack.astype(np.float64)
+    n = needle.astype(np.float64) - needle.mean()
+    if len(h) < len(n) or not n.any():
+        return 0.0, 0
+    size = 1 << int(np.ceil(np.log2(len(h) + len(n))))
+    corr = np.fft.irfft(np.fft.rfft(h, size) * np.conj(np.fft.rfft(n, size)), size)[: len(h) - len(n) + 1]
+    # Energy of each haystack window, for normalisation.
+    csum = np.concatenate([[0.0], np.cumsum(h)])
+    csum2 = np.concatenate([[0.0], np.cumsum(h * h)])
+    m = len(n)
+    win_sum = csum[m:] - csum[:-m]
+    win_energy = csum2[m:] - csum2[:-m] - win_sum * win_sum / m
+    denom = np.sqrt(np.maximum(win_energy, 1e-9) * float(np.dot(n, n)))
+    score = corr / denom
+    best = int(np.argmax(score))
+    return float(score[best]), best
+
+
+def espeak_to_ulaw_wav(text: str, path: Path) -> float:
+    """Speak ``text`` into an 8 kHz µ-law WAV (what SIPp streams); returns its length in s."""
+    raw = path.with_suffix(".raw.wav")
+    subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(raw), text], check=True)
+    subprocess.run(["sox", str(raw), "-r", "8000", "-c", "1", "-e", "mu-law", str(path)], check=True)
+    out = subprocess.run(["soxi", "-D", str(path)], check=True, capture_output=True, text=True)
+    return float(out.stdout)
+
+
+def voiced_seconds(path: Path) -> float:
+    """Length of ``path`` once sox trims leading and trailing silence (an independent measure)."""
+    trimmed = path.with_suffix(".trimmed.wav")
+    subprocess.run(["sox", str(path), "-e", "signed-integer", "-b", "16", str(trimmed),
+                    "silence", "1", "0.02", "1%", "reverse", "silence", "1", "0.02", "1%", "reverse"],
+                   check=True)
+    out = subprocess.run(["soxi", "-D", str(trimmed)], check=True, capture_output=True, text=True)
+    return float(out.stdout)
