@@ -63,9 +63,9 @@ class MediaClock:
         self.ticks += 1
         loop = asyncio.get_running_loop()
         now = loop.time()
-        behind = int((now - (self._t0 + self.ticks * self.period_s)) / self.period_s)
+        # Slots more than half a frame overdue are skipped: sending them would burst.
+        behind = int((now - (self._t0 + self.ticks * self.period_s)) / self.period_s + 0.5)
         if behind > 0:
-            # The loop was blocked for whole frames: skip those slots rather than burst.
             self.skipped += behind
             self.ticks += behind
             log.warning("media.clock_skipped", frames=behind)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -108,7 +109,7 @@ async def test_bad_input_is_counted_and_the_call_goes_on(database_url: str, tmp_
                     workdir=tmp_path)
     async with running_server(server_settings(database_url)) as server:
         caller = asyncio.create_task(call.run())
-        media = await _wait_for_event(server, database_url, "media_started")
+        media = await wait_for_event(database_url, "media_started")
         port = media["local_port"]
         host, asterisk_port = media["asterisk_rtp"].rsplit(":", 1)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
@@ -181,7 +182,8 @@ def _wav_payload(path: Path) -> bytes:
     return data[index:]
 
 
-async def _wait_for_event(server: object, url: str, kind: str, timeout_s: float = 15) -> dict:
+async def wait_for_event(url: str, kind: str, timeout_s: float = 15) -> dict[str, Any]:
+    """The payload of the first ``kind`` event of the newest call, once it is in the store."""
     engine = create_engine(url)
     try:
         async with asyncio.timeout(timeout_s):

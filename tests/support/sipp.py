@@ -149,6 +149,7 @@ class SippCall:
         self.scenario_path.write_text(self.scenario_xml)
         self.error_file = self.workdir / f"sipp-{self.sip_port}-errors.log"
         self.returncode: int | None = None
+        self._proc: asyncio.subprocess.Process | None = None
 
     def argv(self) -> list[str]:
         sipp = shutil.which("sipp")
@@ -164,7 +165,7 @@ class SippCall:
         ]
 
     async def run(self) -> int:
-        proc = await asyncio.create_subprocess_exec(
+        proc = self._proc = await asyncio.create_subprocess_exec(
             *self.argv(), cwd=self.workdir, stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE, env={**os.environ, "TERM": "dumb"},
         )
@@ -177,6 +178,11 @@ class SippCall:
         self.returncode = proc.returncode
         self.stderr = stderr.decode(errors="replace")
         return proc.returncode or 0
+
+    def kill(self) -> None:
+        """End SIPp now (a call the test means to cut off)."""
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.kill()
 
     def errors(self) -> str:
         return self.error_file.read_text() if self.error_file.exists() else self.stderr

@@ -1,0 +1,118 @@
+"""Asterisk going away and coming back: reconnection with backoff, calls closed with a reason."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import structlog
+
+from tests.conftest import running_server, sandbox, server_settings, settle
+from tests.e2e.test_call import stored_call, wait_for_event
+from tests.support.sipp import Pause, SippCall, scenario
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("asterisk")]
+
+ARI = "http://127.0.0.1:8088/ari"
+AUTH = httpx.BasicAuth("ivr", "ivr-sandbox")
+
+
+async def first_ok(client: httpx.AsyncClient, path: str, timeout_s: float = 60) -> float:
+    """Poll every 20 ms until ``path`` answers 200; returns the monotonic time it did."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            try:
+                if (await client.get(path)).status_code == 200:
+                    return time.monotonic()
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.02)
+
+
+async def test_idle_server_reconnects_within_2s_of_asterisk_answering(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Asterisk stops and starts while no call is up: the server retries with growing, capped,
+    never-zero waits and registers its app again within 2 s of ARI answering."""
+    settings = server_settings(database_url)
+    with structlog.testing.capture_logs() as logs:
+        async with running_server(settings) as server:
+            assert server.manager is not None
+            await asyncio.to_thread(sandbox, "stop")
+            await asyncio.sleep(3)  # several failed attempts while Asterisk is down
+            starting = asyncio.create_task(asyncio.to_thread(sandbox, "start"))
+            async with httpx.AsyncClient(base_url=ARI, auth=AUTH, timeout=1) as ari:
+                ari_at = await first_ok(ari, "/asterisk/info")
+                app_at = await first_ok(ari, "/applications/ivr-server")
+            await starting
+            async with asyncio.timeout(5):
+                await server.manager.reconciled.wait()
+            connects = server.metrics.registry.get_sample_value("ivr_ari_connects_total")
+    assert app_at - ari_at <= 2.0, f"reconnected {app_at - ari_at:.2f}s after ARI answered"
+    assert connects == 2
+    waits = [e["wait_s"] for e in logs if e["event"] == "ari.reconnect_wait"]
+    assert len(waits) >= 4, waits
+    assert min(waits) >= settings.ari_reconnect_initial_s, "a retry without waiting"
+    assert max(waits) <= settings.ari_reconnect_max_s
+    assert waits[:4] == sorted(waits[:4]) and waits[3] > waits[0], f"no backoff: {waits}"
+
+
+def crash_asterisk() -> None:
+    """SIGKILL Asterisk: no hangups, no events, the socket just drops (then unmount)."""
+    pidfile = Path(sandbox("path").stdout.strip()).parent / "asterisk.pid"
+    os.kill(int(pidfile.read_text()), signal.SIGKILL)
+    sandbox("stop")
+
+
+async def test_call_is_closed_when_asterisk_crashes_and_restarts(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A call in progress when Asterisk crashes and comes back is closed in the store (its
+    channel is gone when the server reconciles) and its port and tasks are released."""
+    settings = server_settings(database_url, ari_lost_call_grace_s=60)
+    call = SippCall(scenario([Pause(30000)], tmp_path), service="100", workdir=tmp_path,
+                    timeout_s=40)
+    async with running_server(settings) as server:
+        assert server.manager is not None
+        caller = asyncio.create_task(call.run())
+        await wait_for_event(database_url, "media_started")
+        await asyncio.to_thread(crash_asterisk)
+        await asyncio.to_thread(sandbox, "start")
+        await settle(server, timeout_s=20)
+        assert not server.manager.deps.ports.in_use
+        call.kill()
+        await asyncio.gather(caller, return_exceptions=True)
+    record, events = await stored_call(database_url)
+    assert record.end_reason == "channel_gone"
+    assert record.ended_at is not None
+    assert events[-1].type == "call_ended"
+
+
+async def test_call_is_closed_when_asterisk_stays_away(database_url: str, tmp_path: Path) -> None:
+    """If a crashed Asterisk does not come back within the grace time, the call is closed as
+    asterisk_lost without waiting for it."""
+    settings = server_settings(database_url, ari_lost_call_grace_s=1.5)
+    call = SippCall(scenario([Pause(30000)], tmp_path), service="100", workdir=tmp_path,
+                    timeout_s=40)
+    try:
+        async with running_server(settings) as server:
+            assert server.manager is not None
+            caller = asyncio.create_task(call.run())
+            await wait_for_event(database_url, "media_started")
+            stopped_at = time.monotonic()
+            await asyncio.to_thread(crash_asterisk)
+            await settle(server, timeout_s=10)
+            closed_after = time.monotonic() - stopped_at
+            assert not server.manager.deps.ports.in_use
+            call.kill()
+            await asyncio.gather(caller, return_exceptions=True)
+    finally:
+        await asyncio.to_thread(sandbox, "start")
+    record, _ = await stored_call(database_url)
+    assert record.end_reason == "asterisk_lost"
+    assert closed_after < 5, f"closed {closed_after:.1f}s after Asterisk stopped"

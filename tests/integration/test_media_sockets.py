@@ -1,0 +1,161 @@
+"""RTP receiver, sender, media clock and port pool over real UDP sockets on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import numpy as np
+import pytest
+
+from ivr_server.errors import PortsExhausted
+from ivr_server.media.clock import MediaClock
+from ivr_server.media.formats import SLIN16, ULAW, MediaFormat
+from ivr_server.media.g711 import ulaw_decode, ulaw_encode
+from ivr_server.media.ports import PortPool
+from ivr_server.media.receiver import RtpReceiver
+from ivr_server.media.rtp import RtpPacket
+from ivr_server.media.sender import RtpSender
+from ivr_server.observability.metrics import Metrics
+
+
+def udp_socket() -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.setblocking(False)
+    return s
+
+
+async def settle() -> None:
+    await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("fmt", [ULAW, SLIN16], ids=lambda f: f.name)
+async def test_receiver_accepts_only_the_announced_peer(fmt: MediaFormat) -> None:
+    """Frames from the expected address are decoded; strangers, garbage and other payload types
+    are dropped and counted, and packets after them are still accepted."""
+    frames: list[np.ndarray] = []
+    metrics = Metrics()
+    receiver = RtpReceiver(fmt, frames.append, metrics)
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(lambda: receiver, local_addr=("127.0.0.1", 0))
+    port = transport.get_extra_info("sockname")[1]
+    asterisk, stranger = udp_socket(), udp_socket()
+    receiver.expect_peer(*asterisk.getsockname())
+    pcm = (np.sin(np.arange(fmt.frame_samples) / 5) * 8000).astype(np.int16)
+    good = RtpPacket(fmt.payload_type, 1, 0, 7, fmt.encode(pcm)).to_bytes()
+    try:
+        asterisk.sendto(good, ("127.0.0.1", port))
+        stranger.sendto(good, ("127.0.0.1", port))
+        asterisk.sendto(b"\x80\x00garbage", ("127.0.0.1", port))
+        asterisk.sendto(RtpPacket(99, 2, 160, 7, b"\x00" * 10).to_bytes(), ("127.0.0.1", port))
+        asterisk.sendto(RtpPacket(fmt.payload_type, 4, 480, 7, fmt.encode(pcm)).to_bytes(), ("127.0.0.1", port))
+        await settle()
+    finally:
+        transport.close()
+        asterisk.close()
+        stranger.close()
+    expected = ulaw_decode(ulaw_encode(pcm)) if fmt is ULAW else pcm
+    assert len(frames) == 2 and all(np.array_equal(f, expected) for f in frames)
+    assert receiver.rejected == {"wrong_source": 1, "malformed": 1, "payload_type": 1}
+    assert receiver.stats.received == 2 and receiver.stats.lost == 2  # seq 2 and 3 never came
+    receiver.flush_metrics()
+    value = metrics.registry.get_sample_value
+    assert value("ivr_rtp_packets_rejected_total", {"reason": "wrong_source"}) == 1
+    assert value("ivr_rtp_packets_lost_total") == 2
+
+
+async def test_sender_numbers_and_times_packets_correctly() -> None:
+    """Consecutive sequence numbers, timestamps that advance 160 per 20 ms even across silence,
+    one SSRC, the marker bit at each talkspurt, and the audio itself."""
+    listener = udp_socket()
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
+    clock = MediaClock()
+    sender = RtpSender(ULAW, transport, listener.getsockname(), clock, Metrics())
+    sender.start()
+    first = (np.arange(160 * 5) % 200 * 50 - 5000).astype(np.int16)
+    try:
+        assert await sender.play(first).done is True
+        await asyncio.sleep(0.1)  # five slots of silence
+        assert await sender.play(first[:400]).done is True  # 2.5 frames: padded to 3
+    finally:
+        sender.close()
+        transport.close()
+    packets = []
+    while True:
+        try:
+            packets.append(RtpPacket.parse(listener.recv(2048)))
+        except BlockingIOError:
+            break
+    listener.close()
+    assert len(packets) == 8
+    assert {p.ssrc for p in packets} == {sender.ssrc} and {p.payload_type for p in packets} == {0}
+    seqs = [p.sequence for p in packets]
+    assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:], strict=False))
+    assert [p.marker for p in packets] == [True, False, False, False, False, True, False, False]
+    ts = [p.timestamp for p in packets]
+    assert all((b - a) & 0xFFFFFFFF == 160 for a, b in zip(ts[:5], ts[1:5], strict=False))
+    gap = (ts[5] - ts[4]) & 0xFFFFFFFF
+    assert gap % 160 == 0 and gap >= 160 * 5, "timestamps must advance through the silence"
+    assert b"".join(p.payload for p in packets[:5]) == ulaw_encode(first)
+    assert packets[-1].payload[80:] == ulaw_encode(np.zeros(80, np.int16))
+
+
+async def test_stop_cuts_playback_and_reports_it() -> None:
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
+    sink = udp_socket()
+    sender = RtpSender(ULAW, transport, sink.getsockname(), MediaClock(), Metrics())
+    sender.start()
+    playback = sender.play(np.zeros(8000, np.int16))  # one second
+    await asyncio.sleep(0.1)
+    sender.stop()
+    try:
+        assert await playback.done is False
+        assert 2 <= playback.frames_played <= 10
+        assert not sender.playing
+    finally:
+        sender.close()
+        transport.close()
+        sink.close()
+
+
+async def test_clock_slots_stay_on_the_grid_when_the_loop_stalls() -> None:
+    """Slots are t0 + n*20 ms: a stalled loop skips slots instead of bursting or drifting."""
+    clock = MediaClock()
+    seen: list[tuple[int, float]] = []
+
+    class Member:
+        def on_tick(self, tick: int, slot: float) -> None:
+            seen.append((tick, slot))
+            if tick == 3:
+                time.sleep(0.075)  # block the loop for more than three slots
+
+    member = Member()
+    clock.add(member)
+    await asyncio.sleep(0.3)
+    clock.remove(member)
+    t0 = seen[0][1]
+    for tick, slot in seen:
+        assert slot == pytest.approx(t0 + tick * 0.020, abs=1e-9)
+    ticks = [t for t, _ in seen]
+    assert ticks == sorted(ticks) and len(set(ticks)) == len(ticks)
+    assert clock.skipped >= 3 and 4 not in ticks
+
+
+async def test_port_pool_skips_taken_ports_and_is_bounded() -> None:
+    taken = udp_socket()
+    base = taken.getsockname()[1]
+    pool = PortPool("127.0.0.1", base, base + 1)
+    port, transport, _ = await pool.open(asyncio.DatagramProtocol)
+    assert port == base + 1  # base is held by another socket
+    with pytest.raises(PortsExhausted, match=f"127.0.0.1:{base}-{base + 1}"):
+        await pool.open(asyncio.DatagramProtocol)
+    pool.release(port, transport)
+    taken.close()
+    assert not pool.in_use
+    again, transport2, _ = await pool.open(asyncio.DatagramProtocol)
+    assert again == base  # round robin: the port freed last is used last
+    pool.release(again, transport2)
