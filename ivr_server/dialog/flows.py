@@ -89,17 +89,14 @@ async def echo_flow(call: CallControl) -> None:
     await call.play(["echo_intro"])
     while not inbox.empty():  # what the caller said over the intro is not echoed
         inbox.get_nowait()
-    deadline = call.now() + call.settings.echo_max_s
     frames = 0
     try:
-        while (left := deadline - call.now()) > 0:
-            try:
-                async with asyncio.timeout(left):
-                    frame = await inbox.get()
-            except TimeoutError:
-                break
-            call.send_live(frame)
-            frames += 1
+        async with asyncio.timeout(call.settings.echo_max_s):  # one timer, not one per frame
+            while True:
+                call.send_live(await inbox.get())
+                frames += 1
+    except TimeoutError:
+        pass
     finally:
         call.record("echo", frames=frames)
 

@@ -1,9 +1,15 @@
-"""Inbound RTP for one call: accept only the announced peer, parse, track, decode."""
+"""Inbound RTP for one call: accept only the announced peer, parse, track, decode.
+
+The socket callback only stamps and queues each datagram (a few microseconds, bounded); the
+media clock calls ``drain()`` after every tick's sends, so parsing and decoding never sit between
+a tick and its outbound packets.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -30,12 +36,16 @@ class RtpReceiver(asyncio.DatagramProtocol):
     payload type.
     """
 
-    def __init__(self, fmt: MediaFormat, sink: Callable[[Pcm], None], metrics: Metrics) -> None:
+    def __init__(
+        self, fmt: MediaFormat, sink: Callable[[Pcm], None], metrics: Metrics, backlog: int = 50
+    ) -> None:
         self.fmt = fmt
         self.sink = sink
         self.metrics = metrics
         self.stats = RtpReceiveStats(fmt.sample_rate)
         self.rejected: dict[str, int] = {"wrong_source": 0, "malformed": 0, "payload_type": 0}
+        self.overflowed = 0
+        self._backlog: deque[tuple[bytes, tuple[Any, ...], float]] = deque(maxlen=backlog)
         self.expected_peer: Address | None = None
         self.transport: asyncio.DatagramTransport | None = None
         self._reported_lost = 0
@@ -49,6 +59,21 @@ class RtpReceiver(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        if len(self._backlog) == self._backlog.maxlen:  # nobody drained for a second: drop oldest
+            self.overflowed += 1
+            self.metrics.audio_dropped.labels(direction="in").inc()
+        self._backlog.append((data, addr, time.monotonic()))
+
+    def on_tick(self, tick: int, slot_time: float) -> None:
+        self.drain()
+
+    def drain(self) -> None:
+        """Process every queued datagram, oldest first."""
+        while self._backlog:
+            data, addr, arrived = self._backlog.popleft()
+            self._process(data, addr, arrived)
+
+    def _process(self, data: bytes, addr: tuple[Any, ...], arrived: float) -> None:
         if self.expected_peer is None or (addr[0], addr[1]) != self.expected_peer:
             self._reject("wrong_source", source=f"{addr[0]}:{addr[1]}", size=len(data))
             return
@@ -61,7 +86,7 @@ class RtpReceiver(asyncio.DatagramProtocol):
         except RtpParseError as err:
             self._reject("malformed", error=str(err), size=len(data))
             return
-        self.stats.update(packet.sequence, packet.timestamp, time.monotonic())
+        self.stats.update(packet.sequence, packet.timestamp, arrived)
         self.metrics.rtp_received.inc()
         self.sink(pcm)
 

@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ivr_server.media.clock import MediaClock
-from ivr_server.media.formats import MediaFormat
+from ivr_server.media.formats import FRAME_MS, MediaFormat
 from ivr_server.media.g711 import Pcm
 from ivr_server.media.rtp import HEADER, RTP_VERSION
 from ivr_server.media.stats import DeviationHistogram
 from ivr_server.observability.metrics import Metrics
 
-OFF_SLOT_MS = 2.0  # counted as off-slot in metrics
+JITTER_MS = 2.0  # packets beyond this are counted in metrics
 
 
 @dataclass
@@ -37,7 +37,11 @@ class Playback:
 class SendStats:
     packets: int = 0
     live_dropped: int = 0
-    pacing: DeviationHistogram = field(default_factory=DeviationHistogram)  # |send - slot|
+    # Pacing jitter: |interval between consecutive packets - their slots' interval| (IPDV, RFC
+    # 3393, on departure times). A constant offset from the slot is latency, not jitter.
+    jitter: DeviationHistogram = field(default_factory=DeviationHistogram)
+    # |send time - slot|: includes the call's place in the tick's batch of sends.
+    slot_offset: DeviationHistogram = field(default_factory=DeviationHistogram)
 
 
 class RtpSender:
@@ -65,6 +69,7 @@ class RtpSender:
         self._ts_base = secrets.randbits(32)
         self._first_tick = 0
         self._talking = False
+        self._last_sent: tuple[int, float] | None = None  # (tick, monotonic time)
         self._queue: deque[Playback] = deque()
         self._live: deque[bytes] = deque(maxlen=live_capacity)
         self._started = False
@@ -118,6 +123,7 @@ class RtpSender:
         payload = self._next_payload()
         if payload is None:
             self._talking = False
+            self._last_sent = None
             return
         marker = 0x80 if not self._talking else 0
         self._talking = True
@@ -125,14 +131,19 @@ class RtpSender:
         header = HEADER.pack(
             RTP_VERSION << 6, marker | self.fmt.payload_type, self._sequence, timestamp, self.ssrc
         )
-        deviation_ms = abs(time.monotonic() - slot_time) * 1000.0
+        now = time.monotonic()
         self._transport.sendto(header + payload, self.peer)
         self._sequence = (self._sequence + 1) & 0xFFFF
         self.stats.packets += 1
-        self.stats.pacing.add(deviation_ms)
+        self.stats.slot_offset.add(abs(now - slot_time) * 1000.0)
+        if self._last_sent is not None:
+            last_tick, last_time = self._last_sent
+            ipdv_ms = abs((now - last_time) - (tick - last_tick) * FRAME_MS / 1000) * 1000.0
+            self.stats.jitter.add(ipdv_ms)
+            if ipdv_ms > JITTER_MS:
+                self._metrics.send_jitter_over.inc()
+        self._last_sent = (tick, now)
         self._metrics.rtp_sent.inc()
-        if deviation_ms > OFF_SLOT_MS:
-            self._metrics.send_off_slot.inc()
 
     def _next_payload(self) -> bytes | None:
         if self._queue:

@@ -129,9 +129,20 @@ class DeviationHistogram:
         return self.max_ms
 
     def snapshot(self) -> dict[str, Any]:
+        """Summary plus the non-empty bins, so several calls can be merged exactly later."""
         return {
             "frames": self.count,
             "p50_ms": round(self.percentile(50), 2),
             "p99_ms": round(self.percentile(99), 2),
             "max_ms": round(self.max_ms, 2),
+            "bins": {str(i): n for i, n in enumerate(self._bins) if n},
         }
+
+    @classmethod
+    def from_snapshot(cls, snapshot: dict[str, Any]) -> DeviationHistogram:
+        h = cls()
+        for index, n in snapshot.get("bins", {}).items():
+            h._bins[int(index)] += int(n)
+            h.count += int(n)
+        h.max_ms = float(snapshot.get("max_ms", 0.0))
+        return h

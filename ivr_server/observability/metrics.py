@@ -37,8 +37,10 @@ class Metrics:
         self.audio_dropped = Counter(
             "ivr_audio_frames_dropped", "Audio frames dropped by a full queue", ["direction"], registry=r
         )
-        self.send_off_slot = Counter(
-            "ivr_rtp_send_off_slot", "Outbound frames sent more than 2 ms off their 20 ms slot", registry=r
+        self.send_jitter_over = Counter(
+            "ivr_rtp_send_jitter_over_2ms",
+            "Outbound packets whose spacing from the previous one missed 20 ms by more than 2 ms",
+            registry=r,
         )
         self.store_pending = Gauge("ivr_store_pending", "Store writes waiting to be committed", registry=r)
         self.store_failures = Counter("ivr_store_failures", "Failed store write attempts", registry=r)

@@ -253,6 +253,7 @@ class CallSession:
         receiver = RtpReceiver(self.fmt, self._on_audio, self.deps.metrics)
         self._port, transport, _ = await self.deps.ports.open(lambda: receiver)
         self._receiver, self._transport = receiver, transport
+        self.deps.clock.add(receiver, MediaClock.AFTER_SEND)
         await rest.create_bridge(self.bridge_id, f"{s.ari_app}/{self.call_id}")
         self._bridge_created = True
         media = await rest.external_media(
@@ -337,8 +338,10 @@ class CallSession:
             self._sender.close()
             stats["tx"] = {"packets": self._sender.stats.packets,
                            "live_dropped": self._sender.stats.live_dropped,
-                           "pacing": self._sender.stats.pacing.snapshot()}
+                           "jitter": self._sender.stats.jitter.snapshot(),
+                           "slot_offset": self._sender.stats.slot_offset.snapshot()}
         if self._receiver is not None:
+            self.deps.clock.remove(self._receiver)
             self._receiver.flush_metrics()
             stats["rx"] = {**self._receiver.stats.snapshot(), "rejected": dict(self._receiver.rejected)}
         if stats:

@@ -52,6 +52,8 @@ async def test_receiver_accepts_only_the_announced_peer(fmt: MediaFormat) -> Non
         asterisk.sendto(RtpPacket(99, 2, 160, 7, b"\x00" * 10).to_bytes(), ("127.0.0.1", port))
         asterisk.sendto(RtpPacket(fmt.payload_type, 4, 480, 7, fmt.encode(pcm)).to_bytes(), ("127.0.0.1", port))
         await settle()
+        assert frames == [], "datagrams are only queued until the media clock drains them"
+        receiver.drain()
     finally:
         transport.close()
         asterisk.close()
@@ -60,6 +62,7 @@ async def test_receiver_accepts_only_the_announced_peer(fmt: MediaFormat) -> Non
     assert len(frames) == 2 and all(np.array_equal(f, expected) for f in frames)
     assert receiver.rejected == {"wrong_source": 1, "malformed": 1, "payload_type": 1}
     assert receiver.stats.received == 2 and receiver.stats.lost == 2  # seq 2 and 3 never came
+    assert receiver.overflowed == 0
     receiver.flush_metrics()
     value = metrics.registry.get_sample_value
     assert value("ivr_rtp_packets_rejected_total", {"reason": "wrong_source"}) == 1
@@ -122,9 +125,10 @@ async def test_stop_cuts_playback_and_reports_it() -> None:
         sink.close()
 
 
-async def test_clock_slots_stay_on_the_grid_when_the_loop_stalls() -> None:
+@pytest.mark.parametrize("use_timerfd", [True, False], ids=["timerfd", "call_at"])
+async def test_clock_slots_stay_on_the_grid_when_the_loop_stalls(use_timerfd: bool) -> None:
     """Slots are t0 + n*20 ms: a stalled loop skips slots instead of bursting or drifting."""
-    clock = MediaClock()
+    clock = MediaClock(use_timerfd=use_timerfd)
     seen: list[tuple[int, float]] = []
 
     class Member:
@@ -137,6 +141,7 @@ async def test_clock_slots_stay_on_the_grid_when_the_loop_stalls() -> None:
     clock.add(member)
     await asyncio.sleep(0.3)
     clock.remove(member)
+    assert not clock.running
     t0 = seen[0][1]
     for tick, slot in seen:
         assert slot == pytest.approx(t0 + tick * 0.020, abs=1e-9)
@@ -159,3 +164,33 @@ async def test_port_pool_skips_taken_ports_and_is_bounded() -> None:
     again, transport2, _ = await pool.open(asyncio.DatagramProtocol)
     assert again == base  # round robin: the port freed last is used last
     pool.release(again, transport2)
+
+
+async def test_timerfd_ticks_land_close_to_their_slots() -> None:
+    """The kernel timer wakes the loop on the slot, not up to a millisecond after it."""
+    clock = MediaClock(use_timerfd=True)
+    lateness: list[float] = []
+
+    class Member:
+        def on_tick(self, tick: int, slot: float) -> None:
+            lateness.append(time.monotonic() - slot)
+
+    member = Member()
+    clock.add(member)
+    await asyncio.sleep(0.5)
+    clock.remove(member)
+    assert len(lateness) >= 20
+    assert min(lateness) >= 0, "a tick before its slot"
+    assert sorted(lateness)[len(lateness) // 2] < 0.001, "median wake-up more than 1 ms late"
+
+
+async def test_receiver_backlog_is_bounded_and_counts_what_it_drops() -> None:
+    metrics = Metrics()
+    frames: list[np.ndarray] = []
+    receiver = RtpReceiver(ULAW, frames.append, metrics, backlog=5)
+    receiver.expect_peer("127.0.0.1", 9)
+    for seq in range(8):
+        receiver.datagram_received(RtpPacket(0, seq, seq * 160, 1, b"\xff" * 160).to_bytes(), ("127.0.0.1", 9))
+    receiver.drain()
+    assert receiver.overflowed == 3 and len(frames) == 5
+    assert metrics.registry.get_sample_value("ivr_audio_frames_dropped_total", {"direction": "in"}) == 3

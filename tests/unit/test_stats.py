@@ -72,3 +72,16 @@ def test_histogram_percentiles() -> None:
     other.add(60.0)  # beyond the last bin: kept as the overflow bin and the max
     h.merge(other)
     assert h.count == 101 and h.max_ms == 60.0
+
+
+def test_histograms_merge_exactly_through_their_snapshots() -> None:
+    """The benchmark merges calls' stored snapshots; that must equal one histogram of all."""
+    a, b, both = DeviationHistogram(), DeviationHistogram(), DeviationHistogram()
+    for i in range(300):
+        ms = (i * 7 % 23) / 10
+        (a if i % 3 else b).add(ms)
+        both.add(ms)
+    merged = DeviationHistogram.from_snapshot(a.snapshot())
+    merged.merge(DeviationHistogram.from_snapshot(b.snapshot()))
+    assert merged.count == both.count == 300
+    assert [merged.percentile(q) for q in (50, 90, 99)] == [both.percentile(q) for q in (50, 90, 99)]

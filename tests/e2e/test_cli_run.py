@@ -1,0 +1,78 @@
+"""`ivr-server run` as a process against the sandbox Asterisk: signals, exit codes, logs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import fresh_database
+from tests.support.sipp import Keys, SippCall, scenario
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("asterisk")]
+
+
+async def start(env: dict[str, str]) -> asyncio.subprocess.Process:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("IVR_")}
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ivr_server", "run", env={**clean, **env},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def read_until(proc: asyncio.subprocess.Process, event: str, lines: list[dict]) -> None:
+    assert proc.stderr is not None
+    async with asyncio.timeout(20):
+        while True:
+            raw = await proc.stderr.readline()
+            assert raw, f"server exited before {event!r}: {lines[-3:]}"
+            lines.append(json.loads(raw))
+            if lines[-1]["event"] == event:
+                return
+
+
+async def test_run_serves_a_call_logs_json_and_exits_0_on_sigterm(tmp_path: Path) -> None:
+    """The server process answers a call, writes JSON lines with the call's id on each call
+    line and no password anywhere, and on SIGTERM stops cleanly with exit code 0."""
+    async with fresh_database("sqlite", tmp_path) as url:
+        env = {"IVR_DATABASE_URL": url, "IVR_METRICS_PORT": "0", "IVR_MEDIA_PORT_MIN": "41200",
+               "IVR_MEDIA_PORT_MAX": "41299", "IVR_ARI_PASSWORD": "ivr-sandbox"}
+        upgrade = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "ivr_server", "db", "upgrade", env={**os.environ, **env},
+            stdout=asyncio.subprocess.DEVNULL)
+        assert await upgrade.wait() == 0
+        proc = await start(env)
+        lines: list[dict] = []
+        await read_until(proc, "ari.reconciled", lines)
+        call = SippCall(scenario([Keys("7#")], tmp_path), service="100", workdir=tmp_path)
+        assert await call.run() == 0, call.errors()
+        await read_until(proc, "call.ended", lines)
+        proc.send_signal(signal.SIGTERM)
+        _, rest = await asyncio.wait_for(proc.communicate(), 20)
+        lines += [json.loads(line) for line in rest.decode().splitlines()]
+    assert proc.returncode == 0
+    assert lines[-1]["event"] == "server.stopped"
+    call_lines = [line for line in lines if line["event"].startswith(("call.", "flow."))]
+    assert call_lines and all("call_id" in line and "channel_id" in line for line in call_lines)
+    assert all({"timestamp", "level", "event"} <= line.keys() for line in lines)
+    assert "ivr-sandbox" not in json.dumps(lines)
+
+
+async def test_run_exits_3_when_asterisk_refuses_the_password(tmp_path: Path) -> None:
+    async with fresh_database("sqlite", tmp_path) as url:
+        env = {"IVR_DATABASE_URL": url, "IVR_METRICS_PORT": "0", "IVR_ARI_PASSWORD": "wrong-password"}
+        upgrade = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "ivr_server", "db", "upgrade", env={**os.environ, **env},
+            stdout=asyncio.subprocess.DEVNULL)
+        assert await upgrade.wait() == 0
+        proc = await start(env)
+        _, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 3
+    final = json.loads(err.decode().splitlines()[-1])
+    assert final["event"] == "server.config_error" and "IVR_ARI_PASSWORD" in final["error"]
+    assert "wrong-password" not in err.decode()
