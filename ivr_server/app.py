@@ -57,14 +57,22 @@ class IvrServer:
             prompts = PromptLibrary(s.prompts_dir)
             prompts.prepare(FORMATS[s.media_format].sample_rate)
             rest = AriRestClient(
-                s.ari_url, s.ari_username, s.ari_password,
-                connect_timeout_s=s.ari_connect_timeout_s, request_timeout_s=s.ari_request_timeout_s,
+                s.ari_url,
+                s.ari_username,
+                s.ari_password,
+                connect_timeout_s=s.ari_connect_timeout_s,
+                request_timeout_s=s.ari_request_timeout_s,
             )
             self.writer = StoreWriter(engine, self.metrics)
             deps = CallDeps(
-                settings=s, rest=rest, writer=self.writer, prompts=prompts,
+                settings=s,
+                rest=rest,
+                writer=self.writer,
+                prompts=prompts,
                 ports=PortPool(s.media_bind_host, s.media_port_min, s.media_port_max),
-                clock=MediaClock(), metrics=self.metrics, flows=dict(FLOWS),
+                clock=MediaClock(),
+                metrics=self.metrics,
+                flows=dict(FLOWS),
                 server_id=self.server_id,
             )
             self.manager = CallManager(deps, engine)
@@ -80,10 +88,17 @@ class IvrServer:
                 loop = asyncio.get_running_loop()
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.add_signal_handler(sig, self.stop)
-            log.info("server.started", version=__version__, server_id=self.server_id,
-                     ari=connection.url, database=mask_url(s.effective_database_url),
-                     media_format=s.media_format, ports=f"{s.media_port_min}-{s.media_port_max}",
-                     flows=sorted(FLOWS), metrics_port=s.metrics_port or None)
+            log.info(
+                "server.started",
+                version=__version__,
+                server_id=self.server_id,
+                ari=connection.url,
+                database=mask_url(s.effective_database_url),
+                media_format=s.media_format,
+                ports=f"{s.media_port_min}-{s.media_port_max}",
+                flows=sorted(FLOWS),
+                metrics_port=s.metrics_port or None,
+            )
             await self._serve(connection)
         finally:
             if metrics_server is not None:

@@ -37,6 +37,7 @@ class ExitCode(IntEnum):
     NOT_FOUND = 5
 
 
+PAYLOAD_WIDTH = 140
 EPILOG = """exit codes: 0 ok, 1 failure, 2 usage, 3 invalid configuration, 4 database unreachable
 or not migrated, 5 not found. Settings come from IVR_* environment variables and --config FILE
 (TOML); see `ivr-server config show`."""
@@ -49,19 +50,30 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
     )
     parser.add_argument("--version", action="version", version=f"ivr-server {__version__}")
-    parser.add_argument("--config", type=Path, metavar="FILE",
-                        help="TOML settings file (default: $IVR_CONFIG_FILE); IVR_* variables override it")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="TOML settings file (default: $IVR_CONFIG_FILE); IVR_* variables override it",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    run = commands.add_parser("run", help="answer calls: connect to Asterisk and serve the flows",
-                              description="Connect to Asterisk over ARI and serve calls until "
-                              "SIGTERM/SIGINT. Refuses an un-migrated database.", epilog=EPILOG)
+    run = commands.add_parser(
+        "run",
+        help="answer calls: connect to Asterisk and serve the flows",
+        description="Connect to Asterisk over ARI and serve calls until "
+        "SIGTERM/SIGINT. Refuses an un-migrated database.",
+        epilog=EPILOG,
+    )
     run.set_defaults(handler=cmd_run)
 
     db = commands.add_parser("db", help="database schema", epilog=EPILOG)
     db_commands = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
-    upgrade = db_commands.add_parser("upgrade", help="apply migrations up to the code's schema",
-                                     description="Create or migrate the database's tables (Alembic).")
+    upgrade = db_commands.add_parser(
+        "upgrade",
+        help="apply migrations up to the code's schema",
+        description="Create or migrate the database's tables (Alembic).",
+    )
     upgrade.add_argument("--revision", default="head", help="target revision (default: head)")
     upgrade.set_defaults(handler=cmd_db_upgrade)
     current = db_commands.add_parser("current", help="show the database's and the code's revision")
@@ -140,7 +152,7 @@ def cmd_run(_args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
-    from ivr_server.store.database import current_revision, create_engine, upgrade
+    from ivr_server.store.database import create_engine, current_revision, upgrade
 
     url = settings.effective_database_url
     upgrade(url, args.revision)
@@ -188,12 +200,18 @@ def cmd_calls_list(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         rows = [["CALL ID", "STARTED (UTC)", "CALLER", "DIALED", "FLOW", "SECONDS", "END REASON", "EVENTS"]]
         for r in records:
-            rows.append([
-                r.id, r.started_at.strftime("%Y-%m-%d %H:%M:%S"), r.caller_number or "-",
-                r.dialed_number or "-", r.flow,
-                "-" if r.duration_s is None else f"{r.duration_s:.1f}",
-                r.end_reason or "(in progress)", str(r.event_count),
-            ])
+            rows.append(
+                [
+                    r.id,
+                    r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+                    r.caller_number or "-",
+                    r.dialed_number or "-",
+                    r.flow,
+                    "-" if r.duration_s is None else f"{r.duration_s:.1f}",
+                    r.end_reason or "(in progress)",
+                    str(r.event_count),
+                ]
+            )
         _print_table(rows)
         if not records:
             print("(no calls yet)")
@@ -217,19 +235,23 @@ def cmd_calls_show(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             await engine.dispose()
         if args.json:
-            print(json.dumps({"call": record.as_dict(), "events": [e.as_dict() for e in events]},
-                             indent=1))
+            print(json.dumps({"call": record.as_dict(), "events": [e.as_dict() for e in events]}, indent=1))
             return 0
         for key, value in record.as_dict().items():
             if key != "event_count":
                 print(f"{key + ':':15} {'-' if value in (None, '', []) else value}")
         print(f"\n{len(events)} events:")
         rows = [["SEQ", "+SECONDS", "TYPE", "PAYLOAD"]]
+        shortened = False
         for e in events:
             offset = (e.at - record.started_at).total_seconds()
-            rows.append([str(e.seq), f"{offset:.3f}", e.type,
-                         json.dumps(e.payload, separators=(",", ":"))])
+            payload = json.dumps(e.payload, separators=(",", ":"))
+            if len(payload) > PAYLOAD_WIDTH:
+                payload, shortened = payload[: PAYLOAD_WIDTH - 1] + "…", True
+            rows.append([str(e.seq), f"{offset:.3f}", e.type, payload])
         _print_table(rows)
+        if shortened:
+            print("(long payloads shortened; --json shows them whole)")
         return 0
 
     return _run_async(show())
@@ -238,8 +260,9 @@ def cmd_calls_show(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_config_show(args: argparse.Namespace, settings: Settings) -> int:
     rows = effective_settings(settings, config_file_path(args.config))
     if args.json:
-        print(json.dumps({name: {"value": value, "source": source} for name, value, source in rows},
-                         indent=1))
+        print(
+            json.dumps({name: {"value": value, "source": source} for name, value, source in rows}, indent=1)
+        )
     else:
         _print_table([["SETTING", "VALUE", "SOURCE"], *[list(r) for r in rows]])
     return 0

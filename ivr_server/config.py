@@ -51,9 +51,7 @@ class Settings(BaseSettings):
     ari_password_file: Path | None = Field(
         None, description="Read the ARI password from this file instead (first line)."
     )
-    ari_app: str = Field(
-        "ivr-server", min_length=1, description="Stasis application name the dialplan uses."
-    )
+    ari_app: str = Field("ivr-server", min_length=1, description="Stasis application name the dialplan uses.")
     ari_connect_timeout_s: float = Field(3.0, gt=0, description="TCP/TLS connect timeout.")
     ari_request_timeout_s: float = Field(5.0, gt=0, description="Timeout of one REST call.")
     ari_reconnect_initial_s: float = Field(
@@ -81,9 +79,7 @@ class Settings(BaseSettings):
     media_format: Literal["ulaw", "slin16"] = Field(
         "ulaw", description="ExternalMedia format: ulaw (8 kHz G.711) or slin16 (16 kHz PCM)."
     )
-    media_bind_host: str = Field(
-        "127.0.0.1", description="Local address the RTP sockets bind to."
-    )
+    media_bind_host: str = Field("127.0.0.1", description="Local address the RTP sockets bind to.")
     media_advertise_host: str | None = Field(
         None, description="Address Asterisk sends RTP to (default: media_bind_host)."
     )
@@ -101,9 +97,7 @@ class Settings(BaseSettings):
         default_factory=lambda: resource_dir("prompts"),
         description="Directory of prompt WAV files and prompts.toml.",
     )
-    default_flow: str = Field(
-        "digits", description="Flow for calls whose Stasis() call names none."
-    )
+    default_flow: str = Field("digits", description="Flow for calls whose Stasis() call names none.")
     dtmf_first_digit_timeout_s: float = Field(
         8.0, gt=0, description="Wait for the first digit after the greeting starts."
     )
@@ -114,12 +108,8 @@ class Settings(BaseSettings):
     speech_threshold_dbfs: float = Field(
         -40.0, le=0, description="Frame energy above which the caller counts as speaking."
     )
-    speech_min_ms: int = Field(
-        100, ge=0, description="Energy must last this long to start a speech segment."
-    )
-    speech_hangover_ms: int = Field(
-        300, ge=0, description="Silence that ends a speech segment."
-    )
+    speech_min_ms: int = Field(100, ge=0, description="Energy must last this long to start a speech segment.")
+    speech_hangover_ms: int = Field(300, ge=0, description="Silence that ends a speech segment.")
     echo_max_s: float = Field(300.0, gt=0, description="Longest echo-test call.")
     call_setup_timeout_s: float = Field(
         10.0, gt=0, description="Answer, bridge and ExternalMedia must be ready within this."
@@ -139,9 +129,7 @@ class Settings(BaseSettings):
         "info", description="Lowest level logged."
     )
     metrics_host: str = Field("127.0.0.1", description="Prometheus /metrics bind address.")
-    metrics_port: int = Field(
-        9464, ge=0, le=65535, description="Prometheus /metrics port; 0 turns it off."
-    )
+    metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus /metrics port; 0 turns it off.")
 
     @classmethod
     def settings_customise_sources(

@@ -1,18 +1,18 @@
 """One error tree for the whole server; every error has a stable ``code``.
 
-    IvrError
-    ├── ConfigError              settings invalid or missing (names the setting)
-    ├── StoreError               database unreachable or failing
-    │   └── SchemaNotCurrent     database not migrated to the code's schema
-    ├── AriError                 the Asterisk REST Interface
-    │   ├── AriUnavailable       connection refused, timed out, reset
-    │   ├── AriAuthError         401/403: wrong ARI user or password
-    │   └── AriRequestError      any other non-2xx answer (AriNotFound for 404)
-    ├── AriEventError            an events-socket message we cannot parse
-    ├── MediaError               ports, RTP, codecs, prompts
-    │   ├── RtpParseError        a datagram that is not valid RTP
-    │   └── PortsExhausted       no free UDP port in the configured range
-    └── FlowError                the dialog flow failed
+IvrError
+├── ConfigError              settings invalid or missing (names the setting)
+├── StoreError               database unreachable or failing
+│   └── SchemaNotCurrent     database not migrated to the code's schema
+├── AriError                 the Asterisk REST Interface
+│   ├── AriUnavailable       connection refused, timed out, reset
+│   ├── AriAuthError         401/403: wrong ARI user or password
+│   └── AriRequestError      any other non-2xx answer (AriNotFound for 404)
+├── AriEventError            an events-socket message we cannot parse
+├── MediaError               ports, RTP, codecs, prompts
+│   ├── RtpParseError        a datagram that is not valid RTP
+│   └── PortsExhausted       no free UDP port in the configured range
+└── FlowError                the dialog flow failed
 """
 
 from __future__ import annotations

@@ -48,8 +48,10 @@ async def fresh_database(kind: str, tmp_path: Path) -> AsyncIterator[str]:
     try:
         url = await postgres.create_database()
     except OSError as err:  # not skipped: the suite promises both back ends
-        pytest.fail(f"PostgreSQL on 127.0.0.1:5432 is unreachable ({err}); start it or set "
-                    "IVR_TEST_SKIP_POSTGRES=1 to skip deliberately")
+        pytest.fail(
+            f"PostgreSQL on 127.0.0.1:5432 is unreachable ({err}); start it or set "
+            "IVR_TEST_SKIP_POSTGRES=1 to skip deliberately"
+        )
     try:
         yield url
     finally:
@@ -71,8 +73,7 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 def sandbox(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(SANDBOX), *args], capture_output=True, text=True, check=check,
-                          timeout=600)
+    return subprocess.run([str(SANDBOX), *args], capture_output=True, text=True, check=check, timeout=600)
 
 
 @pytest.fixture

@@ -75,8 +75,7 @@ async def digits_flow(call: CallControl) -> None:
         max_digits=s.dtmf_max_digits,
     )
     result = await collect_digits(call, collector)
-    call.record("dtmf_collected", digits=result.digits, reason=result.reason,
-                ignored=collector.ignored)
+    call.record("dtmf_collected", digits=result.digits, reason=result.reason, ignored=collector.ignored)
     log.info("flow.digits_collected", count=len(result.digits), reason=result.reason)
     if result.digits:
         await call.play(["you_entered", *map(digit_prompt, result.digits), "goodbye"])

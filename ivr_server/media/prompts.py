@@ -27,7 +27,7 @@ class PromptLibrary:
         except tomllib.TOMLDecodeError as err:
             raise MediaError(f"{manifest} is not valid TOML: {err}") from err
         if not isinstance(texts, dict) or not texts:
-            raise MediaError(f"{manifest} has no [prompts] table of id = \"text\" lines")
+            raise MediaError(f'{manifest} has no [prompts] table of id = "text" lines')
         self.texts: dict[str, str] = {str(k): str(v) for k, v in texts.items()}
         self._audio: dict[str, tuple[int, Pcm]] = {}
         missing = [pid for pid in self.texts if not (directory / f"{pid}.wav").is_file()]

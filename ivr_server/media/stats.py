@@ -12,8 +12,18 @@ class RtpReceiveStats:
     """Counts for one inbound RTP stream: received, lost by sequence, gaps, reordering, jitter."""
 
     __slots__ = (
-        "rate", "received", "duplicates", "reordered", "gaps", "gap_packets", "resyncs",
-        "_base_seq", "_max_seq", "_cycles", "_last_transit", "_jitter",
+        "rate",
+        "received",
+        "duplicates",
+        "reordered",
+        "gaps",
+        "gap_packets",
+        "resyncs",
+        "_base_seq",
+        "_max_seq",
+        "_cycles",
+        "_last_transit",
+        "_jitter",
     )
 
     def __init__(self, sample_rate: int) -> None:
@@ -107,8 +117,7 @@ class DeviationHistogram:
         late_ms = max(late_ms, 0.0)
         self._bins[min(int(late_ms / self.BIN_MS), self.BINS)] += 1
         self.count += 1
-        if late_ms > self.max_ms:
-            self.max_ms = late_ms
+        self.max_ms = max(self.max_ms, late_ms)
 
     def merge(self, other: DeviationHistogram) -> None:
         for i, n in enumerate(other._bins):

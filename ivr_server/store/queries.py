@@ -65,21 +65,24 @@ def _utc(value: datetime | None) -> datetime | None:
 def _call(row: Any, event_count: int = 0) -> CallRecord:
     m = row._mapping
     return CallRecord(
-        id=m["id"], channel_id=m["channel_id"], caller_number=m["caller_number"],
-        caller_name=m["caller_name"], dialed_number=m["dialed_number"], flow=m["flow"],
-        flow_args=list(m["flow_args"] or []), server_id=m["server_id"],
+        id=m["id"],
+        channel_id=m["channel_id"],
+        caller_number=m["caller_number"],
+        caller_name=m["caller_name"],
+        dialed_number=m["dialed_number"],
+        flow=m["flow"],
+        flow_args=list(m["flow_args"] or []),
+        server_id=m["server_id"],
         started_at=_utc(m["started_at"]),  # type: ignore[arg-type]
-        answered_at=_utc(m["answered_at"]), ended_at=_utc(m["ended_at"]),
-        end_reason=m["end_reason"], event_count=event_count,
+        answered_at=_utc(m["answered_at"]),
+        ended_at=_utc(m["ended_at"]),
+        end_reason=m["end_reason"],
+        event_count=event_count,
     )
 
 
 async def list_calls(engine: AsyncEngine, limit: int = 20) -> list[CallRecord]:
-    counts = (
-        select(call_events.c.call_id, func.count().label("n"))
-        .group_by(call_events.c.call_id)
-        .subquery()
-    )
+    counts = select(call_events.c.call_id, func.count().label("n")).group_by(call_events.c.call_id).subquery()
     stmt = (
         select(calls, func.coalesce(counts.c.n, 0).label("event_count"))
         .outerjoin(counts, counts.c.call_id == calls.c.id)

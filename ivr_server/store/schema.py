@@ -26,8 +26,16 @@ metadata = MetaData(
 )
 
 # Column sizes the writer truncates to, so an oversized value never blocks the queue.
-SIZES = {"channel_id": 128, "caller_number": 64, "caller_name": 128, "dialed_number": 64,
-         "flow": 64, "end_reason": 64, "server_id": 128, "type": 64}
+SIZES = {
+    "channel_id": 128,
+    "caller_number": 64,
+    "caller_name": 128,
+    "dialed_number": 64,
+    "flow": 64,
+    "end_reason": 64,
+    "server_id": 128,
+    "type": 64,
+}
 
 calls = Table(
     "calls",

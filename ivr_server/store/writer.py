@@ -133,8 +133,12 @@ class StoreWriter:
             except (IntegrityError, DataError) as err:
                 if len(batch) == 1:
                     self.rejected += 1
-                    log.error("store.write_rejected", op=type(batch[0]).__name__,
-                              content=repr(batch[0])[:500], error=str(err.orig or err)[:300])
+                    log.error(
+                        "store.write_rejected",
+                        op=type(batch[0]).__name__,
+                        content=repr(batch[0])[:500],
+                        error=str(err.orig or err)[:300],
+                    )
                     return
                 for op in batch:  # find the bad one, keep the rest
                     await self._write_with_retry([op])
@@ -145,8 +149,13 @@ class StoreWriter:
                 wait = min(RETRY_MAX_S, RETRY_INITIAL_S * 2 ** (failures - 1)) * random.uniform(0.8, 1.2)
                 should, count = self._log_limit.should_log("unavailable")
                 if should:
-                    log.error("store.write_failed", error=str(err)[:300], retry_in_s=round(wait, 2),
-                              pending=len(self._pending), failures=count)
+                    log.error(
+                        "store.write_failed",
+                        error=str(err)[:300],
+                        retry_in_s=round(wait, 2),
+                        pending=len(self._pending),
+                        failures=count,
+                    )
                 await asyncio.sleep(wait)
 
     async def _write(self, batch: list[Op]) -> None:
@@ -157,20 +166,30 @@ class StoreWriter:
     async def _write_group(self, conn: AsyncConnection, kind: type, ops: list[Any]) -> None:
         if kind is CallEvent:
             rows = [
-                {"call_id": o.call_id, "seq": o.seq, "at": o.at, "type": _clip(o.type, "type"),
-                 "payload": o.payload}
+                {
+                    "call_id": o.call_id,
+                    "seq": o.seq,
+                    "at": o.at,
+                    "type": _clip(o.type, "type"),
+                    "payload": o.payload,
+                }
                 for o in ops
             ]
             stmt = self._insert(call_events).on_conflict_do_nothing(index_elements=["call_id", "seq"])
             await conn.execute(stmt, rows)
         elif kind is CallStarted:
             rows = [
-                {"id": o.call_id, "channel_id": _clip(o.channel_id, "channel_id"),
-                 "caller_number": _clip(o.caller_number, "caller_number"),
-                 "caller_name": _clip(o.caller_name, "caller_name"),
-                 "dialed_number": _clip(o.dialed_number, "dialed_number"),
-                 "flow": _clip(o.flow, "flow"), "flow_args": o.flow_args,
-                 "server_id": _clip(o.server_id, "server_id"), "started_at": o.started_at}
+                {
+                    "id": o.call_id,
+                    "channel_id": _clip(o.channel_id, "channel_id"),
+                    "caller_number": _clip(o.caller_number, "caller_number"),
+                    "caller_name": _clip(o.caller_name, "caller_name"),
+                    "dialed_number": _clip(o.dialed_number, "dialed_number"),
+                    "flow": _clip(o.flow, "flow"),
+                    "flow_args": o.flow_args,
+                    "server_id": _clip(o.server_id, "server_id"),
+                    "started_at": o.started_at,
+                }
                 for o in ops
             ]
             await conn.execute(self._insert(calls).on_conflict_do_nothing(index_elements=["id"]), rows)

@@ -118,8 +118,12 @@ class AriConnection:
         if not isinstance(err, _ConnectionLost):
             self.metrics.ari_connect_failures.inc()
         wait = state.next_action.sleep if state.next_action else 0.0
-        log.info("ari.reconnect_wait", wait_s=round(wait, 3), attempt=self._backoff.failures,
-                 error=str(err) or type(err).__name__)
+        log.info(
+            "ari.reconnect_wait",
+            wait_s=round(wait, 3),
+            attempt=self._backoff.failures,
+            error=str(err) or type(err).__name__,
+        )
 
     async def _session(self) -> None:
         try:

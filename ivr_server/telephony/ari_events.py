@@ -20,15 +20,40 @@ MAX_EVENT_BYTES = 1 << 20
 # Event types in Asterisk 22's ARI model that the server receives but does not act on.
 IGNORED_TYPES = frozenset(
     {
-        "ApplicationMoveFailed", "ApplicationRegistered", "ApplicationUnregistered",
-        "BridgeAttendedTransfer", "BridgeBlindTransfer", "BridgeCreated", "BridgeDestroyed",
-        "BridgeMerged", "BridgeVideoSourceChanged", "ChannelCallerId", "ChannelConnectedLine",
-        "ChannelCreated", "ChannelDialplan", "ChannelEnteredBridge", "ChannelHold",
-        "ChannelLeftBridge", "ChannelStateChange", "ChannelTalkingFinished",
-        "ChannelTalkingStarted", "ChannelToneDetected", "ChannelTransfer", "ChannelUnhold",
-        "ChannelVarset", "ContactStatusChange", "DeviceStateChanged", "Dial",
-        "EndpointStateChange", "PeerStatusChange", "PlaybackContinuing", "PlaybackFinished",
-        "PlaybackStarted", "RecordingFailed", "RecordingFinished", "RecordingStarted",
+        "ApplicationMoveFailed",
+        "ApplicationRegistered",
+        "ApplicationUnregistered",
+        "BridgeAttendedTransfer",
+        "BridgeBlindTransfer",
+        "BridgeCreated",
+        "BridgeDestroyed",
+        "BridgeMerged",
+        "BridgeVideoSourceChanged",
+        "ChannelCallerId",
+        "ChannelConnectedLine",
+        "ChannelCreated",
+        "ChannelDialplan",
+        "ChannelEnteredBridge",
+        "ChannelHold",
+        "ChannelLeftBridge",
+        "ChannelStateChange",
+        "ChannelTalkingFinished",
+        "ChannelTalkingStarted",
+        "ChannelToneDetected",
+        "ChannelTransfer",
+        "ChannelUnhold",
+        "ChannelVarset",
+        "ContactStatusChange",
+        "DeviceStateChanged",
+        "Dial",
+        "EndpointStateChange",
+        "PeerStatusChange",
+        "PlaybackContinuing",
+        "PlaybackFinished",
+        "PlaybackStarted",
+        "RecordingFailed",
+        "RecordingFinished",
+        "RecordingStarted",
         "TextMessageReceived",
     }
 )
@@ -151,8 +176,11 @@ def _base(data: Mapping[str, Any]) -> dict[str, Any]:
 
 def _stasis_start(d: Mapping[str, Any]) -> AriEvent:
     args = _optional(d, "args", list, [])
-    return StasisStart(**_base(d), channel=parse_channel(d.get("channel"), "StasisStart.channel"),
-                       args=tuple(str(a) for a in args))
+    return StasisStart(
+        **_base(d),
+        channel=parse_channel(d.get("channel"), "StasisStart.channel"),
+        args=tuple(str(a) for a in args),
+    )
 
 
 def _stasis_end(d: Mapping[str, Any]) -> AriEvent:

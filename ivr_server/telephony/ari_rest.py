@@ -1,9 +1,9 @@
 """ARI REST calls over httpx, each with a timeout, errors mapped onto the AriError tree.
 
-    httpx.TimeoutException, httpx.TransportError  -> AriUnavailable
-    401 / 403                                      -> AriAuthError
-    404                                            -> AriNotFound (the channel or bridge is gone)
-    other 4xx / 5xx                                -> AriRequestError
+httpx.TimeoutException, httpx.TransportError  -> AriUnavailable
+401 / 403                                      -> AriAuthError
+404                                            -> AriNotFound (the channel or bridge is gone)
+other 4xx / 5xx                                -> AriRequestError
 """
 
 from __future__ import annotations
@@ -152,9 +152,7 @@ class AriRestClient:
 
     # --- Bridges ----------------------------------------------------------------------------
     async def create_bridge(self, bridge_id: str, name: str) -> None:
-        await self.request(
-            "POST", "/bridges", params={"type": "mixing", "bridgeId": bridge_id, "name": name}
-        )
+        await self.request("POST", "/bridges", params={"type": "mixing", "bridgeId": bridge_id, "name": name})
 
     async def add_to_bridge(self, bridge_id: str, channel_ids: list[str]) -> None:
         await self.request(

@@ -25,8 +25,8 @@ from ivr_server.store.queries import open_call_ids
 from ivr_server.store.writer import CallEnded, CallEvent
 from ivr_server.telephony.ari_connection import Snapshot
 from ivr_server.telephony.ari_events import (
-    AriEvent,
     ApplicationReplaced,
+    AriEvent,
     ChannelDestroyed,
     ChannelDtmfReceived,
     ChannelHangupRequest,
@@ -82,8 +82,11 @@ class CallManager:
         elif isinstance(event, (StasisEnd, ChannelDestroyed, ChannelHangupRequest)):
             self._on_channel_gone(event)
         elif isinstance(event, ApplicationReplaced):
-            log.error("ari.application_replaced", app=self.deps.settings.ari_app,
-                      hint="another client connected with the same IVR_ARI_APP")
+            log.error(
+                "ari.application_replaced",
+                app=self.deps.settings.ari_app,
+                hint="another client connected with the same IVR_ARI_APP",
+            )
 
     def on_disconnected(self) -> None:
         self.reconciled.clear()
@@ -178,6 +181,5 @@ class CallManager:
         for call_id in stale:
             log.warning("call.orphaned_record_closed", orphan_call_id=call_id)
             # seq far above anything a live call writes, so it never collides with one.
-            self.deps.writer.submit(CallEvent(call_id, 1_000_000, now, "call_ended",
-                                              {"reason": "orphaned"}))
+            self.deps.writer.submit(CallEvent(call_id, 1_000_000, now, "call_ended", {"reason": "orphaned"}))
             self.deps.writer.submit(CallEnded(call_id, now, "orphaned"))

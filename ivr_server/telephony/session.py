@@ -165,8 +165,9 @@ class CallSession:
             self._stop_on_dtmf = False
             if not playback.done.done():  # cancelled (hangup): stop sending it
                 sender.stop()
-        self.record("prompt", prompts=list(prompt_ids), completed=completed,
-                    played_ms=playback.frames_played * 20)
+        self.record(
+            "prompt", prompts=list(prompt_ids), completed=completed, played_ms=playback.frames_played * 20
+        )
         return completed
 
     async def next_dtmf(self, timeout_s: float) -> tuple[str, float] | None:
@@ -205,14 +206,18 @@ class CallSession:
         ch = self.channel
         self.deps.writer.submit(
             CallStarted(
-                call_id=self.call_id, channel_id=ch.id, caller_number=ch.caller_number or None,
-                caller_name=ch.caller_name or None, dialed_number=ch.exten or None,
-                flow=self.flow_name, flow_args=self.flow_args, server_id=self.deps.server_id,
+                call_id=self.call_id,
+                channel_id=ch.id,
+                caller_number=ch.caller_number or None,
+                caller_name=ch.caller_name or None,
+                dialed_number=ch.exten or None,
+                flow=self.flow_name,
+                flow_args=self.flow_args,
+                server_id=self.deps.server_id,
                 started_at=_utcnow(),
             )
         )
-        self.record("stasis_start", channel=ch.name, context=ch.context, exten=ch.exten,
-                    args=self.flow_args)
+        self.record("stasis_start", channel=ch.name, context=ch.context, exten=ch.exten, args=self.flow_args)
         log.info("call.started", caller=ch.caller_number, exten=ch.exten, flow=self.flow_name)
 
     async def _set_up(self) -> bool:
@@ -265,13 +270,21 @@ class CallSession:
         self._media_created = True
         receiver.expect_peer(media.local_host, media.local_port)
         self._sender = RtpSender(
-            self.fmt, transport, (media.local_host, media.local_port), self.deps.clock,
-            self.deps.metrics, live_capacity=s.media_outbox_frames,
+            self.fmt,
+            transport,
+            (media.local_host, media.local_port),
+            self.deps.clock,
+            self.deps.metrics,
+            live_capacity=s.media_outbox_frames,
         )
         self._sender.start()
         await rest.add_to_bridge(self.bridge_id, [self.channel.id, self.media_channel_id])
-        self.record("media_started", format=self.fmt.name, local_port=self._port,
-                    asterisk_rtp=f"{media.local_host}:{media.local_port}")
+        self.record(
+            "media_started",
+            format=self.fmt.name,
+            local_port=self._port,
+            asterisk_rtp=f"{media.local_host}:{media.local_port}",
+        )
 
     async def _converse(self) -> None:
         flow = self.deps.flows[self.flow_name]
@@ -308,8 +321,9 @@ class CallSession:
             self._inbox.put_nowait(pcm)
 
     def _record_speech(self, segment: SpeechSegment) -> None:
-        self.record("caller_speech", start_ms=segment.start_ms, end_ms=segment.end_ms,
-                    duration_ms=segment.duration_ms)
+        self.record(
+            "caller_speech", start_ms=segment.start_ms, end_ms=segment.end_ms, duration_ms=segment.duration_ms
+        )
 
     # --- Cleanup --------------------------------------------------------------------------
     async def _clean_up(self) -> None:
@@ -336,10 +350,12 @@ class CallSession:
         stats: dict[str, Any] = {}
         if self._sender is not None:
             self._sender.close()
-            stats["tx"] = {"packets": self._sender.stats.packets,
-                           "live_dropped": self._sender.stats.live_dropped,
-                           "jitter": self._sender.stats.jitter.snapshot(),
-                           "slot_offset": self._sender.stats.slot_offset.snapshot()}
+            stats["tx"] = {
+                "packets": self._sender.stats.packets,
+                "live_dropped": self._sender.stats.live_dropped,
+                "jitter": self._sender.stats.jitter.snapshot(),
+                "slot_offset": self._sender.stats.slot_offset.snapshot(),
+            }
         if self._receiver is not None:
             self.deps.clock.remove(self._receiver)
             self._receiver.flush_metrics()
@@ -349,8 +365,7 @@ class CallSession:
         last = self.speech.finish()
         if last is not None:
             self._record_speech(last)
-        self.record("caller_speech_total", speech_ms=self.speech.speech_ms,
-                    segments=self.speech.segments)
+        self.record("caller_speech_total", speech_ms=self.speech.speech_ms, segments=self.speech.segments)
 
     async def _release_asterisk_side(self) -> None:
         if self._asterisk_lost:

@@ -35,15 +35,17 @@ def upgrade() -> None:
     op.create_index("ix_calls_started_at", "calls", ["started_at"])
     op.create_table(
         "call_events",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True,
-                  nullable=False),
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
         sa.Column("call_id", sa.String(36), nullable=False),
         sa.Column("seq", sa.Integer(), nullable=False),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("type", sa.String(64), nullable=False),
         sa.Column("payload", sa.JSON(), nullable=False),
-        sa.ForeignKeyConstraint(["call_id"], ["calls.id"], ondelete="CASCADE",
-                                name="fk_call_events_call_id_calls"),
+        sa.ForeignKeyConstraint(
+            ["call_id"], ["calls.id"], ondelete="CASCADE", name="fk_call_events_call_id_calls"
+        ),
         sa.PrimaryKeyConstraint("id", name="pk_call_events"),
         sa.UniqueConstraint("call_id", "seq", name="uq_call_events_call_id"),
     )

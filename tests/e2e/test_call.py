@@ -17,7 +17,7 @@ from ivr_server.media.prompts import PromptLibrary
 from ivr_server.media.rtp import RtpPacket
 from ivr_server.store.database import create_engine
 from ivr_server.store.queries import CallRecord, EventRecord, call_events_of, list_calls
-from tests.conftest import REPO, running_server, settle, server_settings
+from tests.conftest import REPO, running_server, server_settings, settle
 from tests.support.audio import best_match, espeak_to_ulaw_wav, voiced_seconds
 from tests.support.capture import LoopbackCapture
 from tests.support.sipp import Keys, Pause, SippCall, Speak, scenario
@@ -57,9 +57,11 @@ async def test_digits_call_is_stored_and_read_back(database_url: str, tmp_path: 
     voice = tmp_path / "voice.wav"
     length_s = espeak_to_ulaw_wav(SENTENCE, voice)
     call = SippCall(
-        scenario([Pause(300), Speak(voice, int(length_s * 1000) + 500), Keys("123#", shipped=True)],
-                 tmp_path),
-        service="100", workdir=tmp_path,
+        scenario(
+            [Pause(300), Speak(voice, int(length_s * 1000) + 500), Keys("123#", shipped=True)], tmp_path
+        ),
+        service="100",
+        workdir=tmp_path,
     )
     async with running_server(server_settings(database_url)) as server:
         async with LoopbackCapture(tmp_path / "caller.pcap", f"udp dst port {call.media_port}") as cap:
@@ -68,7 +70,11 @@ async def test_digits_call_is_stored_and_read_back(database_url: str, tmp_path: 
 
     record, events = await stored_call(database_url)
     assert (record.caller_number, record.caller_name, record.dialed_number, record.flow) == (
-        "+15550100", "Test Caller", "100", "digits")
+        "+15550100",
+        "Test Caller",
+        "100",
+        "digits",
+    )
     assert record.end_reason == "completed"
     assert record.answered_at is not None and record.ended_at is not None
     assert record.started_at <= record.answered_at <= record.ended_at
@@ -105,8 +111,7 @@ async def test_digits_call_is_stored_and_read_back(database_url: str, tmp_path: 
 async def test_bad_input_is_counted_and_the_call_goes_on(database_url: str, tmp_path: Path) -> None:
     """Garbage RTP from a stranger, a malformed packet from Asterisk's own address, and an event
     type the server does not know are each counted and logged; the call completes normally."""
-    call = SippCall(scenario([Pause(2500), Keys("4421#")], tmp_path), service="100",
-                    workdir=tmp_path)
+    call = SippCall(scenario([Pause(2500), Keys("4421#")], tmp_path), service="100", workdir=tmp_path)
     async with running_server(server_settings(database_url)) as server:
         caller = asyncio.create_task(call.run())
         media = await wait_for_event(database_url, "media_started")
@@ -119,8 +124,10 @@ async def test_bad_input_is_counted_and_the_call_goes_on(database_url: str, tmp_
             send_udp_from((host, int(asterisk_port)), ("127.0.0.1", port), garbage)
         (channel,) = [s.channel.id for s in server.manager.sessions.values()]  # type: ignore[union-attr]
         async with httpx.AsyncClient(base_url="http://127.0.0.1:8088/ari", auth=ARI) as ari:
-            resp = await ari.post("/events/user/IvrTestProbe",
-                                  params={"application": "ivr-server", "source": f"channel:{channel}"})
+            resp = await ari.post(
+                "/events/user/IvrTestProbe",
+                params={"application": "ivr-server", "source": f"channel:{channel}"},
+            )
             assert resp.status_code == 204, resp.text
         assert await caller == 0, call.errors()
         await settle(server)
@@ -137,9 +144,7 @@ async def test_bad_input_is_counted_and_the_call_goes_on(database_url: str, tmp_
     assert stats["rx"]["rejected"] == {"wrong_source": 5, "malformed": 3, "payload_type": 0}
 
 
-async def test_unknown_flow_hands_the_caller_back_to_the_dialplan(
-    database_url: str, tmp_path: Path
-) -> None:
+async def test_unknown_flow_hands_the_caller_back_to_the_dialplan(database_url: str, tmp_path: Path) -> None:
     """A number routed to a flow the server lacks is not dead air: the caller goes back to the
     dialplan's fallback (which plays a notice and hangs up) and the store says why."""
     call = SippCall(scenario([], tmp_path), service="199", workdir=tmp_path)
@@ -159,8 +164,15 @@ async def test_echo_flow_returns_the_callers_voice(database_url: str, tmp_path: 
     length_s = espeak_to_ulaw_wav(SENTENCE, voice)
     prompts = PromptLibrary(REPO / "prompts")
     intro_ms = int(prompts.duration_s("echo_intro") * 1000)
-    call = SippCall(scenario([Pause(intro_ms + 500), Speak(voice, int(length_s * 1000) + 1000)],
-                             tmp_path, server_hangs_up=False), service="600", workdir=tmp_path)
+    call = SippCall(
+        scenario(
+            [Pause(intro_ms + 500), Speak(voice, int(length_s * 1000) + 1000)],
+            tmp_path,
+            server_hangs_up=False,
+        ),
+        service="600",
+        workdir=tmp_path,
+    )
     async with running_server(server_settings(database_url)) as server:
         async with LoopbackCapture(tmp_path / "caller.pcap", f"udp dst port {call.media_port}") as cap:
             assert await call.run() == 0, call.errors()

@@ -20,8 +20,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("asterisk")]
 async def start(env: dict[str, str]) -> asyncio.subprocess.Process:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("IVR_")}
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ivr_server", "run", env={**clean, **env},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "ivr_server",
+        "run",
+        env={**clean, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
 
 
@@ -40,11 +45,22 @@ async def test_run_serves_a_call_logs_json_and_exits_0_on_sigterm(tmp_path: Path
     """The server process answers a call, writes JSON lines with the call's id on each call
     line and no password anywhere, and on SIGTERM stops cleanly with exit code 0."""
     async with fresh_database("sqlite", tmp_path) as url:
-        env = {"IVR_DATABASE_URL": url, "IVR_METRICS_PORT": "0", "IVR_MEDIA_PORT_MIN": "41200",
-               "IVR_MEDIA_PORT_MAX": "41299", "IVR_ARI_PASSWORD": "ivr-sandbox"}
+        env = {
+            "IVR_DATABASE_URL": url,
+            "IVR_METRICS_PORT": "0",
+            "IVR_MEDIA_PORT_MIN": "41200",
+            "IVR_MEDIA_PORT_MAX": "41299",
+            "IVR_ARI_PASSWORD": "ivr-sandbox",
+        }
         upgrade = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "ivr_server", "db", "upgrade", env={**os.environ, **env},
-            stdout=asyncio.subprocess.DEVNULL)
+            sys.executable,
+            "-m",
+            "ivr_server",
+            "db",
+            "upgrade",
+            env={**os.environ, **env},
+            stdout=asyncio.subprocess.DEVNULL,
+        )
         assert await upgrade.wait() == 0
         proc = await start(env)
         lines: list[dict] = []
@@ -67,8 +83,14 @@ async def test_run_exits_3_when_asterisk_refuses_the_password(tmp_path: Path) ->
     async with fresh_database("sqlite", tmp_path) as url:
         env = {"IVR_DATABASE_URL": url, "IVR_METRICS_PORT": "0", "IVR_ARI_PASSWORD": "wrong-password"}
         upgrade = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "ivr_server", "db", "upgrade", env={**os.environ, **env},
-            stdout=asyncio.subprocess.DEVNULL)
+            sys.executable,
+            "-m",
+            "ivr_server",
+            "db",
+            "upgrade",
+            env={**os.environ, **env},
+            stdout=asyncio.subprocess.DEVNULL,
+        )
         assert await upgrade.wait() == 0
         proc = await start(env)
         _, err = await asyncio.wait_for(proc.communicate(), 20)

@@ -69,14 +69,11 @@ def crash_asterisk() -> None:
     sandbox("stop")
 
 
-async def test_call_is_closed_when_asterisk_crashes_and_restarts(
-    database_url: str, tmp_path: Path
-) -> None:
+async def test_call_is_closed_when_asterisk_crashes_and_restarts(database_url: str, tmp_path: Path) -> None:
     """A call in progress when Asterisk crashes and comes back is closed in the store (its
     channel is gone when the server reconciles) and its port and tasks are released."""
     settings = server_settings(database_url, ari_lost_call_grace_s=60)
-    call = SippCall(scenario([Pause(30000)], tmp_path), service="100", workdir=tmp_path,
-                    timeout_s=40)
+    call = SippCall(scenario([Pause(30000)], tmp_path), service="100", workdir=tmp_path, timeout_s=40)
     async with running_server(settings) as server:
         assert server.manager is not None
         caller = asyncio.create_task(call.run())
@@ -97,8 +94,7 @@ async def test_call_is_closed_when_asterisk_stays_away(database_url: str, tmp_pa
     """If a crashed Asterisk does not come back within the grace time, the call is closed as
     asterisk_lost without waiting for it."""
     settings = server_settings(database_url, ari_lost_call_grace_s=1.5)
-    call = SippCall(scenario([Pause(30000)], tmp_path), service="100", workdir=tmp_path,
-                    timeout_s=40)
+    call = SippCall(scenario([Pause(30000)], tmp_path), service="100", workdir=tmp_path, timeout_s=40)
     try:
         async with running_server(settings) as server:
             assert server.manager is not None

@@ -38,8 +38,9 @@ class Recorder:
 
 def make(url: str, **overrides: object) -> tuple[AriConnection, Recorder, Metrics]:
     settings = Settings(ari_url=url, **overrides)  # type: ignore[arg-type]
-    rest = AriRestClient(url, settings.ari_username, settings.ari_password,
-                         connect_timeout_s=1, request_timeout_s=1)
+    rest = AriRestClient(
+        url, settings.ari_username, settings.ari_password, connect_timeout_s=1, request_timeout_s=1
+    )
     recorder, metrics = Recorder(), Metrics()
     return AriConnection(settings, rest, metrics, recorder), recorder, metrics
 
@@ -51,11 +52,13 @@ def ev(kind: str, **fields: object) -> str:
 async def test_bad_messages_are_counted_and_the_stream_goes_on() -> None:
     """A truncated message and an unknown type are logged and counted; the events around them
     arrive in order on the same connection."""
-    script = [ev("StasisStart", channel=CHANNEL, args=["digits"]),
-              ev("StasisEnd", channel=CHANNEL)[:30],
-              ev("ChannelTeleported", channel=CHANNEL),
-              ev("ChannelDtmfReceived", channel=CHANNEL, digit="5", duration_ms=100),
-              ev("StasisEnd", channel=CHANNEL)]
+    script = [
+        ev("StasisStart", channel=CHANNEL, args=["digits"]),
+        ev("StasisEnd", channel=CHANNEL)[:30],
+        ev("ChannelTeleported", channel=CHANNEL),
+        ev("ChannelDtmfReceived", channel=CHANNEL, digit="5", duration_ms=100),
+        ev("StasisEnd", channel=CHANNEL),
+    ]
     async with FakeAri(script) as peer:
         connection, recorder, metrics = make(peer.url)
         task = asyncio.create_task(connection.run())
@@ -126,8 +129,9 @@ async def test_rest_calls_time_out_against_a_silent_peer() -> None:
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    rest = AriRestClient(f"http://127.0.0.1:{port}", "ivr", SecretStr("x"),
-                         connect_timeout_s=0.5, request_timeout_s=0.3)
+    rest = AriRestClient(
+        f"http://127.0.0.1:{port}", "ivr", SecretStr("x"), connect_timeout_s=0.5, request_timeout_s=0.3
+    )
     started = time.monotonic()
     try:
         with pytest.raises(AriUnavailable, match="timed out"):
@@ -152,7 +156,9 @@ async def test_rest_errors_carry_status_and_asterisk_message() -> None:
 
 
 async def test_nothing_listening_is_unavailable() -> None:
-    rest = AriRestClient("http://127.0.0.1:1", "ivr", SecretStr("x"), connect_timeout_s=1, request_timeout_s=1)
+    rest = AriRestClient(
+        "http://127.0.0.1:1", "ivr", SecretStr("x"), connect_timeout_s=1, request_timeout_s=1
+    )
     try:
         with pytest.raises(AriUnavailable):
             await rest.asterisk_info()

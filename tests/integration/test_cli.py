@@ -12,14 +12,32 @@ import pytest
 
 from tests.conftest import fresh_database
 
-COMMANDS = [[], ["run"], ["db"], ["db", "upgrade"], ["db", "current"], ["calls"], ["calls", "list"],
-            ["calls", "show"], ["config"], ["config", "show"]]
+COMMANDS = [
+    [],
+    ["run"],
+    ["db"],
+    ["db", "upgrade"],
+    ["db", "current"],
+    ["calls"],
+    ["calls", "list"],
+    ["calls", "show"],
+    ["config"],
+    ["config", "show"],
+]
 
 
-def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("IVR_") or k.startswith("IVR_TEST_")}
-    return subprocess.run([sys.executable, "-m", "ivr_server", *args], capture_output=True, text=True,
-                          env={**clean, **(env or {})}, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "ivr_server", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        env={**clean, **(env or {})},
+        timeout=timeout,
+    )
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "top")
@@ -70,8 +88,10 @@ def test_invalid_configuration_exits_3_naming_the_setting(tmp_path: Path) -> Non
 def test_config_show_masks_secrets(tmp_path: Path) -> None:
     cfg = tmp_path / "ivr.toml"
     cfg.write_text('[ari]\nurl = "http://pbx.example:8088"\n')
-    env = {"IVR_ARI_PASSWORD": "hunter2-secret",
-           "IVR_DATABASE_URL": "postgresql+asyncpg://ivr:dbsecret@db.example/ivr"}
+    env = {
+        "IVR_ARI_PASSWORD": "hunter2-secret",
+        "IVR_DATABASE_URL": "postgresql+asyncpg://ivr:dbsecret@db.example/ivr",
+    }
     table = cli("--config", str(cfg), "config", "show", env=env)
     assert table.returncode == 0
     assert "hunter2" not in table.stdout and "dbsecret" not in table.stdout

@@ -50,7 +50,9 @@ async def test_receiver_accepts_only_the_announced_peer(fmt: MediaFormat) -> Non
         stranger.sendto(good, ("127.0.0.1", port))
         asterisk.sendto(b"\x80\x00garbage", ("127.0.0.1", port))
         asterisk.sendto(RtpPacket(99, 2, 160, 7, b"\x00" * 10).to_bytes(), ("127.0.0.1", port))
-        asterisk.sendto(RtpPacket(fmt.payload_type, 4, 480, 7, fmt.encode(pcm)).to_bytes(), ("127.0.0.1", port))
+        asterisk.sendto(
+            RtpPacket(fmt.payload_type, 4, 480, 7, fmt.encode(pcm)).to_bytes(), ("127.0.0.1", port)
+        )
         await settle()
         assert frames == [], "datagrams are only queued until the media clock drains them"
         receiver.drain()
@@ -190,7 +192,9 @@ async def test_receiver_backlog_is_bounded_and_counts_what_it_drops() -> None:
     receiver = RtpReceiver(ULAW, frames.append, metrics, backlog=5)
     receiver.expect_peer("127.0.0.1", 9)
     for seq in range(8):
-        receiver.datagram_received(RtpPacket(0, seq, seq * 160, 1, b"\xff" * 160).to_bytes(), ("127.0.0.1", 9))
+        receiver.datagram_received(
+            RtpPacket(0, seq, seq * 160, 1, b"\xff" * 160).to_bytes(), ("127.0.0.1", 9)
+        )
     receiver.drain()
     assert receiver.overflowed == 3 and len(frames) == 5
     assert metrics.registry.get_sample_value("ivr_audio_frames_dropped_total", {"direction": "in"}) == 3

@@ -20,10 +20,17 @@ T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
 def started(call_id: str, at: datetime = T0, **kw: str) -> CallStarted:
-    return CallStarted(call_id=call_id, channel_id=kw.get("channel", "ch-" + call_id),
-                       caller_number=kw.get("caller", "+15550100"), caller_name="Caller",
-                       dialed_number="100", flow="digits", flow_args=["digits"], server_id="test/ivr",
-                       started_at=at)
+    return CallStarted(
+        call_id=call_id,
+        channel_id=kw.get("channel", "ch-" + call_id),
+        caller_number=kw.get("caller", "+15550100"),
+        caller_name="Caller",
+        dialed_number="100",
+        flow="digits",
+        flow_args=["digits"],
+        server_id="test/ivr",
+        started_at=at,
+    )
 
 
 async def write(engine: AsyncEngine, *ops: object) -> StoreWriter:
@@ -37,10 +44,17 @@ async def write(engine: AsyncEngine, *ops: object) -> StoreWriter:
 
 
 async def test_a_call_and_its_events_round_trip_in_order(engine: AsyncEngine) -> None:
-    events = [CallEvent("c1", i, T0 + timedelta(seconds=i), f"kind{i % 3}", {"i": i, "nested": {"ok": True}})
-              for i in range(1, 51)]
-    await write(engine, started("c1"), CallAnswered("c1", T0 + timedelta(seconds=1)), *events,
-                CallEnded("c1", T0 + timedelta(seconds=60), "completed"))
+    events = [
+        CallEvent("c1", i, T0 + timedelta(seconds=i), f"kind{i % 3}", {"i": i, "nested": {"ok": True}})
+        for i in range(1, 51)
+    ]
+    await write(
+        engine,
+        started("c1"),
+        CallAnswered("c1", T0 + timedelta(seconds=1)),
+        *events,
+        CallEnded("c1", T0 + timedelta(seconds=60), "completed"),
+    )
     record = await find_call(engine, "c1")
     assert (record.caller_number, record.flow, record.end_reason) == ("+15550100", "digits", "completed")
     assert record.started_at == T0 and record.duration_s == 60.0
@@ -61,8 +75,12 @@ async def test_resubmitting_after_an_unknown_commit_does_not_duplicate(engine: A
 
 
 async def test_the_first_end_reason_wins(engine: AsyncEngine) -> None:
-    await write(engine, started("c3"), CallEnded("c3", T0 + timedelta(seconds=5), "caller_hangup"),
-                CallEnded("c3", T0 + timedelta(seconds=9), "orphaned"))
+    await write(
+        engine,
+        started("c3"),
+        CallEnded("c3", T0 + timedelta(seconds=5), "caller_hangup"),
+        CallEnded("c3", T0 + timedelta(seconds=9), "orphaned"),
+    )
     record = await find_call(engine, "c3")
     assert record.end_reason == "caller_hangup" and record.duration_s == 5.0
 
@@ -70,8 +88,13 @@ async def test_the_first_end_reason_wins(engine: AsyncEngine) -> None:
 async def test_a_row_the_database_rejects_is_dropped_alone(engine: AsyncEngine) -> None:
     """An event for a call that does not exist (foreign key) is logged and dropped; the good
     rows around it in the same batch still land."""
-    writer = await write(engine, started("c4"), CallEvent("c4", 1, T0, "ok", {}),
-                         CallEvent("no-such-call", 1, T0, "bad", {}), CallEvent("c4", 2, T0, "ok", {}))
+    writer = await write(
+        engine,
+        started("c4"),
+        CallEvent("c4", 1, T0, "ok", {}),
+        CallEvent("no-such-call", 1, T0, "bad", {}),
+        CallEvent("c4", 2, T0, "ok", {}),
+    )
     assert writer.rejected == 1
     assert [e.seq for e in await call_events_of(engine, "c4")] == [1, 2]
 

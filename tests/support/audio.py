@@ -42,8 +42,27 @@ def espeak_to_ulaw_wav(text: str, path: Path) -> float:
 def voiced_seconds(path: Path) -> float:
     """Length of ``path`` once sox trims leading and trailing silence (an independent measure)."""
     trimmed = path.with_suffix(".trimmed.wav")
-    subprocess.run(["sox", str(path), "-e", "signed-integer", "-b", "16", str(trimmed),
-                    "silence", "1", "0.02", "1%", "reverse", "silence", "1", "0.02", "1%", "reverse"],
-                   check=True)
+    subprocess.run(
+        [
+            "sox",
+            str(path),
+            "-e",
+            "signed-integer",
+            "-b",
+            "16",
+            str(trimmed),
+            "silence",
+            "1",
+            "0.02",
+            "1%",
+            "reverse",
+            "silence",
+            "1",
+            "0.02",
+            "1%",
+            "reverse",
+        ],
+        check=True,
+    )
     out = subprocess.run(["soxi", "-D", str(trimmed)], check=True, capture_output=True, text=True)
     return float(out.stdout)

@@ -29,8 +29,18 @@ class LoopbackCapture:
         tcpdump = shutil.which("tcpdump")
         assert tcpdump, "tcpdump is not installed"
         self._proc = await asyncio.create_subprocess_exec(
-            tcpdump, "-i", "lo", "-U", "-n", "-s", "0", "-w", str(self.path), self.filter,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            tcpdump,
+            "-i",
+            "lo",
+            "-U",
+            "-n",
+            "-s",
+            "0",
+            "-w",
+            str(self.path),
+            self.filter,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
         )
         assert self._proc.stderr is not None
         line = await asyncio.wait_for(self._proc.stderr.readline(), 10)

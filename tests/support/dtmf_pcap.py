@@ -49,8 +49,14 @@ class DtmfCaptureWriter:
         return int(t * 1000)
 
     def _rtp(self, event: int, *, end: bool, duration: int, marker: bool) -> bytes:
-        header = struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | PAYLOAD_TYPE,
-                             self.sequence & 0xFFFF, self.timestamp & 0xFFFFFFFF, self.ssrc)
+        header = struct.pack(
+            "!BBHII",
+            0x80,
+            (0x80 if marker else 0) | PAYLOAD_TYPE,
+            self.sequence & 0xFFFF,
+            self.timestamp & 0xFFFFFFFF,
+            self.ssrc,
+        )
         return header + struct.pack("!BBH", event, (0x80 if end else 0) | 10, duration)
 
 
@@ -58,8 +64,21 @@ def _pcap(frames: list[tuple[float, bytes]]) -> bytes:
     out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]  # Ethernet link type
     for t, rtp in frames:
         udp = struct.pack("!HHHH", 6000, 6000, 8 + len(rtp), 0) + rtp
-        ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
-                                   bytes([127, 0, 0, 1]), bytes([127, 0, 0, 1])))
+        ip = bytearray(
+            struct.pack(
+                "!BBHHHBBH4s4s",
+                0x45,
+                0,
+                20 + len(udp),
+                0,
+                0,
+                64,
+                17,
+                0,
+                bytes([127, 0, 0, 1]),
+                bytes([127, 0, 0, 1]),
+            )
+        )
         ip[10:12] = struct.pack("!H", _checksum(bytes(ip)))
         frame = b"\x00" * 12 + b"\x08\x00" + bytes(ip) + udp
         sec = int(t)

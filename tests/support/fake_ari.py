@@ -19,8 +19,14 @@ from websockets.http11 import Request, Response
 
 
 class FakeAri:
-    def __init__(self, messages: list[str | bytes] | None = None, *, close_after_send: bool = False,
-                 events_status: int | None = None, rest_status: int = 200) -> None:
+    def __init__(
+        self,
+        messages: list[str | bytes] | None = None,
+        *,
+        close_after_send: bool = False,
+        events_status: int | None = None,
+        rest_status: int = 200,
+    ) -> None:
         self.messages = messages or []
         self.close_after_send = close_after_send
         self.events_status = events_status  # e.g. 401: refuse the socket
@@ -70,8 +76,9 @@ class FakeAri:
 
 def _json(status: int, body: Any) -> Response:
     data = json.dumps(body).encode()
-    headers = Headers({"Content-Type": "application/json", "Content-Length": str(len(data)),
-                       "Connection": "close"})
+    headers = Headers(
+        {"Content-Type": "application/json", "Content-Length": str(len(data)), "Connection": "close"}
+    )
     return Response(status, HTTPStatus(status).phrase, headers, data)
 
 

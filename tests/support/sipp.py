@@ -13,8 +13,11 @@ from pathlib import Path
 from tests.support.dtmf_pcap import DtmfCaptureWriter
 
 DTMF_PCAP_DIR = Path("/usr/share/sip-tester")
-PCAP_NAMES = {**{str(d): f"dtmf_2833_{d}.pcap" for d in range(10)}, "#": "dtmf_2833_pound.pcap",
-              "*": "dtmf_2833_star.pcap"}
+PCAP_NAMES = {
+    **{str(d): f"dtmf_2833_{d}.pcap" for d in range(10)},
+    "#": "dtmf_2833_pound.pcap",
+    "*": "dtmf_2833_star.pcap",
+}
 # SIPp's DTMF captures last 160 ms; keys closer together than this merge in Asterisk.
 KEY_GAP_MS = 400
 
@@ -22,6 +25,7 @@ KEY_GAP_MS = 400
 @dataclass(frozen=True)
 class Speak:
     """Stream an 8 kHz µ-law WAV as the caller's voice, waiting ``ms`` (its length) after."""
+
     wav: Path
     ms: int
 
@@ -30,6 +34,7 @@ class Speak:
 class Keys:
     """Press keys as RFC 4733 events. ``shipped`` plays SIPp's own captures, one per key (which
     only works in their recorded order, e.g. "123#"); otherwise a capture is made for the call."""
+
     keys: str
     shipped: bool = False
 
@@ -68,8 +73,14 @@ def _request(line: str, cseq: str, to_tag: bool, body: str = "") -> str:
     return text
 
 
-def scenario(steps: list[Step], workdir: Path, *, caller: str = "+15550100",
-             server_hangs_up: bool = True, bye_timeout_ms: int = 30000) -> str:
+def scenario(
+    steps: list[Step],
+    workdir: Path,
+    *,
+    caller: str = "+15550100",
+    server_hangs_up: bool = True,
+    bye_timeout_ms: int = 30000,
+) -> str:
     """A UAC scenario: INVITE, the steps, then wait for the server's BYE (or send one).
     Captures for ``Keys`` steps are written into ``workdir``."""
     dtmf = DtmfCaptureWriter()
@@ -111,9 +122,11 @@ def scenario(steps: list[Step], workdir: Path, *, caller: str = "+15550100",
             "[last_CSeq:]\nContact: <sip:[local_ip]:[local_port]>\nContent-Length: 0\n\n]]></send>"
         )
     else:
-        parts.append("<send retrans=\"500\"><![CDATA[\n"
-                     + _request("BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0", "2 BYE", True)
-                     + "\n]]></send>")
+        parts.append(
+            '<send retrans="500"><![CDATA[\n'
+            + _request("BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0", "2 BYE", True)
+            + "\n]]></send>"
+        )
         parts.append('<recv response="200" crlf="true"/>')
     parts.append("</scenario>")
     return "\n".join(parts).replace("{caller}", caller) + "\n"
@@ -155,19 +168,42 @@ class SippCall:
         sipp = shutil.which("sipp")
         assert sipp, "sipp is not installed (Debian package sip-tester)"
         return [
-            sipp, "-sf", str(self.scenario_path), "-s", self.service,
-            "-m", str(self.calls), "-l", str(self.concurrent), "-r", str(self.rate_per_s),
-            "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(self.sip_port),
-            "-mp", str(self.media_port),
-            "-nostdin", "-trace_err", "-error_file", str(self.error_file),
-            "-timeout", f"{int(self.timeout_s)}s", "-timeout_error",
+            sipp,
+            "-sf",
+            str(self.scenario_path),
+            "-s",
+            self.service,
+            "-m",
+            str(self.calls),
+            "-l",
+            str(self.concurrent),
+            "-r",
+            str(self.rate_per_s),
+            "-i",
+            "127.0.0.1",
+            "-mi",
+            "127.0.0.1",
+            "-p",
+            str(self.sip_port),
+            "-mp",
+            str(self.media_port),
+            "-nostdin",
+            "-trace_err",
+            "-error_file",
+            str(self.error_file),
+            "-timeout",
+            f"{int(self.timeout_s)}s",
+            "-timeout_error",
             "127.0.0.1:5060",
         ]
 
     async def run(self) -> int:
         proc = self._proc = await asyncio.create_subprocess_exec(
-            *self.argv(), cwd=self.workdir, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE, env={**os.environ, "TERM": "dumb"},
+            *self.argv(),
+            cwd=self.workdir,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "TERM": "dumb"},
         )
         try:
             _, stderr = await asyncio.wait_for(proc.communicate(), self.timeout_s + 10)

@@ -21,25 +21,43 @@ from ivr_server.telephony.ari_events import (
 
 # The channel of a StasisStart as Asterisk 22 sent it in the sandbox.
 CHANNEL = {
-    "id": "1795475765.0", "name": "PJSIP/sipp-00000000", "state": "Ring",
-    "protocol_id": "1-32684@127.0.0.1", "caller": {"name": "Probe", "number": "+15550100"},
-    "connected": {"name": "", "number": ""}, "accountcode": "",
-    "dialplan": {"context": "ivr-inbound", "exten": "100", "priority": 2, "app_name": "Stasis",
-                 "app_data": "ivr-server,digits"},
-    "creationtime": "2026-11-23T23:16:05.217+0000", "language": "en",
+    "id": "1795475765.0",
+    "name": "PJSIP/sipp-00000000",
+    "state": "Ring",
+    "protocol_id": "1-32684@127.0.0.1",
+    "caller": {"name": "Probe", "number": "+15550100"},
+    "connected": {"name": "", "number": ""},
+    "accountcode": "",
+    "dialplan": {
+        "context": "ivr-inbound",
+        "exten": "100",
+        "priority": 2,
+        "app_name": "Stasis",
+        "app_data": "ivr-server,digits",
+    },
+    "creationtime": "2026-11-23T23:16:05.217+0000",
+    "language": "en",
 }
 MEDIA_CHANNEL = {
-    "id": "1795475765.1", "name": "UnicastRTP/127.0.0.1:40000-0x7f5f08003e50", "state": "Down",
+    "id": "1795475765.1",
+    "name": "UnicastRTP/127.0.0.1:40000-0x7f5f08003e50",
+    "state": "Down",
     "caller": {"name": "", "number": ""},
-    "dialplan": {"context": "default", "exten": "s", "priority": 1, "app_name": "AppDial2",
-                 "app_data": "(Outgoing Line)"},
+    "dialplan": {
+        "context": "default",
+        "exten": "s",
+        "priority": 1,
+        "app_name": "AppDial2",
+        "app_data": "(Outgoing Line)",
+    },
     "channelvars": {"UNICASTRTP_LOCAL_PORT": "10002", "UNICASTRTP_LOCAL_ADDRESS": "127.0.0.1"},
 }
 
 
 def event(kind: str, **fields: object) -> str:
-    return json.dumps({"type": kind, "application": "ivr-server",
-                       "timestamp": "2026-11-23T23:16:05.218+0000", **fields})
+    return json.dumps(
+        {"type": kind, "application": "ivr-server", "timestamp": "2026-11-23T23:16:05.218+0000", **fields}
+    )
 
 
 def test_stasis_start_of_a_caller() -> None:
@@ -48,7 +66,12 @@ def test_stasis_start_of_a_caller() -> None:
     assert ev.args == ("digits",)
     ch = ev.channel
     assert (ch.id, ch.caller_number, ch.caller_name, ch.exten, ch.context) == (
-        "1795475765.0", "+15550100", "Probe", "100", "ivr-inbound")
+        "1795475765.0",
+        "+15550100",
+        "Probe",
+        "100",
+        "ivr-inbound",
+    )
     assert not ch.is_external_media
 
 
@@ -97,16 +120,36 @@ def test_malformed_events_say_what_is_wrong(message: str | bytes, error: str) ->
 json_scalars = st.none() | st.booleans() | st.integers(-5, 5) | st.text(max_size=6)
 json_values = st.recursive(
     json_scalars,
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.sampled_from(["id", "name", "caller", "number", "dialplan"]), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(["id", "name", "caller", "number", "dialplan"]), children, max_size=3
+        )
+    ),
     max_leaves=8,
 )
 
 
-@given(st.sampled_from(["StasisStart", "StasisEnd", "ChannelDestroyed", "ChannelHangupRequest",
-                        "ChannelDtmfReceived", "ApplicationReplaced", "ChannelVarset", "Nope"]),
-       st.dictionaries(st.sampled_from(["channel", "args", "digit", "cause", "cause_txt",
-                                        "duration_ms", "soft", "application"]), json_values))
+@given(
+    st.sampled_from(
+        [
+            "StasisStart",
+            "StasisEnd",
+            "ChannelDestroyed",
+            "ChannelHangupRequest",
+            "ChannelDtmfReceived",
+            "ApplicationReplaced",
+            "ChannelVarset",
+            "Nope",
+        ]
+    ),
+    st.dictionaries(
+        st.sampled_from(
+            ["channel", "args", "digit", "cause", "cause_txt", "duration_ms", "soft", "application"]
+        ),
+        json_values,
+    ),
+)
 def test_any_json_object_parses_or_raises_ari_event_error(kind: str, fields: dict) -> None:
     """Whatever Asterisk (or a broken proxy) sends, only AriEventError can come out."""
     try:

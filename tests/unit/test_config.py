@@ -23,10 +23,14 @@ def test_defaults_are_valid_and_point_at_the_sandbox() -> None:
     assert s.effective_database_url.endswith("ivr-server/ivr.sqlite3")
 
 
-def test_file_tables_flatten_and_the_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_file_tables_flatten_and_the_environment_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = tmp_path / "ivr.toml"
-    cfg.write_text('data_dir = "/srv/ivr"\n[ari]\nurl = "https://pbx.example:8089"\napp = "from-file"\n'
-                   '[media]\nformat = "slin16"\n')
+    cfg.write_text(
+        'data_dir = "/srv/ivr"\n[ari]\nurl = "https://pbx.example:8089"\napp = "from-file"\n'
+        '[media]\nformat = "slin16"\n'
+    )
     monkeypatch.setenv("IVR_ARI_APP", "from-env")
     s = load_settings(cfg)
     assert (s.ari_url, s.ari_app, s.media_format) == ("https://pbx.example:8089", "from-env", "slin16")
@@ -39,7 +43,7 @@ def test_file_tables_flatten_and_the_environment_wins(tmp_path: Path, monkeypatc
 
 def test_config_file_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = tmp_path / "ivr.toml"
-    cfg.write_text("[log]\nlevel = \"debug\"\n")
+    cfg.write_text('[log]\nlevel = "debug"\n')
     monkeypatch.setenv("IVR_CONFIG_FILE", str(cfg))
     assert load_settings().log_level == "debug"
 
@@ -48,7 +52,10 @@ def test_config_file_from_the_environment(tmp_path: Path, monkeypatch: pytest.Mo
     ("env", "message"),
     [
         ({"IVR_MEDIA_PORT_MIN": "70000"}, "IVR_MEDIA_PORT_MIN: Input should be less than or equal to 65535"),
-        ({"IVR_MEDIA_PORT_MIN": "41000", "IVR_MEDIA_PORT_MAX": "40000"}, "media_port_min (41000) must not exceed"),
+        (
+            {"IVR_MEDIA_PORT_MIN": "41000", "IVR_MEDIA_PORT_MAX": "40000"},
+            "media_port_min (41000) must not exceed",
+        ),
         ({"IVR_MEDIA_FORMAT": "opus"}, "IVR_MEDIA_FORMAT: Input should be 'ulaw' or 'slin16'"),
         ({"IVR_ARI_URL": "ftp://x"}, "ari_url must start with http:// or https://"),
         ({"IVR_ARI_CONNECT_TIMEOUT_S": "-1"}, "IVR_ARI_CONNECT_TIMEOUT_S: Input should be greater than 0"),
@@ -69,11 +76,11 @@ def test_bad_files_are_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="broken.toml is not valid TOML"):
         load_settings(broken)
     typo = tmp_path / "typo.toml"
-    typo.write_text("[ari]\npasword = \"x\"\n")
+    typo.write_text('[ari]\npasword = "x"\n')
     with pytest.raises(ConfigError, match="unknown setting 'ari_pasword'"):
         load_settings(typo)
     wrong = tmp_path / "wrong.toml"
-    wrong.write_text("[media]\nport_min = \"lots\"\n")
+    wrong.write_text('[media]\nport_min = "lots"\n')
     with pytest.raises(ConfigError, match=f"media_port_min in {wrong}: Input should be a valid integer"):
         load_settings(wrong)
     with pytest.raises(ConfigError, match="does not exist"):
@@ -87,7 +94,7 @@ def test_password_file_and_masking(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("IVR_DATABASE_URL", "postgresql+asyncpg://ivr:dbpass@db.example/ivr")
     s = load_settings()
     assert s.ari_password.get_secret_value() == "s3cret-from-file"
-    shown = dict((n, v) for n, v, _ in effective_settings(s, None))
+    shown = {n: v for n, v, _ in effective_settings(s, None)}
     assert shown["IVR_ARI_PASSWORD"] == MASK
     assert "dbpass" not in shown["IVR_DATABASE_URL"] and MASK in shown["IVR_DATABASE_URL"]
     assert "s3cret" not in repr(s) and "s3cret" not in str(s)

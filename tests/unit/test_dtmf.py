@@ -10,8 +10,7 @@ from ivr_server.dialog.dtmf import DtmfCollector, digit_prompt
 
 
 def collector(**kw: float) -> DtmfCollector:
-    args = {"started_at": 100.0, "first_digit_timeout_s": 5.0, "inter_digit_timeout_s": 3.0,
-            "max_digits": 4}
+    args = {"started_at": 100.0, "first_digit_timeout_s": 5.0, "inter_digit_timeout_s": 3.0, "max_digits": 4}
     args.update(kw)
     return DtmfCollector(**args)  # type: ignore[arg-type]
 
@@ -66,8 +65,10 @@ def test_digit_prompts() -> None:
         digit_prompt("#")
 
 
-@given(st.lists(st.sampled_from("0123456789*#ABCD"), max_size=30),
-       st.lists(st.floats(0.0, 4.0), min_size=30, max_size=30))
+@given(
+    st.lists(st.sampled_from("0123456789*#ABCD"), max_size=30),
+    st.lists(st.floats(0.0, 4.0), min_size=30, max_size=30),
+)
 def test_result_is_the_digits_typed_before_the_end(keys: list[str], gaps: list[float]) -> None:
     """Whatever the keys and timing, the result is the digits typed (in order) before the
     terminator, the limit or a timeout, and collection ends exactly once."""

@@ -21,7 +21,12 @@ def test_json_lines_carry_call_context_and_mask_secrets() -> None:
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert len(lines) == 1
     line = lines[0]
-    assert (line["event"], line["level"], line["call_id"], line["channel_id"]) == ("call.thing", "info", "c-1", "ch-9")
+    assert (line["event"], line["level"], line["call_id"], line["channel_id"]) == (
+        "call.thing",
+        "info",
+        "c-1",
+        "ch-9",
+    )
     assert line["ari_password"] == line["token"] == line["secret_value"] == MASK
     assert line["digits"] == 3 and "timestamp" in line
     assert "hunter2" not in stream.getvalue()
