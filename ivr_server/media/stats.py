@@ -134,7 +134,7 @@ class DeviationHistogram:
         for i, n in enumerate(self._bins):
             seen += n
             if seen >= rank and n:
-                return min((i + 1) * self.BIN_MS, self.max_ms)
+                return round(min((i + 1) * self.BIN_MS, self.max_ms), 3)
         return self.max_ms
 
     def snapshot(self) -> dict[str, Any]:

@@ -115,8 +115,11 @@ class CallManager:
     # --- Internals ------------------------------------------------------------------------
     def _on_stasis_start(self, event: StasisStart) -> None:
         channel = event.channel
-        if channel.id in self._by_channel:
-            return  # our own ExternalMedia leg, or a duplicate
+        known = self._by_channel.get(channel.id)
+        if known is not None:
+            if channel.id == known.media_channel_id:
+                known.on_media_started()
+            return  # a duplicate StasisStart of a caller we have
         if channel.is_external_media:
             log.warning("ari.orphan_media_channel", orphan_channel=channel.id, name=channel.name)
             self._spawn(self._quietly(self.deps.rest.hangup(channel.id)))

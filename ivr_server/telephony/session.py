@@ -81,6 +81,7 @@ class CallSession:
         )
         self._end_detail: dict[str, Any] = {}
         self._ended = asyncio.Event()
+        self._media_in_app = asyncio.Event()
         self._seq = 0
         self._dtmf: asyncio.Queue[tuple[str, float]] = asyncio.Queue(maxsize=64)
         self._stop_on_dtmf = False
@@ -108,6 +109,10 @@ class CallSession:
     def on_caller_gone(self, event_type: str, cause: int = 0, cause_txt: str = "") -> None:
         self._caller_gone = True
         self.end("caller_hangup", event=event_type, cause=cause, cause_txt=cause_txt)
+
+    def on_media_started(self) -> None:
+        """The ExternalMedia channel entered the app: only now can it join the bridge."""
+        self._media_in_app.set()
 
     def on_media_gone(self, event_type: str) -> None:
         self._media_gone = True
@@ -269,6 +274,9 @@ class CallSession:
         )
         self._media_created = True
         receiver.expect_peer(media.local_host, media.local_port)
+        # The channel enters Stasis asynchronously; bridging it before its StasisStart fails
+        # ("Channel not in Stasis application"), which load makes likely.
+        await self._media_in_app.wait()
         self._sender = RtpSender(
             self.fmt,
             transport,

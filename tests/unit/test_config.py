@@ -108,3 +108,17 @@ def test_masked_urls() -> None:
 def test_typos_in_variable_names_are_found() -> None:
     env = {"IVR_ARI_PASWORD": "x", "IVR_ARI_URL": "y", "IVR_SANDBOX_HOME": "/x", "PATH": "/bin"}
     assert unknown_env_vars(env) == ["IVR_ARI_PASWORD"]
+
+
+def test_the_shipped_example_config_is_valid(tmp_path: Path) -> None:
+    """ivr-server.example.toml must keep loading as settings change."""
+    from tests.conftest import REPO
+
+    password = tmp_path / "pw"
+    password.write_text("x\n")
+    text = (REPO / "ivr-server.example.toml").read_text().replace("/etc/ivr-server/ari-password", str(password))
+    example = tmp_path / "example.toml"
+    example.write_text(text)
+    s = load_settings(example)
+    assert (s.ari_username, s.media_port_min, s.log_format) == ("ivr", 40000, "json")
+    assert str(s.data_dir) == "/var/lib/ivr-server"
