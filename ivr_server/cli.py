@@ -11,7 +11,7 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from enum import IntEnum
 from pathlib import Path
 from typing import Any
@@ -122,10 +122,6 @@ def _fail(code: ExitCode, err: BaseException) -> int:
     return int(code)
 
 
-def _run_async(coro: Coroutine[Any, Any, int]) -> int:
-    return asyncio.run(coro)
-
-
 # --- Commands -------------------------------------------------------------------------------
 def cmd_run(_args: argparse.Namespace, settings: Settings) -> int:
     import structlog
@@ -165,7 +161,7 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
             await engine.dispose()
         return 0
 
-    return _run_async(show())
+    return asyncio.run(show())
 
 
 def cmd_db_current(_args: argparse.Namespace, settings: Settings) -> int:
@@ -183,7 +179,7 @@ def cmd_db_current(_args: argparse.Namespace, settings: Settings) -> int:
             return int(ExitCode.DATABASE)
         return 0
 
-    return _run_async(show())
+    return asyncio.run(show())
 
 
 def cmd_calls_list(args: argparse.Namespace, settings: Settings) -> int:
@@ -217,7 +213,7 @@ def cmd_calls_list(args: argparse.Namespace, settings: Settings) -> int:
             print("(no calls yet)")
         return 0
 
-    return _run_async(show())
+    return asyncio.run(show())
 
 
 def cmd_calls_show(args: argparse.Namespace, settings: Settings) -> int:
@@ -254,7 +250,7 @@ def cmd_calls_show(args: argparse.Namespace, settings: Settings) -> int:
             print("(long payloads shortened; --json shows them whole)")
         return 0
 
-    return _run_async(show())
+    return asyncio.run(show())
 
 
 def cmd_config_show(args: argparse.Namespace, settings: Settings) -> int:

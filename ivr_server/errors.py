@@ -9,10 +9,9 @@ IvrError
 │   ├── AriAuthError         401/403: wrong ARI user or password
 │   └── AriRequestError      any other non-2xx answer (AriNotFound for 404)
 ├── AriEventError            an events-socket message we cannot parse
-├── MediaError               ports, RTP, codecs, prompts
-│   ├── RtpParseError        a datagram that is not valid RTP
-│   └── PortsExhausted       no free UDP port in the configured range
-└── FlowError                the dialog flow failed
+└── MediaError               ports, RTP, codecs, prompts
+    ├── RtpParseError        a datagram that is not valid RTP
+    └── PortsExhausted       no free UDP port in the configured range
 """
 
 from __future__ import annotations
@@ -76,7 +75,3 @@ class RtpParseError(MediaError):
 
 class PortsExhausted(MediaError):
     code = "media_ports_exhausted"
-
-
-class FlowError(IvrError):
-    code = "flow_error"

@@ -1,4 +1,4 @@
-"""Whole-buffer audio helpers: WAV files and frame energy."""
+"""Whole-buffer audio helpers: reading WAV files, frame energy."""
 
 from __future__ import annotations
 
@@ -28,14 +28,6 @@ def read_wav(path: Path) -> tuple[int, Pcm]:
     except OSError as err:
         raise MediaError(f"{path}: cannot be read ({err})") from err
     return rate, np.frombuffer(data, dtype="<i2").astype(np.int16)
-
-
-def write_wav(path: Path, rate: int, pcm: Pcm) -> None:
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(rate)
-        wav.writeframes(np.asarray(pcm, dtype="<i2").tobytes())
 
 
 def frame_dbfs(pcm: Pcm) -> float:

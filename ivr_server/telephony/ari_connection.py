@@ -17,7 +17,7 @@ import base64
 import time
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, Protocol, cast
+from typing import Protocol, cast
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import structlog
@@ -196,6 +196,3 @@ class AriConnection:
             self.handler.on_event(event)
         except Exception:  # a bug in one handler must not stop the event stream
             log.exception("ari.event_handler_failed", event_type=event.type)
-
-    def describe(self) -> dict[str, Any]:
-        return {"url": self.url, "app": self.settings.ari_app}

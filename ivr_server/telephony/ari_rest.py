@@ -8,14 +8,25 @@ other 4xx / 5xx                                -> AriRequestError
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import structlog
 from pydantic import SecretStr
 
-from ivr_server.errors import AriAuthError, AriNotFound, AriRequestError, AriUnavailable, MediaError
+from ivr_server.errors import (
+    AriAuthError,
+    AriError,
+    AriNotFound,
+    AriRequestError,
+    AriUnavailable,
+    MediaError,
+)
 from ivr_server.telephony.ari_events import Channel, parse_channel
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -161,6 +172,22 @@ class AriRestClient:
 
     async def destroy_bridge(self, bridge_id: str) -> None:
         await self.request("DELETE", f"/bridges/{bridge_id}")
+
+
+async def best_effort(work: Awaitable[object], step: str) -> bool:
+    """Await an ARI call whose target may already be gone (cleanup, reconciliation).
+
+    A 404 means the goal is reached; any other ARI failure is logged, not raised, so the steps
+    after it still run. Returns whether the step is done.
+    """
+    try:
+        await work
+    except AriNotFound:
+        return True
+    except AriError as err:
+        log.warning("ari.step_failed", step=step, error=str(err))
+        return False
+    return True
 
 
 def _param(value: Any) -> str:

@@ -12,7 +12,7 @@ Reconciliation (ARI sends nothing while disconnected, so this is how missed even
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +20,6 @@ import structlog
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ivr_server.errors import AriError, AriNotFound
 from ivr_server.store.queries import open_call_ids
 from ivr_server.store.writer import CallEnded, CallEvent
 from ivr_server.telephony.ari_connection import Snapshot
@@ -33,6 +32,7 @@ from ivr_server.telephony.ari_events import (
     StasisEnd,
     StasisStart,
 )
+from ivr_server.telephony.ari_rest import best_effort
 from ivr_server.telephony.session import CallDeps, CallSession
 
 log = structlog.get_logger(__name__)
@@ -44,7 +44,7 @@ class CallManager:
         self.engine = engine
         self.sessions: dict[str, CallSession] = {}  # by call id
         self._by_channel: dict[str, CallSession] = {}  # caller and ExternalMedia channel ids
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[object]] = set()
         self._tg: asyncio.TaskGroup | None = None
         self._stop = asyncio.Event()
         self.accepting = True
@@ -100,13 +100,13 @@ class CallManager:
         orphans = [c for c in app.channel_ids - set(self._by_channel) if c in before.channel_ids]
         for channel_id in orphans:
             log.warning("ari.orphan_channel_hangup", orphan_channel=channel_id)
-            await self._quietly(self.deps.rest.hangup(channel_id))
+            await best_effort(self.deps.rest.hangup(channel_id), "orphan_hangup")
         known_bridges = {s.bridge_id for s in self.sessions.values()}
         prefix = f"{self.deps.settings.ari_app}/"
         for bridge_id, name in before.bridges.items():
             if name.startswith(prefix) and bridge_id not in known_bridges:
                 log.warning("ari.orphan_bridge_destroy", bridge_id=bridge_id)
-                await self._quietly(self.deps.rest.destroy_bridge(bridge_id))
+                await best_effort(self.deps.rest.destroy_bridge(bridge_id), "orphan_bridge")
         if first:  # later connects: every call this process started has a session
             await self._close_orphaned_records()
         log.info("ari.reconciled", first=first, calls=len(self.sessions), orphans=len(orphans))
@@ -122,11 +122,11 @@ class CallManager:
             return  # a duplicate StasisStart of a caller we have
         if channel.is_external_media:
             log.warning("ari.orphan_media_channel", orphan_channel=channel.id, name=channel.name)
-            self._spawn(self._quietly(self.deps.rest.hangup(channel.id)))
+            self._spawn(best_effort(self.deps.rest.hangup(channel.id), "orphan_hangup"))
             return
         if not self.accepting or self._tg is None:
             log.info("call.declined", reason="shutting down", caller_channel=channel.id)
-            self._spawn(self._quietly(self.deps.rest.continue_in_dialplan(channel.id)))
+            self._spawn(best_effort(self.deps.rest.continue_in_dialplan(channel.id), "decline"))
             return
         session = CallSession(self.deps, channel, event.args)
         self.sessions[session.call_id] = session
@@ -160,19 +160,11 @@ class CallManager:
                 if self._by_channel.get(channel_id) is session:
                     del self._by_channel[channel_id]
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, object]) -> None:
         assert self._tg is not None, "call manager is not running"
         task = self._tg.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    async def _quietly(self, work: Awaitable[None]) -> None:
-        try:
-            await work
-        except AriNotFound:
-            pass
-        except AriError as err:
-            log.warning("ari.reconcile_step_failed", error=str(err))
 
     async def _close_orphaned_records(self) -> None:
         try:

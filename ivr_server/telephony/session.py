@@ -35,7 +35,7 @@ from ivr_server.media.sender import RtpSender
 from ivr_server.observability.metrics import Metrics
 from ivr_server.store.writer import CallAnswered, CallEnded, CallEvent, CallStarted, StoreWriter
 from ivr_server.telephony.ari_events import Channel
-from ivr_server.telephony.ari_rest import AriRestClient
+from ivr_server.telephony.ari_rest import AriRestClient, best_effort
 
 log = structlog.get_logger(__name__)
 
@@ -202,10 +202,23 @@ class CallSession:
         with structlog.contextvars.bound_contextvars(call_id=self.call_id, channel_id=self.channel.id):
             self._record_start()
             try:
-                if await self._set_up():
-                    await self._converse()
+                await self._run_until_ended()
             finally:
                 await asyncio.shield(self._clean_up())
+
+    async def _run_until_ended(self) -> None:
+        """Set-up, then the flow; cut short the moment the call ends (a hangup during set-up
+        too, which must not wait for the set-up timeout)."""
+        async with asyncio.TaskGroup() as tg:
+            work = tg.create_task(self._set_up_and_converse(), name=f"call-{self.call_id}")
+            ended = tg.create_task(self._ended.wait(), name=f"ended-{self.call_id}")
+            await asyncio.wait({work, ended}, return_when=asyncio.FIRST_COMPLETED)
+            work.cancel()
+            ended.cancel()
+
+    async def _set_up_and_converse(self) -> None:
+        if await self._set_up():
+            await self._run_flow(self.deps.flows[self.flow_name])
 
     def _record_start(self) -> None:
         ch = self.channel
@@ -264,15 +277,17 @@ class CallSession:
         self._port, transport, _ = await self.deps.ports.open(lambda: receiver)
         self._receiver, self._transport = receiver, transport
         self.deps.clock.add(receiver, MediaClock.AFTER_SEND)
-        await rest.create_bridge(self.bridge_id, f"{s.ari_app}/{self.call_id}")
+        # Flags go up before the requests: a call cancelled mid-request still deletes what
+        # Asterisk may have created (a 404 on delete is fine).
         self._bridge_created = True
+        await rest.create_bridge(self.bridge_id, f"{s.ari_app}/{self.call_id}")
+        self._media_created = True
         media = await rest.external_media(
             app=s.ari_app,
             channel_id=self.media_channel_id,
             external_host=f"{s.media_external_host}:{self._port}",
             media_format=self.fmt.name,
         )
-        self._media_created = True
         receiver.expect_peer(media.local_host, media.local_port)
         # The channel enters Stasis asynchronously; bridging it before its StasisStart fails
         # ("Channel not in Stasis application"), which load makes likely.
@@ -293,15 +308,6 @@ class CallSession:
             local_port=self._port,
             asterisk_rtp=f"{media.local_host}:{media.local_port}",
         )
-
-    async def _converse(self) -> None:
-        flow = self.deps.flows[self.flow_name]
-        async with asyncio.TaskGroup() as tg:
-            flow_task = tg.create_task(self._run_flow(flow), name=f"flow-{self.call_id}")
-            ended = tg.create_task(self._ended.wait(), name=f"ended-{self.call_id}")
-            await asyncio.wait({flow_task, ended}, return_when=asyncio.FIRST_COMPLETED)
-            flow_task.cancel()
-            ended.cancel()
 
     async def _run_flow(self, flow: Flow) -> None:
         try:
@@ -381,24 +387,15 @@ class CallSession:
         rest = self.deps.rest
         if not self._caller_gone:
             if self._hand_back:
-                await self._step("hand_back", self._hand_back_to_dialplan())
-            else:
-                await self._step("hangup", rest.hangup(self.channel.id))
+                await best_effort(self._hand_back_to_dialplan(), "hand_back")
+            elif await best_effort(rest.hangup(self.channel.id), "hangup"):
                 self.record("hangup", by="server")
         if self._media_created and not self._media_gone:
-            await self._step("media_hangup", rest.hangup(self.media_channel_id))
+            await best_effort(rest.hangup(self.media_channel_id), "media_hangup")
         if self._bridge_created:
-            await self._step("bridge_destroy", rest.destroy_bridge(self.bridge_id))
+            await best_effort(rest.destroy_bridge(self.bridge_id), "bridge_destroy")
 
     async def _hand_back_to_dialplan(self) -> None:
         await self.deps.rest.set_variable(self.channel.id, STATUS_VARIABLE, self.end_reason or "")
         await self.deps.rest.continue_in_dialplan(self.channel.id)
         self.record("handed_back", status=self.end_reason)
-
-    async def _step(self, name: str, work: Any) -> None:
-        try:
-            await work
-        except AriNotFound:
-            pass  # already gone: the goal of the step
-        except AriError as err:
-            log.warning("call.cleanup_step_failed", step=name, error=str(err))

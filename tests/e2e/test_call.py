@@ -208,3 +208,54 @@ async def wait_for_event(url: str, kind: str, timeout_s: float = 15) -> dict[str
                 await asyncio.sleep(0.05)
     finally:
         await engine.dispose()
+
+
+async def test_ten_simultaneous_callers_each_get_their_own_call(database_url: str, tmp_path: Path) -> None:
+    """Ten callers at once: every call is set up (no bridging race), collects its own digits and
+    completes, and no port or session is left behind."""
+    call = SippCall(
+        scenario([Pause(1000), Keys("90#")], tmp_path),
+        service="100",
+        workdir=tmp_path,
+        calls=10,
+        concurrent=10,
+        rate_per_s=10,
+    )
+    async with running_server(server_settings(database_url)) as server:
+        assert await call.run() == 0, call.errors()
+        await settle(server)
+        assert server.manager is not None and not server.manager.deps.ports.in_use
+    engine = create_engine(database_url)
+    try:
+        records = await list_calls(engine, 20)
+        assert len(records) == 10
+        assert {r.end_reason for r in records} == {"completed"}
+        assert len({r.channel_id for r in records}) == 10
+        for record in records:
+            events = await call_events_of(engine, record.id)
+            (collected,) = [e.payload for e in events if e.type == "dtmf_collected"]
+            assert collected["digits"] == "90"
+    finally:
+        await engine.dispose()
+
+
+async def test_a_caller_who_hangs_up_at_once_leaves_nothing_behind(database_url: str, tmp_path: Path) -> None:
+    """Callers hanging up right after the answer (while the server may still be setting up)
+    are closed as caller_hangup promptly; no port, bridge or channel of ours is left."""
+    call = SippCall(scenario([], tmp_path, server_hangs_up=False), service="100", workdir=tmp_path,
+                    calls=5, concurrent=5, rate_per_s=5)
+    async with running_server(server_settings(database_url)) as server:
+        assert await call.run() == 0, call.errors()
+        await settle(server, timeout_s=5)
+        assert server.manager is not None and not server.manager.deps.ports.in_use
+        async with httpx.AsyncClient(base_url="http://127.0.0.1:8088/ari", auth=ARI) as ari:
+            app = (await ari.get("/applications/ivr-server")).json()
+            bridges = [b for b in (await ari.get("/bridges")).json() if b["name"].startswith("ivr-server/")]
+    assert app["channel_ids"] == [] and bridges == []
+    engine = create_engine(database_url)
+    try:
+        records = await list_calls(engine, 10)
+    finally:
+        await engine.dispose()
+    assert len(records) == 5 and {r.end_reason for r in records} == {"caller_hangup"}
+    assert all(r.duration_s is not None and r.duration_s < 3 for r in records)

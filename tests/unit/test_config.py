@@ -116,7 +116,9 @@ def test_the_shipped_example_config_is_valid(tmp_path: Path) -> None:
 
     password = tmp_path / "pw"
     password.write_text("x\n")
-    text = (REPO / "ivr-server.example.toml").read_text().replace("/etc/ivr-server/ari-password", str(password))
+    text = (
+        (REPO / "ivr-server.example.toml").read_text().replace("/etc/ivr-server/ari-password", str(password))
+    )
     example = tmp_path / "example.toml"
     example.write_text(text)
     s = load_settings(example)
