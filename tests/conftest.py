@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ivr_server.app import IvrServer
-from ivr_server.config import Settings
+from ivr_server.config import CONFIG_FILE_ENV, Settings, env_name
 from ivr_server.store.database import create_engine, upgrade
 from tests.support import postgres
 
@@ -26,9 +26,11 @@ TEST_MEDIA_PORTS = (41000, 41199)
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests build their settings explicitly; the developer's IVR_* variables must not leak in."""
+    """Tests build their settings explicitly: the developer's server settings must not leak in.
+    Variables of the scripts (IVR_SANDBOX_HOME, IVR_TEST_*) stay."""
+    settings = {env_name(field) for field in Settings.model_fields} | {CONFIG_FILE_ENV}
     for key in list(os.environ):
-        if key.startswith("IVR_") and not key.startswith("IVR_TEST_"):
+        if key.upper() in settings:
             monkeypatch.delenv(key)
 
 
