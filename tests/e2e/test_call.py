@@ -46,6 +46,16 @@ def received_audio(capture: LoopbackCapture, port: int) -> np.ndarray:
     return ulaw_decode(b"".join(p.payload for p in audio))
 
 
+async def call_and_listen(database_url: str, call: SippCall, tmp_path: Path) -> np.ndarray:
+    """Place ``call`` to a fresh server while capturing the caller's side; returns what the
+    caller heard, once the call is closed and stored."""
+    async with running_server(server_settings(database_url)) as server:
+        async with LoopbackCapture(tmp_path / "caller.pcap", f"udp dst port {call.media_port}") as cap:
+            assert await call.run() == 0, call.errors()
+        await settle(server)
+    return received_audio(cap, call.media_port)
+
+
 def as_heard(prompts: PromptLibrary, prompt_id: str) -> np.ndarray:
     """A prompt as it reaches a µ-law caller: 8 kHz, through G.711."""
     return ulaw_decode(ulaw_encode(prompts.audio(prompt_id, ULAW.sample_rate)))
@@ -63,10 +73,7 @@ async def test_digits_call_is_stored_and_read_back(database_url: str, tmp_path: 
         service="100",
         workdir=tmp_path,
     )
-    async with running_server(server_settings(database_url)) as server:
-        async with LoopbackCapture(tmp_path / "caller.pcap", f"udp dst port {call.media_port}") as cap:
-            assert await call.run() == 0, call.errors()
-        await settle(server)
+    heard = await call_and_listen(database_url, call, tmp_path)
 
     record, events = await stored_call(database_url)
     assert (record.caller_number, record.caller_name, record.dialed_number, record.flow) == (
@@ -98,7 +105,6 @@ async def test_digits_call_is_stored_and_read_back(database_url: str, tmp_path: 
     voiced_ms = voiced_seconds(voice) * 1000
     assert 0.6 * voiced_ms <= spoken["speech_ms"] <= 1.1 * voiced_ms, (spoken, voiced_ms)
 
-    heard = received_audio(cap, call.media_port)
     prompts = PromptLibrary(REPO / "prompts")
     offsets = []
     for prompt_id in ("you_entered", "digit_1", "digit_2", "digit_3"):
@@ -148,14 +154,11 @@ async def test_unknown_flow_hands_the_caller_back_to_the_dialplan(database_url: 
     """A number routed to a flow the server lacks is not dead air: the caller goes back to the
     dialplan's fallback (which plays a notice and hangs up) and the store says why."""
     call = SippCall(scenario([], tmp_path), service="199", workdir=tmp_path)
-    async with running_server(server_settings(database_url)) as server:
-        async with LoopbackCapture(tmp_path / "caller.pcap", f"udp dst port {call.media_port}") as cap:
-            assert await call.run() == 0, call.errors()
-        await settle(server)
+    heard = await call_and_listen(database_url, call, tmp_path)
     record, events = await stored_call(database_url)
     assert record.end_reason == "unknown_flow"
     assert [e.payload for e in events if e.type == "handed_back"] == [{"status": "unknown_flow"}]
-    assert len(received_audio(cap, call.media_port)) > 8000, "the fallback announcement was not heard"
+    assert len(heard) > 8000, "the fallback announcement was not heard"
 
 
 async def test_echo_flow_returns_the_callers_voice(database_url: str, tmp_path: Path) -> None:
@@ -173,11 +176,7 @@ async def test_echo_flow_returns_the_callers_voice(database_url: str, tmp_path: 
         service="600",
         workdir=tmp_path,
     )
-    async with running_server(server_settings(database_url)) as server:
-        async with LoopbackCapture(tmp_path / "caller.pcap", f"udp dst port {call.media_port}") as cap:
-            assert await call.run() == 0, call.errors()
-        await settle(server)
-    heard = received_audio(cap, call.media_port)
+    heard = await call_and_listen(database_url, call, tmp_path)
     sent = ulaw_decode(_wav_payload(voice))
     score, _ = best_match(heard, sent[: 8000 * 2])
     assert score > 0.9, f"the caller's own voice did not come back (score {score:.2f})"
@@ -242,8 +241,14 @@ async def test_ten_simultaneous_callers_each_get_their_own_call(database_url: st
 async def test_a_caller_who_hangs_up_at_once_leaves_nothing_behind(database_url: str, tmp_path: Path) -> None:
     """Callers hanging up right after the answer (while the server may still be setting up)
     are closed as caller_hangup promptly; no port, bridge or channel of ours is left."""
-    call = SippCall(scenario([], tmp_path, server_hangs_up=False), service="100", workdir=tmp_path,
-                    calls=5, concurrent=5, rate_per_s=5)
+    call = SippCall(
+        scenario([], tmp_path, server_hangs_up=False),
+        service="100",
+        workdir=tmp_path,
+        calls=5,
+        concurrent=5,
+        rate_per_s=5,
+    )
     async with running_server(server_settings(database_url)) as server:
         assert await call.run() == 0, call.errors()
         await settle(server, timeout_s=5)

@@ -30,6 +30,19 @@ async def start(env: dict[str, str]) -> asyncio.subprocess.Process:
     )
 
 
+async def migrate(env: dict[str, str]) -> None:
+    upgrade = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "ivr_server",
+        "db",
+        "upgrade",
+        env={**os.environ, **env},
+        stdout=asyncio.subprocess.DEVNULL,
+    )
+    assert await upgrade.wait() == 0
+
+
 async def read_until(proc: asyncio.subprocess.Process, event: str, lines: list[dict]) -> None:
     assert proc.stderr is not None
     async with asyncio.timeout(20):
@@ -52,16 +65,7 @@ async def test_run_serves_a_call_logs_json_and_exits_0_on_sigterm(tmp_path: Path
             "IVR_MEDIA_PORT_MAX": "41299",
             "IVR_ARI_PASSWORD": "ivr-sandbox",
         }
-        upgrade = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "ivr_server",
-            "db",
-            "upgrade",
-            env={**os.environ, **env},
-            stdout=asyncio.subprocess.DEVNULL,
-        )
-        assert await upgrade.wait() == 0
+        await migrate(env)
         proc = await start(env)
         lines: list[dict] = []
         await read_until(proc, "ari.reconciled", lines)
@@ -82,16 +86,7 @@ async def test_run_serves_a_call_logs_json_and_exits_0_on_sigterm(tmp_path: Path
 async def test_run_exits_3_when_asterisk_refuses_the_password(tmp_path: Path) -> None:
     async with fresh_database("sqlite", tmp_path) as url:
         env = {"IVR_DATABASE_URL": url, "IVR_METRICS_PORT": "0", "IVR_ARI_PASSWORD": "wrong-password"}
-        upgrade = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "ivr_server",
-            "db",
-            "upgrade",
-            env={**os.environ, **env},
-            stdout=asyncio.subprocess.DEVNULL,
-        )
-        assert await upgrade.wait() == 0
+        await migrate(env)
         proc = await start(env)
         _, err = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode == 3

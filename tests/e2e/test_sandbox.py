@@ -14,12 +14,15 @@ from tests.conftest import SANDBOX, sandbox
 pytestmark = pytest.mark.e2e
 
 
-def run(*args: str, env: dict[str, str] | None = None, user: str | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, env: dict[str, str] | None = None, user: str | None = None
+) -> subprocess.CompletedProcess[str]:
     argv = [str(SANDBOX), *args]
     if user:
         argv = ["runuser", "-u", user, "--", *argv]
-    return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=300,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        argv, capture_output=True, text=True, check=False, timeout=300, env={**os.environ, **(env or {})}
+    )
 
 
 @pytest.mark.usefixtures("asterisk")
