@@ -1,7 +1,8 @@
 """The ``ivr-server`` command line.
 
 Exit codes: 0 success, 1 unexpected failure, 2 usage error, 3 invalid configuration (including
-ARI credentials Asterisk refuses), 4 database unreachable or not migrated, 5 not found.
+ARI credentials Asterisk refuses), 4 database unreachable or not migrated, 5 not found,
+6 unusable input (an audio file, a grammar, a missing speech engine or model).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ivr_server.config import (
     mask_url,
     unknown_env_vars,
 )
-from ivr_server.errors import AriAuthError, ConfigError, IvrError, StoreError
+from ivr_server.errors import AriAuthError, AsrError, ConfigError, IvrError, MediaError, StoreError
 
 
 class ExitCode(IntEnum):
@@ -35,12 +36,13 @@ class ExitCode(IntEnum):
     CONFIG = 3
     DATABASE = 4
     NOT_FOUND = 5
+    BAD_INPUT = 6
 
 
 PAYLOAD_WIDTH = 140
 EPILOG = """exit codes: 0 ok, 1 failure, 2 usage, 3 invalid configuration, 4 database unreachable
-or not migrated, 5 not found. Settings come from IVR_* environment variables and --config FILE
-(TOML); see `ivr-server config show`."""
+or not migrated, 5 not found, 6 unusable input (audio, grammar, engine). Settings come from
+IVR_* environment variables and --config FILE (TOML); see `ivr-server config show`."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,6 +92,21 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true", help="one JSON object")
     show.set_defaults(handler=cmd_calls_show)
 
+    asr = commands.add_parser("asr", help="speech recognition", epilog=EPILOG)
+    asr_commands = asr.add_subparsers(dest="asr_command", metavar="ACTION", required=True)
+    transcribe = asr_commands.add_parser(
+        "transcribe",
+        help="transcribe a WAV file (16-bit mono PCM, 8-48 kHz)",
+        description="Stream a WAV file through a recognizer in 20 ms chunks, as a call would.",
+    )
+    transcribe.add_argument("wav", type=Path, metavar="FILE.wav")
+    transcribe.add_argument(
+        "--engine", choices=["auto", "vosk", "pocketsphinx"], help="default: IVR_ASR_ENGINE"
+    )
+    transcribe.add_argument("--grammar", help='"digits", "yesno", or comma-separated phrases')
+    transcribe.add_argument("--json", action="store_true", help="one JSON object with words and timings")
+    transcribe.set_defaults(handler=cmd_asr_transcribe)
+
     config = commands.add_parser("config", help="settings", epilog=EPILOG)
     config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     config_show = config_commands.add_parser("show", help="effective settings, secrets masked")
@@ -108,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(ExitCode.CONFIG, err)
     except StoreError as err:
         return _fail(ExitCode.DATABASE, err)
+    except (MediaError, AsrError) as err:
+        return _fail(ExitCode.BAD_INPUT, err)
     except IvrError as err:
         return _fail(ExitCode.FAILURE, err)
     except KeyboardInterrupt:
@@ -251,6 +270,42 @@ def cmd_calls_show(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
     return asyncio.run(show())
+
+
+def cmd_asr_transcribe(args: argparse.Namespace, settings: Settings) -> int:
+    from ivr_server.media.audio import read_wav
+    from ivr_server.speech.asr.base import grammar, require
+    from ivr_server.speech.asr.engines import load_engine
+
+    rate, pcm = read_wav(args.wav)
+    if len(pcm) == 0:
+        raise MediaError(f"{args.wav}: the file holds no audio")
+    choice = load_engine(
+        args.engine or settings.asr_engine, settings.asr_vosk_model, settings.asr_vosk_language
+    )
+    require(choice.engine, rate)
+    recognizer = choice.engine.recognizer(rate, grammar(args.grammar))
+    step = rate // 50
+    for start in range(0, len(pcm), step):
+        recognizer.feed(pcm[start : start + step])
+    result = recognizer.finish()
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "text": result.text,
+                    "engine": result.engine,
+                    "model": result.model,
+                    "confidence": result.confidence,
+                    "audio_s": round(len(pcm) / rate, 3),
+                    "words": [vars(w) for w in result.words],
+                },
+                indent=1,
+            )
+        )
+    else:
+        print(result.text)
+    return 0
 
 
 def cmd_config_show(args: argparse.Namespace, settings: Settings) -> int:

@@ -92,6 +92,15 @@ class Settings(BaseSettings):
         25, ge=2, description="Outbound live-audio queue per call (echo); oldest dropped."
     )
 
+    # --- Speech recognition ------------------------------------------------------------------
+    asr_engine: Literal["auto", "vosk", "pocketsphinx"] = Field(
+        "auto", description="auto: Vosk when asr_vosk_model is set and present, else PocketSphinx."
+    )
+    asr_vosk_model: Path | None = Field(None, description="A Vosk model directory (am/, conf/, graph/).")
+    asr_vosk_language: str | None = Field(
+        None, description="The Vosk model's language (default: read from its directory name)."
+    )
+
     # --- Dialog ------------------------------------------------------------------------------
     prompts_dir: Path = Field(
         default_factory=lambda: resource_dir("prompts"),

@@ -9,9 +9,11 @@ IvrError
 │   ├── AriAuthError         401/403: wrong ARI user or password
 │   └── AriRequestError      any other non-2xx answer (AriNotFound for 404)
 ├── AriEventError            an events-socket message we cannot parse
-└── MediaError               ports, RTP, codecs, prompts
-    ├── RtpParseError        a datagram that is not valid RTP
-    └── PortsExhausted       no free UDP port in the configured range
+├── MediaError               ports, RTP, codecs, prompts
+│   ├── RtpParseError        a datagram that is not valid RTP
+│   └── PortsExhausted       no free UDP port in the configured range
+└── AsrError                 speech recognition: bad audio, grammar, capability mismatch
+    └── EngineUnavailable    an engine's package or model is missing (says how to get it)
 """
 
 from __future__ import annotations
@@ -75,3 +77,11 @@ class RtpParseError(MediaError):
 
 class PortsExhausted(MediaError):
     code = "media_ports_exhausted"
+
+
+class AsrError(IvrError):
+    code = "asr_error"
+
+
+class EngineUnavailable(AsrError):
+    code = "asr_engine_unavailable"

@@ -75,7 +75,13 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 def sandbox(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(SANDBOX), *args], capture_output=True, text=True, check=check, timeout=600)
+    """Run scripts/asterisk-sandbox; with ``check``, a failure shows what the script said."""
+    result = subprocess.run([str(SANDBOX), *args], capture_output=True, text=True, check=False, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"asterisk-sandbox {' '.join(args)} exited {result.returncode}:\n{result.stderr}"
+        )
+    return result
 
 
 @pytest.fixture

@@ -1,7 +1,5 @@
-"""Band-limited resampling (windowed sinc) for prompts and other whole-buffer audio.
-
-Not for the per-frame path: prompts are converted once, when loaded.
-"""
+"""Band-limited resampling (windowed sinc): whole buffers (prompts, converted once) and streams
+(20 ms frames to a recognizer), both with the same kernel and the same output."""
 
 from __future__ import annotations
 
@@ -34,6 +32,55 @@ def resample(pcm: Pcm, src_rate: int, dst_rate: int) -> Pcm:
         d = t[:, None] - idx
         out[start : start + len(t)] = (x[idx + width] * _kernel(d, cutoff, width)).sum(axis=1)
     return np.clip(np.rint(out), -32768, 32767).astype(np.int16)
+
+
+class StreamResampler:
+    """Chunk-by-chunk resampling whose output equals ``resample()`` of the whole stream."""
+
+    def __init__(self, src_rate: int, dst_rate: int) -> None:
+        if src_rate <= 0 or dst_rate <= 0:
+            raise ValueError(f"sample rates must be positive, got {src_rate} -> {dst_rate}")
+        self.src_rate, self.dst_rate = src_rate, dst_rate
+        self._step = src_rate / dst_rate
+        self._cutoff = min(1.0, dst_rate / src_rate) * 0.95
+        self._width = int(np.ceil(_HALF_TAPS / self._cutoff))
+        self._offsets = np.arange(-self._width + 1, self._width + 1)
+        self._buf = np.zeros(self._width, dtype=np.float64)  # history; starts as zero padding
+        self._buf_start = -self._width  # input index of _buf[0]
+        self._received = 0  # input samples so far
+        self._produced = 0  # output samples so far
+
+    def process(self, pcm: Pcm) -> Pcm:
+        if self.src_rate == self.dst_rate:
+            self._received += len(pcm)
+            return np.array(pcm, dtype=np.int16)
+        self._buf = np.concatenate([self._buf, np.asarray(pcm, dtype=np.float64)])
+        self._received += len(pcm)
+        # Output n needs input up to floor(n * step) + width.
+        ready = int(np.floor((self._received - 1 - self._width) / self._step)) + 1
+        return self._emit(min(ready, (self._received * self.dst_rate) // self.src_rate))
+
+    def flush(self) -> Pcm:
+        """The last samples, as if the stream were followed by silence."""
+        if self.src_rate == self.dst_rate:
+            return np.zeros(0, dtype=np.int16)
+        self._buf = np.concatenate([self._buf, np.zeros(self._width + 2)])
+        return self._emit((self._received * self.dst_rate) // self.src_rate)
+
+    def _emit(self, end: int) -> Pcm:
+        if end <= self._produced:
+            return np.zeros(0, dtype=np.int16)
+        t = np.arange(self._produced, end) * self._step
+        idx = np.floor(t).astype(np.int64)[:, None] + self._offsets[None, :]
+        values = self._buf[idx - self._buf_start]
+        out = (values * _kernel(t[:, None] - idx, self._cutoff, self._width)).sum(axis=1)
+        self._produced = end
+        keep_from = int(np.floor(end * self._step)) - self._width + 1  # first input still needed
+        drop = max(0, keep_from - self._buf_start)
+        self._buf = self._buf[drop:]
+        self._buf_start += drop
+        result: Pcm = np.clip(np.rint(out), -32768, 32767).astype(np.int16)
+        return result
 
 
 def _kernel(d: npt.NDArray[np.float64], cutoff: float, width: int) -> npt.NDArray[np.float64]:

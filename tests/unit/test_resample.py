@@ -42,3 +42,19 @@ def test_same_rate_and_empty_input() -> None:
     assert len(resample(np.zeros(0, np.int16), 16000, 8000)) == 0
     with pytest.raises(ValueError, match="positive"):
         resample(pcm, 0, 8000)
+
+
+@pytest.mark.parametrize(("src", "dst"), [(8000, 16000), (16000, 8000), (22050, 8000), (22050, 16000)])
+def test_streaming_equals_whole_buffer(src: int, dst: int) -> None:
+    """Chunk by chunk (any chunk sizes) the stream resampler produces the whole-buffer output."""
+    from ivr_server.media.resample import StreamResampler
+
+    rng = np.random.default_rng(7)
+    pcm = (rng.standard_normal(src // 2) * 3000).astype(np.int16)
+    stream = StreamResampler(src, dst)
+    cuts = np.sort(rng.choice(np.arange(1, len(pcm)), size=40, replace=False))
+    pieces = [stream.process(chunk) for chunk in np.split(pcm, cuts)] + [stream.flush()]
+    streamed = np.concatenate(pieces)
+    whole = resample(pcm, src, dst)
+    assert len(streamed) == len(whole)
+    assert np.max(np.abs(streamed.astype(np.int32) - whole.astype(np.int32))) <= 1

@@ -1,0 +1,1 @@
+"""Speech engines: recognition (asr/) behind one streaming interface."""

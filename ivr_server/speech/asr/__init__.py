@@ -1,0 +1,1 @@
+"""Speech recognition engines behind one streaming interface (see base.py)."""

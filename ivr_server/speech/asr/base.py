@@ -1,0 +1,86 @@
+"""The ASR contract every engine meets.
+
+An engine is loaded once per process (models are large) and hands out one ``Recognizer`` per
+utterance stream. A recognizer takes 16-bit mono PCM frames at the rate it was opened with and
+returns partial results as it goes and a final one at ``finish()``. Engines declare the sample
+rates and languages they take; ``require()`` checks them before a call uses the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ivr_server.errors import AsrError
+from ivr_server.media.g711 import Pcm
+
+# Named grammars a flow or the CLI can ask for; an engine turns the phrases into its own form.
+DIGIT_WORDS = ("zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+GRAMMARS: dict[str, tuple[str, ...]] = {"digits": DIGIT_WORDS, "yesno": ("yes", "no")}
+
+
+@dataclass(frozen=True)
+class WordTiming:
+    word: str
+    start_s: float
+    end_s: float
+    confidence: float | None = None
+
+
+@dataclass(frozen=True)
+class AsrResult:
+    text: str
+    final: bool
+    engine: str
+    model: str
+    confidence: float | None = None
+    words: tuple[WordTiming, ...] = field(default_factory=tuple)
+
+
+class Recognizer(Protocol):
+    def feed(self, pcm: Pcm) -> AsrResult | None:
+        """Take one chunk; returns a partial result when the hypothesis changed."""
+        ...
+
+    def finish(self) -> AsrResult:
+        """End of the utterance: the final result. The recognizer is spent afterwards."""
+        ...
+
+
+class AsrEngine(Protocol):
+    name: str
+    model_id: str
+    languages: frozenset[str]
+
+    def accepts_rate(self, sample_rate: int) -> bool: ...
+
+    def recognizer(self, sample_rate: int, phrases: Sequence[str] | None = None) -> Recognizer:
+        """A recognizer for one stream; ``phrases`` restricts it to sequences of those."""
+        ...
+
+
+def grammar(name_or_phrases: str | Sequence[str] | None) -> tuple[str, ...] | None:
+    """A named grammar ("digits") or a comma-separated / given list of phrases."""
+    if name_or_phrases is None:
+        return None
+    if isinstance(name_or_phrases, str):
+        if name_or_phrases in GRAMMARS:
+            return GRAMMARS[name_or_phrases]
+        phrases = tuple(p.strip().lower() for p in name_or_phrases.split(",") if p.strip())
+    else:
+        phrases = tuple(p.strip().lower() for p in name_or_phrases if p.strip())
+    if not phrases:
+        raise AsrError(f"grammar {name_or_phrases!r} has no phrases")
+    return phrases
+
+
+def require(engine: AsrEngine, sample_rate: int, language: str | None = None) -> None:
+    """Fail early, naming the mismatch, if the engine cannot take this audio or language."""
+    if not engine.accepts_rate(sample_rate):
+        raise AsrError(f"ASR engine {engine.name} does not take {sample_rate} Hz audio")
+    if language and not any(language.lower().startswith(lang) for lang in engine.languages):
+        raise AsrError(
+            f"ASR engine {engine.name} ({engine.model_id}) speaks {', '.join(sorted(engine.languages))}, "
+            f"not {language}"
+        )

