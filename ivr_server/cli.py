@@ -106,6 +106,19 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe.add_argument("--grammar", help='"digits", "yesno", or comma-separated phrases')
     transcribe.add_argument("--json", action="store_true", help="one JSON object with words and timings")
     transcribe.set_defaults(handler=cmd_asr_transcribe)
+    evaluation = asr_commands.add_parser(
+        "eval",
+        help="word error rate, accuracy, speed over a manifest of recordings",
+        description="Evaluate an engine on a CSV manifest with columns path,text (paths relative to "
+        "the manifest): word error rate, utterance accuracy, real-time factor, p50/p95 decode latency.",
+    )
+    evaluation.add_argument("--manifest", type=Path, required=True, metavar="FILE.csv")
+    evaluation.add_argument(
+        "--engine", choices=["auto", "vosk", "pocketsphinx"], help="default: IVR_ASR_ENGINE"
+    )
+    evaluation.add_argument("--grammar", help='"digits", "yesno", or comma-separated phrases')
+    evaluation.add_argument("--json", action="store_true", help="one JSON object")
+    evaluation.set_defaults(handler=cmd_asr_eval)
 
     config = commands.add_parser("config", help="settings", epilog=EPILOG)
     config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
@@ -305,6 +318,32 @@ def cmd_asr_transcribe(args: argparse.Namespace, settings: Settings) -> int:
         )
     else:
         print(result.text)
+    return 0
+
+
+def cmd_asr_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from ivr_server.speech.asr.base import grammar
+    from ivr_server.speech.asr.engines import load_engine
+    from ivr_server.speech.asr.evaluate import evaluate
+
+    choice = load_engine(
+        args.engine or settings.asr_engine, settings.asr_vosk_model, settings.asr_vosk_language
+    )
+    report = evaluate(choice.engine, args.manifest, grammar(args.grammar), args.grammar)
+    if args.json:
+        print(json.dumps(report.as_dict()))
+        return 0
+    print(f"engine {report.engine} ({report.model}), grammar {report.grammar or 'none'}")
+    print(f"utterances {report.utterances}, words {report.words}, audio {report.audio_s:.1f} s")
+    print(
+        f"word error rate {report.wer * 100:.2f} %   utterance accuracy {report.utterance_accuracy * 100:.2f} %"
+    )
+    print(
+        f"real-time factor {report.rtf:.3f}   decode latency p50 {report.latency_p50_ms:.0f} ms, "
+        f"p95 {report.latency_p95_ms:.0f} ms"
+    )
+    for mistake in report.mistakes[:10]:
+        print(f"  {mistake['path']}: expected {mistake['expected']!r}, heard {mistake['heard']!r}")
     return 0
 
 

@@ -194,3 +194,40 @@ def test_cli_transcribes_and_rejects_bad_files(tmp_path: Path) -> None:
     )
     low = cli("transcribe", str(slow))
     assert low.returncode == 6 and "does not take 4000 Hz" in low.stderr
+
+
+def test_eval_scores_a_manifest_and_names_bad_lines(tmp_path: Path) -> None:
+    """asr eval streams each recording and scores it against its text."""
+    import wave
+
+    from ivr_server.errors import MediaError
+    from ivr_server.speech.asr.evaluate import evaluate
+
+    texts = {"a.wav": "one two three four", "b.wav": "seven five nine", "c.wav": "eight"}
+    for name, text in texts.items():
+        with wave.open(str(tmp_path / name), "wb") as w:
+            w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
+            w.writeframes(piper(text).tobytes())
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(
+        "path,text\n" + "".join(f"{n},{t.upper()}!\n" for n, t in texts.items()) + "a.wav,one two three\n"
+    )
+    report = evaluate(pocketsphinx(), manifest, grammar("digits"), "digits")
+    assert (report.utterances, report.words, report.word_errors) == (4, 11, 1), report.mistakes
+    assert report.utterance_accuracy == 0.75 and report.wer == round(1 / 11, 4)
+    assert report.mistakes == [
+        {"path": str(tmp_path / "a.wav"), "expected": "one two three", "heard": "one two three four"}
+    ]
+    assert 0 < report.rtf < 1 and report.latency_p50_ms <= report.latency_p95_ms
+    out = cli(
+        "eval", "--manifest", str(manifest), "--engine", "pocketsphinx", "--grammar", "digits", "--json"
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["word_errors"] == 1
+    broken = tmp_path / "broken.csv"
+    broken.write_text("path,text\na.wav,one\nmissing.wav,two\n")
+    with pytest.raises(MediaError, match="broken.csv:3: no audio file"):
+        evaluate(pocketsphinx(), broken)
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("file,transcript\na.wav,one\n")
+    assert "needs columns path,text" in cli("eval", "--manifest", str(wrong)).stderr

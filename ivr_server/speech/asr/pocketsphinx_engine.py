@@ -1,8 +1,9 @@
 """PocketSphinx with the US-English model its wheel ships: the engine that works out of the box.
 
 Decoders are expensive to build (the acoustic model is loaded per decoder), so the engine keeps
-a pool per grammar and a recognizer borrows one for its stream. Each stream starts from the
-decoder's initial cepstral mean, so a result never depends on the caller decoded before. Audio
+a pool per grammar and a recognizer borrows one for its stream. Each stream starts with a fresh
+front end (cepstral mean, noise estimate), so a result never depends on the caller decoded
+before; only the acoustic model and search are reused. Audio
 at any rate is resampled to the model's 16 kHz as it streams.
 """
 
@@ -44,7 +45,6 @@ class PocketSphinxEngine:
         version = getattr(pocketsphinx, "__version__", "5")
         self.model_id = f"pocketsphinx-{version}/{self.model_dir.name}"
         self._pool: dict[tuple[str, ...] | None, list[Any]] = {}
-        self._initial_cmn: str | None = None
         self._lock = threading.Lock()  # recognizers may live in worker threads
 
     def accepts_rate(self, sample_rate: int) -> bool:
@@ -58,7 +58,7 @@ class PocketSphinxEngine:
         if decoder is None:
             decoder = self._new_decoder(key)
         else:
-            decoder.set_cmn(self._initial_cmn)
+            decoder.reinit_feat()  # fresh front end: cepstral mean and noise estimate
         return PocketSphinxRecognizer(self, decoder, key, sample_rate)
 
     def _release(self, key: tuple[str, ...] | None, decoder: Any) -> None:
@@ -74,11 +74,8 @@ class PocketSphinxEngine:
             "logfn": "/dev/null",
         }
         if phrases is None:
-            decoder = self._ps.Decoder(lm=str(d / "en-us.lm.bin"), **kwargs)
-            self._initial_cmn = self._initial_cmn or decoder.get_cmn(False)
-            return decoder
+            return self._ps.Decoder(lm=str(d / "en-us.lm.bin"), **kwargs)
         decoder = self._ps.Decoder(lm=None, **kwargs)
-        self._initial_cmn = self._initial_cmn or decoder.get_cmn(False)
         unknown = sorted({w for p in phrases for w in p.split() if decoder.lookup_word(w) is None})
         bad = sorted({w for p in phrases for w in p.split() if not _WORD.match(w)})
         if bad or unknown:
