@@ -335,9 +335,8 @@ def cmd_asr_eval(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     print(f"engine {report.engine} ({report.model}), grammar {report.grammar or 'none'}")
     print(f"utterances {report.utterances}, words {report.words}, audio {report.audio_s:.1f} s")
-    print(
-        f"word error rate {report.wer * 100:.2f} %   utterance accuracy {report.utterance_accuracy * 100:.2f} %"
-    )
+    accuracy = report.utterance_accuracy * 100
+    print(f"word error rate {report.wer * 100:.2f} %   utterance accuracy {accuracy:.2f} %")
     print(
         f"real-time factor {report.rtf:.3f}   decode latency p50 {report.latency_p50_ms:.0f} ms, "
         f"p95 {report.latency_p95_ms:.0f} ms"
