@@ -287,7 +287,7 @@ def cmd_calls_show(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_asr_transcribe(args: argparse.Namespace, settings: Settings) -> int:
     from ivr_server.media.audio import read_wav
-    from ivr_server.speech.asr.base import grammar, require
+    from ivr_server.speech.asr.base import feed_all, grammar, require
     from ivr_server.speech.asr.engines import load_engine
 
     rate, pcm = read_wav(args.wav)
@@ -298,9 +298,7 @@ def cmd_asr_transcribe(args: argparse.Namespace, settings: Settings) -> int:
     )
     require(choice.engine, rate)
     recognizer = choice.engine.recognizer(rate, grammar(args.grammar))
-    step = rate // 50
-    for start in range(0, len(pcm), step):
-        recognizer.feed(pcm[start : start + step])
+    feed_all(recognizer, pcm, rate)
     result = recognizer.finish()
     if args.json:
         print(

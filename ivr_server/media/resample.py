@@ -14,28 +14,14 @@ _CHUNK = 4096  # output samples computed per step, bounding memory
 
 
 def resample(pcm: Pcm, src_rate: int, dst_rate: int) -> Pcm:
-    """Resample 16-bit PCM from ``src_rate`` to ``dst_rate`` Hz."""
-    if src_rate <= 0 or dst_rate <= 0:
-        raise ValueError(f"sample rates must be positive, got {src_rate} -> {dst_rate}")
-    if src_rate == dst_rate or len(pcm) == 0:
-        return np.array(pcm, dtype=np.int16)
-    step = src_rate / dst_rate
-    cutoff = min(1.0, dst_rate / src_rate) * 0.95  # fraction of the input Nyquist kept
-    width = int(np.ceil(_HALF_TAPS / cutoff))
-    x = np.pad(np.asarray(pcm, dtype=np.float64), (width, width + 1))
-    n_out = (len(pcm) * dst_rate) // src_rate
-    offsets = np.arange(-width + 1, width + 1)
-    out = np.empty(n_out, dtype=np.float64)
-    for start in range(0, n_out, _CHUNK):
-        t = np.arange(start, min(start + _CHUNK, n_out)) * step
-        idx = np.floor(t).astype(np.int64)[:, None] + offsets[None, :]
-        d = t[:, None] - idx
-        out[start : start + len(t)] = (x[idx + width] * _kernel(d, cutoff, width)).sum(axis=1)
-    return np.clip(np.rint(out), -32768, 32767).astype(np.int16)
+    """Resample a whole buffer of 16-bit PCM from ``src_rate`` to ``dst_rate`` Hz: the stream
+    resampler fed once, so both give the same samples."""
+    stream = StreamResampler(src_rate, dst_rate)
+    return np.concatenate([stream.process(pcm), stream.flush()])
 
 
 class StreamResampler:
-    """Chunk-by-chunk resampling whose output equals ``resample()`` of the whole stream."""
+    """Chunk-by-chunk resampling: any split of the input gives the same output."""
 
     def __init__(self, src_rate: int, dst_rate: int) -> None:
         if src_rate <= 0 or dst_rate <= 0:
@@ -70,10 +56,13 @@ class StreamResampler:
     def _emit(self, end: int) -> Pcm:
         if end <= self._produced:
             return np.zeros(0, dtype=np.int16)
-        t = np.arange(self._produced, end) * self._step
-        idx = np.floor(t).astype(np.int64)[:, None] + self._offsets[None, :]
-        values = self._buf[idx - self._buf_start]
-        out = (values * _kernel(t[:, None] - idx, self._cutoff, self._width)).sum(axis=1)
+        out = np.empty(end - self._produced, dtype=np.float64)
+        for first in range(self._produced, end, _CHUNK):  # bounded memory for long buffers
+            t = np.arange(first, min(first + _CHUNK, end)) * self._step
+            idx = np.floor(t).astype(np.int64)[:, None] + self._offsets[None, :]
+            values = self._buf[idx - self._buf_start]
+            kernel = _kernel(t[:, None] - idx, self._cutoff, self._width)
+            out[first - self._produced : first - self._produced + len(t)] = (values * kernel).sum(axis=1)
         self._produced = end
         keep_from = int(np.floor(end * self._step)) - self._width + 1  # first input still needed
         drop = max(0, keep_from - self._buf_start)

@@ -63,7 +63,7 @@ class CallManager:
         for session in list(self.sessions.values()):
             session.shutdown()
         if self._tasks:
-            done, pending = await asyncio.wait(set(self._tasks), timeout=timeout_s)
+            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout_s)
             for task in pending:
                 task.cancel()
             if pending:

@@ -165,6 +165,29 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def tone(path: Path, rate: int, channels: int) -> Path:
+    """A 0.3 s 440 Hz tone written by sox, at any rate and channel count."""
+    subprocess.run(
+        [
+            "sox",
+            "-n",
+            "-r",
+            str(rate),
+            "-c",
+            str(channels),
+            "-b",
+            "16",
+            str(path),
+            "synth",
+            "0.3",
+            "sine",
+            "440",
+        ],
+        check=True,
+    )
+    return path
+
+
 def test_cli_transcribes_and_rejects_bad_files(tmp_path: Path) -> None:
     import wave
 
@@ -176,23 +199,14 @@ def test_cli_transcribes_and_rejects_bad_files(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["text"] == "one two three four" and [w["word"] for w in out["words"]] == out["text"].split()
-    stereo = tmp_path / "stereo.wav"
-    subprocess.run(
-        ["sox", "-n", "-r", "8000", "-c", "2", "-b", "16", str(stereo), "synth", "0.3", "sine", "440"],
-        check=True,
-    )
+    stereo = tone(tmp_path / "stereo.wav", rate=8000, channels=2)
     bad = cli("transcribe", str(stereo))
     assert bad.returncode == 6 and "need 16-bit mono PCM" in bad.stderr
     empty = tmp_path / "empty.wav"
     with wave.open(str(empty), "wb") as w:
         w.setnchannels(1), w.setsampwidth(2), w.setframerate(8000)
     assert cli("transcribe", str(empty)).returncode == 6
-    slow = tmp_path / "slow.wav"
-    subprocess.run(
-        ["sox", "-n", "-r", "4000", "-c", "1", "-b", "16", str(slow), "synth", "0.3", "sine", "440"],
-        check=True,
-    )
-    low = cli("transcribe", str(slow))
+    low = cli("transcribe", str(tone(tmp_path / "slow.wav", rate=4000, channels=1)))
     assert low.returncode == 6 and "does not take 4000 Hz" in low.stderr
 
 

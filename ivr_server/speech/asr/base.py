@@ -60,6 +60,38 @@ class AsrEngine(Protocol):
         ...
 
 
+class StreamState:
+    """What every recognizer keeps: whether it is finished, and the last partial it reported."""
+
+    def __init__(self, engine: str, model: str) -> None:
+        self.engine = engine
+        self.model = model
+        self.done = False
+        self._last_partial = ""
+
+    def check_open(self) -> None:
+        if self.done:
+            raise AsrError("recognizer already finished")
+
+    def partial(self, text: str) -> AsrResult | None:
+        """A partial result, or None when the text has not changed since the last one."""
+        if text == self._last_partial:
+            return None
+        self._last_partial = text
+        return AsrResult(text, False, self.engine, self.model)
+
+    def close(self) -> None:
+        self.check_open()
+        self.done = True
+
+
+def feed_all(recognizer: Recognizer, pcm: Pcm, sample_rate: int, chunk_ms: int = 20) -> None:
+    """Stream a whole buffer through ``recognizer`` in ``chunk_ms`` chunks, as a call does."""
+    step = max(1, sample_rate * chunk_ms // 1000)
+    for start in range(0, len(pcm), step):
+        recognizer.feed(pcm[start : start + step])
+
+
 def grammar(name_or_phrases: str | Sequence[str] | None) -> tuple[str, ...] | None:
     """A named grammar ("digits") or a comma-separated / given list of phrases."""
     if name_or_phrases is None:

@@ -18,7 +18,7 @@ import numpy as np
 
 from ivr_server.errors import AsrError, MediaError
 from ivr_server.media.audio import read_wav
-from ivr_server.speech.asr.base import AsrEngine, require
+from ivr_server.speech.asr.base import AsrEngine, feed_all, require
 
 _KEEP = re.compile(r"[^a-z0-9'\s\u00c0-\uffff]")
 # Spoken forms that mean the same digit.
@@ -100,10 +100,8 @@ def evaluate(
         if len(pcm) == 0:
             raise MediaError(f"{path}: the file holds no audio")
         recognizer = engine.recognizer(rate, phrases)
-        step = max(1, rate * chunk_ms // 1000)
         started = time.perf_counter()
-        for i in range(0, len(pcm), step):
-            recognizer.feed(pcm[i : i + step])
+        feed_all(recognizer, pcm, rate, chunk_ms)
         before_finish = time.perf_counter()
         result = recognizer.finish()
         done = time.perf_counter()

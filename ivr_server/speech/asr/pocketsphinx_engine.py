@@ -18,7 +18,7 @@ from typing import Any
 from ivr_server.errors import AsrError, EngineUnavailable
 from ivr_server.media.g711 import Pcm
 from ivr_server.media.resample import StreamResampler
-from ivr_server.speech.asr.base import AsrResult, WordTiming
+from ivr_server.speech.asr.base import AsrResult, StreamState, WordTiming
 
 MODEL_RATE = 16000
 FRAMES_PER_S = 100  # PocketSphinx's feature frame rate
@@ -94,27 +94,19 @@ class PocketSphinxRecognizer:
         self._decoder = decoder
         self._key = key
         self._resampler = StreamResampler(sample_rate, MODEL_RATE)
-        self._last_partial = ""
-        self._done = False
+        self._state = StreamState(engine.name, engine.model_id)
         decoder.start_utt()
 
     def feed(self, pcm: Pcm) -> AsrResult | None:
-        if self._done:
-            raise AsrError("recognizer already finished")
+        self._state.check_open()
         samples = self._resampler.process(pcm)
         if len(samples):  # process_raw refuses an empty buffer
             self._decoder.process_raw(samples.tobytes(), False, False)
         hyp = self._decoder.hyp()
-        text = hyp.hypstr if hyp is not None else ""
-        if text == self._last_partial:
-            return None
-        self._last_partial = text
-        return AsrResult(text, False, self._engine.name, self._engine.model_id)
+        return self._state.partial(hyp.hypstr if hyp is not None else "")
 
     def finish(self) -> AsrResult:
-        if self._done:
-            raise AsrError("recognizer already finished")
-        self._done = True
+        self._state.close()
         d = self._decoder
         try:
             tail = self._resampler.flush()

@@ -15,7 +15,7 @@ from typing import Any
 
 from ivr_server.errors import AsrError, EngineUnavailable
 from ivr_server.media.g711 import Pcm
-from ivr_server.speech.asr.base import AsrResult, WordTiming
+from ivr_server.speech.asr.base import AsrResult, StreamState, WordTiming
 
 _LANG_IN_NAME = re.compile(r"vosk[-_]model[-_](?:small[-_])?([a-z]{2}(?:[-_][a-z]{2})?)(?:[-_]|$)")
 
@@ -79,27 +79,19 @@ class VoskRecognizer:
         self._engine = engine
         self._rec = rec
         self._segments: list[dict[str, Any]] = []  # finished at Vosk's own endpoints
-        self._last_partial = ""
-        self._done = False
+        self._state = StreamState(engine.name, engine.model_id)
 
     def feed(self, pcm: Pcm) -> AsrResult | None:
-        if self._done:
-            raise AsrError("recognizer already finished")
+        self._state.check_open()
         if self._rec.AcceptWaveform(pcm.astype("<i2").tobytes()):
             self._segments.append(json.loads(self._rec.Result()))
             current = ""
         else:
             current = json.loads(self._rec.PartialResult()).get("partial", "")
-        text = " ".join([*(s.get("text", "") for s in self._segments), current]).strip()
-        if text == self._last_partial:
-            return None
-        self._last_partial = text
-        return AsrResult(text, False, self._engine.name, self._engine.model_id)
+        return self._state.partial(" ".join([*(s.get("text", "") for s in self._segments), current]).strip())
 
     def finish(self) -> AsrResult:
-        if self._done:
-            raise AsrError("recognizer already finished")
-        self._done = True
+        self._state.close()
         self._segments.append(json.loads(self._rec.FinalResult()))
         words = tuple(
             WordTiming(w["word"], float(w["start"]), float(w["end"]), float(w.get("conf", 1.0)))
