@@ -1,0 +1,118 @@
+"""An ASR worker process: loads the engine once and decodes many streams for the server.
+
+Used for engines that hold the GIL while decoding (PocketSphinx): threads would serialize on
+it, processes use every core. The protocol is tuples over a duplex pipe:
+
+    parent -> worker: ("open", sid, rate, phrases) | ("feed", sid, bytes) | ("finish", sid)
+                      | ("abort", sid) | ("stop",)
+    worker -> parent: ("ready", model_id) | ("partial", sid, text) | ("final", sid, AsrResult)
+                      | ("error", sid, message) | ("fatal", message)
+
+The worker drains every message waiting before it decodes, so a stream that fell behind sends
+one partial result for all its waiting audio instead of one per chunk.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ivr_server.errors import AsrError, EngineUnavailable
+from ivr_server.speech.asr.base import Recognizer
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """What a worker needs to load the same engine the server chose (picklable)."""
+
+    name: str
+    vosk_model: Path | None = None
+    vosk_language: str | None = None
+
+
+def serve(conn: Connection, spec: EngineSpec) -> None:
+    """Worker process entry point."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when workers stop
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from ivr_server.speech.asr.engines import load_engine
+
+    try:
+        engine = load_engine(spec.name, spec.vosk_model, spec.vosk_language).engine
+    except (EngineUnavailable, AsrError, OSError) as err:
+        conn.send(("fatal", str(err)))
+        return
+    conn.send(("ready", engine.model_id))
+    streams: dict[int, Recognizer] = {}
+    while True:
+        try:
+            batch = [conn.recv()]
+            while conn.poll(0):
+                batch.append(conn.recv())
+        except (EOFError, OSError):
+            return  # the server is gone
+        pending: dict[int, list[bytes]] = {}
+        for message in batch:
+            if message[0] == "stop":
+                return
+            _handle(conn, engine, streams, pending, message)
+        for sid, chunks in pending.items():
+            _feed(conn, streams, sid, chunks)
+
+
+def _handle(
+    conn: Connection,
+    engine: Any,
+    streams: dict[int, Recognizer],
+    pending: dict[int, list[bytes]],
+    message: tuple[Any, ...],
+) -> None:
+    kind, sid = message[0], message[1]
+    if kind == "feed":
+        pending.setdefault(sid, []).append(message[2])
+        return
+    # Anything else orders after the audio already received for the stream.
+    if sid in pending:
+        _feed(conn, streams, sid, pending.pop(sid))
+    if kind == "open":
+        try:
+            streams[sid] = engine.recognizer(message[2], message[3])
+        except (AsrError, EngineUnavailable) as err:
+            conn.send(("error", sid, str(err)))
+    elif kind == "finish":
+        recognizer = streams.pop(sid, None)
+        if recognizer is not None:
+            try:
+                conn.send(("final", sid, recognizer.finish()))
+            except Exception as err:  # an engine fault ends this stream, not the worker
+                conn.send(("error", sid, f"{type(err).__name__}: {err}"))
+    elif kind == "abort":
+        recognizer = streams.pop(sid, None)
+        if recognizer is not None:
+            try:
+                recognizer.finish()  # gives pooled decoders back
+            except Exception:  # the stream is being thrown away anyway
+                pass
+
+
+def _feed(conn: Connection, streams: dict[int, Recognizer], sid: int, chunks: list[bytes]) -> None:
+    """Chunk by chunk as received (Vosk's endpointing depends on chunk boundaries, so joining
+    them would change results); only the last partial is reported."""
+    recognizer = streams.get(sid)
+    if recognizer is None:
+        return
+    partial = None
+    try:
+        for data in chunks:
+            partial = recognizer.feed(np.frombuffer(data, dtype=np.int16)) or partial
+    except Exception as err:
+        streams.pop(sid, None)
+        conn.send(("error", sid, f"{type(err).__name__}: {err}"))
+        return
+    if partial is not None:
+        conn.send(("partial", sid, partial.text))
