@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--limit", type=int, default=20, help="how many (default 20)")
     listing.add_argument("--json", action="store_true", help="one JSON array")
     listing.set_defaults(handler=cmd_calls_list)
-    show = calls_commands.add_parser("show", help="one call and all its events")
+    show = calls_commands.add_parser("show", help="one call, its turns and all its events")
     show.add_argument("call_id", metavar="ID", help="call id, or a unique prefix of it")
     show.add_argument("--json", action="store_true", help="one JSON object")
     show.set_defaults(handler=cmd_calls_show)
@@ -249,7 +249,7 @@ def cmd_calls_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_calls_show(args: argparse.Namespace, settings: Settings) -> int:
-    from ivr_server.store.queries import CallNotFound, call_events_of, find_call
+    from ivr_server.store.queries import CallNotFound, call_events_of, find_call, turns_of
 
     async def show() -> int:
         engine = await _open_store(settings)
@@ -260,14 +260,28 @@ def cmd_calls_show(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"ivr-server: {err}", file=sys.stderr)
                 return int(ExitCode.NOT_FOUND)
             events = await call_events_of(engine, record.id)
+            turns = await turns_of(engine, record.id)
         finally:
             await engine.dispose()
         if args.json:
-            print(json.dumps({"call": record.as_dict(), "events": [e.as_dict() for e in events]}, indent=1))
+            out = {
+                "call": record.as_dict(),
+                "turns": [t.as_dict() for t in turns],
+                "events": [e.as_dict() for e in events],
+            }
+            print(json.dumps(out, indent=1))
             return 0
         for key, value in record.as_dict().items():
             if key != "event_count":
                 print(f"{key + ':':15} {'-' if value in (None, '', []) else value}")
+        if turns:
+            print(f"\n{len(turns)} turns:")
+            table = [["SEQ", "WHO", "OUTCOME", "LATENCY", "ENGINE", "TEXT"]]
+            for t in turns:
+                latency = "-" if t.latency_ms is None else f"{t.latency_ms} ms"
+                engine_desc = (t.engine or "-") + (" (cached)" if t.cached else "")
+                table.append([str(t.seq), t.role, t.outcome, latency, engine_desc, t.text or "(nothing)"])
+            _print_table(table)
         print(f"\n{len(events)} events:")
         rows = [["SEQ", "+SECONDS", "TYPE", "PAYLOAD"]]
         shortened = False

@@ -1,4 +1,4 @@
-"""Reading calls and their events back (CLI, reconciliation, tests)."""
+"""Reading calls, their events and turns back (CLI, reconciliation, tests)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ivr_server.store.schema import call_events, calls
+from ivr_server.store.schema import call_events, calls, turns
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,28 @@ class EventRecord:
 
     def as_dict(self) -> dict[str, Any]:
         return {"seq": self.seq, "at": self.at.isoformat(), "type": self.type, "payload": self.payload}
+
+
+@dataclass(frozen=True)
+class TurnRecord:
+    seq: int
+    role: str
+    at: datetime
+    text: str
+    outcome: str
+    confidence: float | None
+    engine: str | None
+    model: str | None
+    start_ms: int | None
+    end_ms: int | None
+    latency_ms: int | None
+    cached: bool | None
+    detail: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        out["at"] = self.at.isoformat()
+        return out
 
 
 class CallNotFound(LookupError):
@@ -123,3 +145,14 @@ async def open_call_ids(engine: AsyncEngine, server_id: str) -> list[str]:
     stmt = select(calls.c.id).where(calls.c.server_id == server_id, calls.c.ended_at.is_(None))
     async with engine.connect() as conn:
         return [r[0] for r in (await conn.execute(stmt)).all()]
+
+
+async def turns_of(engine: AsyncEngine, call_id: str) -> list[TurnRecord]:
+    stmt = select(turns).where(turns.c.call_id == call_id).order_by(turns.c.seq)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(stmt)).all()
+    fields = TurnRecord.__dataclass_fields__
+    return [
+        TurnRecord(**{k: r._mapping[k] for k in fields if k != "at"}, at=_utc(r._mapping["at"]))  # type: ignore[arg-type]
+        for r in rows
+    ]

@@ -5,14 +5,17 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 
@@ -35,6 +38,9 @@ SIZES = {
     "end_reason": 64,
     "server_id": 128,
     "type": 64,
+    "engine": 64,
+    "model": 128,
+    "outcome": 32,
 }
 
 calls = Table(
@@ -65,4 +71,28 @@ call_events = Table(
     Column("payload", JSON, nullable=False),
     UniqueConstraint("call_id", "seq"),
     Index("ix_call_events_type", "type"),
+)
+
+# One row per turn. Caller turns: what the recognizer heard, where in the call (ms from media
+# start), and end of speech -> first reply audio. System turns: what was said, by which engine,
+# from the prompt cache or synthesized.
+turns = Table(
+    "turns",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("call_id", String(36), ForeignKey("calls.id", ondelete="CASCADE"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("role", String(8), nullable=False),  # caller | system
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("confidence", Float),
+    Column("engine", String(64)),
+    Column("model", String(128)),
+    Column("start_ms", Integer),
+    Column("end_ms", Integer),
+    Column("latency_ms", Integer),
+    Column("cached", Boolean),
+    Column("outcome", String(32), nullable=False),
+    Column("detail", JSON, nullable=False),
+    UniqueConstraint("call_id", "seq"),
 )

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ivr_server.observability.logging import RateLimitedLog
 from ivr_server.observability.metrics import Metrics
-from ivr_server.store.schema import SIZES, call_events, calls
+from ivr_server.store.schema import SIZES, call_events, calls, turns
 
 log = structlog.get_logger(__name__)
 
@@ -73,7 +73,25 @@ class CallEnded:
     end_reason: str
 
 
-Op = CallStarted | CallAnswered | CallEvent | CallEnded
+@dataclass(frozen=True)
+class Turn:
+    call_id: str
+    seq: int
+    role: str  # caller | system
+    at: datetime
+    text: str
+    outcome: str  # caller: silence, max_length, no_input, barge_in, failed; system: completed, interrupted
+    confidence: float | None = None
+    engine: str | None = None
+    model: str | None = None
+    start_ms: int | None = None
+    end_ms: int | None = None
+    latency_ms: int | None = None
+    cached: bool | None = None
+    detail: dict[str, Any] | None = None
+
+
+Op = CallStarted | CallAnswered | CallEvent | CallEnded | Turn
 
 
 class StoreWriter:
@@ -193,6 +211,29 @@ class StoreWriter:
                 for o in ops
             ]
             await conn.execute(self._insert(calls).on_conflict_do_nothing(index_elements=["id"]), rows)
+        elif kind is Turn:
+            rows = [
+                {
+                    "call_id": o.call_id,
+                    "seq": o.seq,
+                    "role": o.role,
+                    "at": o.at,
+                    "text": o.text,
+                    "confidence": o.confidence,
+                    "engine": _clip(o.engine, "engine"),
+                    "model": _clip(o.model, "model"),
+                    "start_ms": o.start_ms,
+                    "end_ms": o.end_ms,
+                    "latency_ms": o.latency_ms,
+                    "cached": o.cached,
+                    "outcome": _clip(o.outcome, "outcome"),
+                    "detail": o.detail or {},
+                }
+                for o in ops
+            ]
+            await conn.execute(
+                self._insert(turns).on_conflict_do_nothing(index_elements=["call_id", "seq"]), rows
+            )
         elif kind is CallAnswered:
             for o in ops:
                 await conn.execute(

@@ -12,8 +12,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ivr_server.errors import SchemaNotCurrent, StoreError
 from ivr_server.observability.metrics import Metrics
 from ivr_server.store.database import create_engine, current_revision, head_revision, require_current_schema
-from ivr_server.store.queries import CallNotFound, call_events_of, find_call, list_calls, open_call_ids
-from ivr_server.store.writer import CallAnswered, CallEnded, CallEvent, CallStarted, StoreWriter
+from ivr_server.store.queries import (
+    CallNotFound,
+    call_events_of,
+    find_call,
+    list_calls,
+    open_call_ids,
+    turns_of,
+)
+from ivr_server.store.writer import CallAnswered, CallEnded, CallEvent, CallStarted, StoreWriter, Turn
 from tests.conftest import fresh_database
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -63,6 +70,39 @@ async def test_a_call_and_its_events_round_trip_in_order(engine: AsyncEngine) ->
     assert stored[4].payload == {"i": 5, "nested": {"ok": True}} and stored[4].type == "kind2"
     (listed,) = await list_calls(engine)
     assert listed.event_count == 50
+
+
+async def test_turns_round_trip_once_each(engine: AsyncEngine) -> None:
+    caller = Turn(
+        "t1",
+        1,
+        "caller",
+        T0,
+        "check my balance",
+        "silence",
+        0.91,
+        "pocketsphinx",
+        "ps/en-us",
+        start_ms=1200,
+        end_ms=2300,
+        latency_ms=412,
+        detail={"words": ["check", "my", "balance"]},
+    )
+    system = Turn(
+        "t1", 2, "system", T0, "Your balance is ten dollars.", "completed", engine="piper", cached=False
+    )
+    await write(engine, started("t1"), caller, system, caller)  # a retried turn lands once
+    stored = await turns_of(engine, "t1")
+    assert [(t.seq, t.role, t.outcome) for t in stored] == [
+        (1, "caller", "silence"),
+        (2, "system", "completed"),
+    ]
+    assert (
+        stored[0].text == "check my balance" and stored[0].latency_ms == 412 and stored[0].confidence == 0.91
+    )
+    assert (stored[0].start_ms, stored[0].end_ms, stored[0].model) == (1200, 2300, "ps/en-us")
+    assert stored[0].detail == {"words": ["check", "my", "balance"]} and stored[0].at == T0
+    assert stored[1].cached is False and stored[1].engine == "piper" and stored[1].detail == {}
 
 
 async def test_resubmitting_after_an_unknown_commit_does_not_duplicate(engine: AsyncEngine) -> None:
