@@ -23,6 +23,7 @@ from ivr_server.media.formats import FORMATS
 from ivr_server.media.ports import PortPool
 from ivr_server.media.prompts import PromptLibrary
 from ivr_server.observability.metrics import Metrics, serve_metrics
+from ivr_server.speech.voice_services import LoadedVoice, load_voice
 from ivr_server.store.database import create_engine, require_current_schema
 from ivr_server.store.writer import StoreWriter
 from ivr_server.telephony.ari_connection import AriConnection
@@ -51,11 +52,14 @@ class IvrServer:
         s = self.settings
         engine = create_engine(s.effective_database_url)
         rest: AriRestClient | None = None
+        voice: LoadedVoice | None = None
         metrics_server: Any = None
         try:
             await require_current_schema(engine)
             prompts = PromptLibrary(s.prompts_dir)
-            prompts.prepare(FORMATS[s.media_format].sample_rate)
+            rate = FORMATS[s.media_format].sample_rate
+            prompts.prepare(rate)
+            voice = await load_voice(s, rate, prompts.texts.values())
             rest = AriRestClient(
                 s.ari_url,
                 s.ari_username,
@@ -74,6 +78,7 @@ class IvrServer:
                 metrics=self.metrics,
                 flows=dict(FLOWS),
                 server_id=self.server_id,
+                voice=voice.services,
             )
             self.manager = CallManager(deps, engine)
             connection = AriConnection(s, rest, self.metrics, self.manager)
@@ -98,6 +103,8 @@ class IvrServer:
                 ports=f"{s.media_port_min}-{s.media_port_max}",
                 flows=sorted(FLOWS),
                 metrics_port=s.metrics_port or None,
+                asr=voice.services.asr.model_id if voice.services.asr else None,
+                tts=voice.services.synth.engine.name if voice.services.synth else None,
             )
             await self._serve(connection)
         finally:
@@ -105,6 +112,8 @@ class IvrServer:
                 metrics_server.shutdown()
             if rest is not None:
                 await rest.aclose()
+            if voice is not None:
+                await voice.close()
             await engine.dispose()
 
     async def _serve(self, connection: AriConnection) -> None:

@@ -17,7 +17,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
-from ivr_server import __version__
+from ivr_server import __version__, cli_speech
 from ivr_server.config import (
     Settings,
     config_file_path,
@@ -26,7 +26,15 @@ from ivr_server.config import (
     mask_url,
     unknown_env_vars,
 )
-from ivr_server.errors import AriAuthError, AsrError, ConfigError, IvrError, MediaError, StoreError
+from ivr_server.errors import (
+    AriAuthError,
+    AsrError,
+    ConfigError,
+    IvrError,
+    MediaError,
+    SpeechError,
+    StoreError,
+)
 
 
 class ExitCode(IntEnum):
@@ -120,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--json", action="store_true", help="one JSON object")
     evaluation.set_defaults(handler=cmd_asr_eval)
 
+    cli_speech.add_commands(commands, EPILOG)
+
     config = commands.add_parser("config", help="settings", epilog=EPILOG)
     config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     config_show = config_commands.add_parser("show", help="effective settings, secrets masked")
@@ -132,13 +142,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings(args.config)
+        if args.command != "run":  # tools: warnings and errors only, on stderr (stdout is theirs)
+            from ivr_server.observability.logging import configure_logging
+
+            configure_logging(settings.log_format, "warning")
         handler: Callable[[argparse.Namespace, Settings], int] = args.handler
         return handler(args, settings)
     except (ConfigError, AriAuthError) as err:
         return _fail(ExitCode.CONFIG, err)
     except StoreError as err:
         return _fail(ExitCode.DATABASE, err)
-    except (MediaError, AsrError) as err:
+    except (MediaError, AsrError, SpeechError) as err:
         return _fail(ExitCode.BAD_INPUT, err)
     except IvrError as err:
         return _fail(ExitCode.FAILURE, err)

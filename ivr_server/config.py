@@ -11,7 +11,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
@@ -19,6 +19,9 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from ivr_server.errors import ConfigError
 from ivr_server.resources import resource_dir
+
+if TYPE_CHECKING:
+    from ivr_server.speech.vad.endpointer import EndpointSettings
 
 ENV_PREFIX = "IVR_"
 CONFIG_FILE_ENV = "IVR_CONFIG_FILE"
@@ -100,6 +103,59 @@ class Settings(BaseSettings):
     asr_vosk_language: str | None = Field(
         None, description="The Vosk model's language (default: read from its directory name)."
     )
+    asr_backend: Literal["auto", "threads", "processes"] = Field(
+        "auto",
+        description="Where decoding runs: auto = threads for engines that release the GIL (Vosk), "
+        "worker processes for those that hold it (PocketSphinx).",
+    )
+    asr_workers: int = Field(0, ge=0, description="Decoding threads or processes (0 = one per CPU core).")
+    asr_final_timeout_s: float = Field(
+        3.0, gt=0, description="Longest wait for a final result after the caller stops; then DTMF."
+    )
+
+    # --- Voice activity, endpointing, barge-in -----------------------------------------------
+    vad_detector: str = Field(
+        "auto", description="energy, webrtc[:0-3], silero, mixed, or auto (the measured choice)."
+    )
+    vad_threshold: float = Field(0.5, gt=0, le=1, description="Speech probability that starts speech.")
+    vad_stay_threshold: float = Field(
+        0.35, gt=0, le=1, description="Probability that keeps speech going once started (hysteresis)."
+    )
+    vad_min_speech_ms: int = Field(
+        20, ge=0, description="Speech must last this long to count (20 ms: benchmarks/vad.md)."
+    )
+    vad_end_silence_ms: int = Field(
+        300, gt=0, description="Silence after speech that ends the caller's turn."
+    )
+    vad_max_utterance_ms: int = Field(15000, gt=0, description="A turn is cut off at this length.")
+    vad_no_input_ms: int = Field(
+        6000, ge=0, description="With no speech this long after listening starts: no-input (0 = never)."
+    )
+    barge_in_min_speech_ms: int = Field(
+        40, ge=0, description="Speech over an interruptible prompt must last this long to stop it."
+    )
+
+    # --- Speech synthesis --------------------------------------------------------------------
+    tts_engine: Literal["auto", "piper", "espeak", "coqui"] = Field(
+        "auto", description="auto: Piper with its bundled voice, else espeak-ng."
+    )
+    tts_model: str | None = Field(
+        None, description="Piper .onnx voice, or Coqui model directory/name (default: bundled voice)."
+    )
+    tts_voice: str | None = Field(
+        None, description="espeak-ng voice, or the speaker of a multi-speaker model."
+    )
+    tts_fallback: bool = Field(True, description="Switch to espeak-ng when the engine fails mid-call.")
+    tts_cache_dir: Path | None = Field(
+        None, description="On-disk prompt cache (default: tts-cache in data_dir); restarts reuse it."
+    )
+    tts_cache_mb: int = Field(64, ge=1, description="In-memory prompt cache budget.")
+    tts_lexicon: Path | None = Field(
+        None, description="Pronunciation lexicon TOML (default: lexicon.toml in prompts_dir if present)."
+    )
+    tts_first_audio_timeout_s: float = Field(
+        2.0, gt=0, description="If a sentence is not synthesized within this, the prompt fails over."
+    )
 
     # --- Dialog ------------------------------------------------------------------------------
     prompts_dir: Path = Field(
@@ -170,6 +226,10 @@ class Settings(BaseSettings):
             if not first or not first[0].strip():
                 raise ValueError(f"ari_password_file {self.ari_password_file} is empty")
             object.__setattr__(self, "ari_password", SecretStr(first[0].strip()))
+        try:
+            self.endpoint_settings()
+        except ConfigError as err:
+            raise ValueError(str(err)) from err
         return self
 
     # --- Derived values ----------------------------------------------------------------------
@@ -182,6 +242,29 @@ class Settings(BaseSettings):
     @property
     def media_external_host(self) -> str:
         return self.media_advertise_host or self.media_bind_host
+
+    def endpoint_settings(self) -> EndpointSettings:
+        from ivr_server.speech.vad.endpointer import EndpointSettings
+
+        return EndpointSettings(
+            threshold=self.vad_threshold,
+            stay_threshold=self.vad_stay_threshold,
+            min_speech_ms=self.vad_min_speech_ms,
+            end_silence_ms=self.vad_end_silence_ms,
+            max_utterance_ms=self.vad_max_utterance_ms,
+            no_input_ms=self.vad_no_input_ms,
+        )
+
+    @property
+    def tts_cache_path(self) -> Path:
+        return self.tts_cache_dir or self.data_dir / "tts-cache"
+
+    @property
+    def lexicon_path(self) -> Path | None:
+        if self.tts_lexicon is not None:
+            return self.tts_lexicon
+        default = self.prompts_dir / "lexicon.toml"
+        return default if default.is_file() else None
 
 
 def mask_url(url: str) -> str:

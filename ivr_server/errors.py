@@ -12,8 +12,9 @@ IvrError
 ├── MediaError               ports, RTP, codecs, prompts
 │   ├── RtpParseError        a datagram that is not valid RTP
 │   └── PortsExhausted       no free UDP port in the configured range
-└── AsrError                 speech recognition: bad audio, grammar, capability mismatch
-    └── EngineUnavailable    an engine's package or model is missing (says how to get it)
+├── AsrError                 speech recognition: bad audio, grammar, capability mismatch
+│   └── EngineUnavailable    an engine's package or model is missing (says how to get it; ASR and TTS)
+└── SpeechError              text to speech: nothing speakable in the text, or every engine failed
 """
 
 from __future__ import annotations
@@ -85,3 +86,7 @@ class AsrError(IvrError):
 
 class EngineUnavailable(AsrError):
     code = "asr_engine_unavailable"
+
+
+class SpeechError(IvrError):
+    code = "tts_failed"

@@ -5,18 +5,24 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ivr_server.app import IvrServer
 from ivr_server.config import CONFIG_FILE_ENV, Settings, env_name
 from ivr_server.store.database import create_engine, upgrade
 from tests.support import postgres
+
+# Shared machines: a slow example is load, not a bug; correctness is what the tests check.
+hypothesis_settings.register_profile("ivr", deadline=None)
+hypothesis_settings.load_profile("ivr")
 
 REPO = Path(__file__).resolve().parent.parent
 SANDBOX = REPO / "scripts" / "asterisk-sandbox"
@@ -101,6 +107,8 @@ def server_settings(database_url: str, **overrides: Any) -> Settings:
         "media_port_min": TEST_MEDIA_PORTS[0],
         "media_port_max": TEST_MEDIA_PORTS[1],
         "log_format": "json",
+        # Shared across tests: prompts are rendered once, not at every server start.
+        "tts_cache_dir": Path(tempfile.gettempdir()) / "ivr-test-tts-cache",
     }
     values.update(overrides)
     return Settings(**values)

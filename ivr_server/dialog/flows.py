@@ -2,6 +2,7 @@
 
 ``digits``: greet, collect DTMF until # (or a timeout), read the digits back, say goodbye.
 ``echo``:   the admin's media check; the caller hears themself until they hang up.
+``voice``:  the speech check: ask, listen, say back what was heard; the keypad when speech fails.
 
 The dialplan picks the flow: ``Stasis(ivr-server,digits)``.
 """
@@ -16,6 +17,7 @@ import structlog
 
 from ivr_server.config import Settings
 from ivr_server.dialog.dtmf import DtmfCollector, DtmfResult, digit_prompt
+from ivr_server.dialog.voice import Heard, Said
 from ivr_server.media.g711 import Pcm
 
 log = structlog.get_logger(__name__)
@@ -36,6 +38,37 @@ class CallControl(Protocol):
 
     async def next_dtmf(self, timeout_s: float) -> tuple[str, float] | None:
         """The next key pressed (with its arrival time), or None after ``timeout_s``."""
+        ...
+
+    @property
+    def speech_ready(self) -> bool:
+        """Whether say() and listen() have engines behind them."""
+        ...
+
+    def prompt_text(self, prompt_id: str) -> str:
+        """The text of a prompt in prompts.toml (say() finds it pre-rendered in the cache)."""
+        ...
+
+    async def say(
+        self,
+        text: str,
+        *,
+        barge_in: bool = True,
+        min_speech_ms: int | None = None,
+        phrases: Sequence[str] | None = None,
+    ) -> Said:
+        """Speak ``text`` with TTS, sentence by sentence; the caller may interrupt it."""
+        ...
+
+    async def listen(
+        self,
+        phrases: Sequence[str] | None = None,
+        *,
+        no_input_ms: int | None = None,
+        end_silence_ms: int | None = None,
+        max_ms: int | None = None,
+    ) -> Heard:
+        """The caller's next turn: their words, no input, a key, or why recognition failed."""
         ...
 
     def open_audio(self) -> asyncio.Queue[Pcm]:
@@ -65,9 +98,13 @@ async def collect_digits(call: CallControl, collector: DtmfCollector) -> DtmfRes
 
 
 async def digits_flow(call: CallControl) -> None:
-    s = call.settings
     await call.play(["greeting"], stop_on_dtmf=True)
     # The first-digit timeout runs from the end of the greeting; keys pressed during it count.
+    await collect_and_read_back(call)
+
+
+async def collect_and_read_back(call: CallControl) -> None:
+    s = call.settings
     collector = DtmfCollector(
         started_at=call.now(),
         first_digit_timeout_s=s.dtmf_first_digit_timeout_s,
@@ -100,4 +137,26 @@ async def echo_flow(call: CallControl) -> None:
         call.record("echo", frames=frames)
 
 
-FLOWS: dict[str, Flow] = {"digits": digits_flow, "echo": echo_flow}
+async def voice_flow(call: CallControl) -> None:
+    if not call.speech_ready:
+        log.warning("flow.voice_without_speech", fallback="digits")
+        await digits_flow(call)
+        return
+    heard = Heard("no_input")
+    for prompt in ("voice_greeting", "voice_reprompt"):
+        await call.say(call.prompt_text(prompt))
+        heard = await call.listen()
+        if heard.outcome != "no_input" and (heard.outcome != "speech" or heard.text):
+            break
+    if heard.outcome == "speech" and heard.text:
+        await call.say(f"You said: {heard.text}. {call.prompt_text('goodbye')}", barge_in=False)
+        return
+    # Speech failed or the caller prefers keys: the keypad, never silence.
+    log.info("flow.voice_to_keypad", outcome=heard.outcome, reason=heard.reason)
+    call.record("fallback", to="dtmf", outcome=heard.outcome, reason=heard.reason)
+    if heard.outcome != "dtmf":
+        await call.say(call.prompt_text("voice_keypad"))
+    await collect_and_read_back(call)
+
+
+FLOWS: dict[str, Flow] = {"digits": digits_flow, "echo": echo_flow, "voice": voice_flow}

@@ -37,3 +37,15 @@ def frame_dbfs(pcm: Pcm) -> float:
     x = pcm.astype(np.float32)
     rms = math.sqrt(float(np.dot(x, x)) / len(x)) / 32768.0
     return 20.0 * math.log10(rms) if rms > 1e-6 else -120.0
+
+
+def write_wav(path: Path, rate: int, pcm: Pcm) -> None:
+    """A 16-bit mono PCM WAV file; MediaError names the path when it cannot be written."""
+    try:
+        with wave.open(str(path), "wb") as wav:
+            wav.setnchannels(1)
+            wav.setsampwidth(2)
+            wav.setframerate(rate)
+            wav.writeframes(pcm.astype("<i2").tobytes())
+    except OSError as err:
+        raise MediaError(f"{path}: cannot be written ({err})") from err

@@ -13,28 +13,33 @@ from ivr_server.media.resample import resample
 MANIFEST = "prompts.toml"
 
 
+def read_texts(directory: Path) -> dict[str, str]:
+    """Prompt id -> text from ``directory``/prompts.toml; MediaError says what is wrong."""
+    manifest = directory / MANIFEST
+    try:
+        with manifest.open("rb") as fh:
+            texts = tomllib.load(fh).get("prompts", {})
+    except FileNotFoundError as err:
+        raise MediaError(f"no prompt manifest at {manifest} (check IVR_PROMPTS_DIR)") from err
+    except tomllib.TOMLDecodeError as err:
+        raise MediaError(f"{manifest} is not valid TOML: {err}") from err
+    if not isinstance(texts, dict) or not texts:
+        raise MediaError(f'{manifest} has no [prompts] table of id = "text" lines')
+    return {str(k): str(v) for k, v in texts.items()}
+
+
 class PromptLibrary:
     """Every prompt named in prompts.toml, loaded from ``<id>.wav`` beside it."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        manifest = directory / MANIFEST
-        try:
-            with manifest.open("rb") as fh:
-                texts = tomllib.load(fh).get("prompts", {})
-        except FileNotFoundError as err:
-            raise MediaError(f"no prompt manifest at {manifest} (check IVR_PROMPTS_DIR)") from err
-        except tomllib.TOMLDecodeError as err:
-            raise MediaError(f"{manifest} is not valid TOML: {err}") from err
-        if not isinstance(texts, dict) or not texts:
-            raise MediaError(f'{manifest} has no [prompts] table of id = "text" lines')
-        self.texts: dict[str, str] = {str(k): str(v) for k, v in texts.items()}
+        self.texts = read_texts(directory)
         self._audio: dict[str, tuple[int, Pcm]] = {}
         missing = [pid for pid in self.texts if not (directory / f"{pid}.wav").is_file()]
         if missing:
             raise MediaError(
                 f"prompts without audio in {directory}: {', '.join(sorted(missing))}; "
-                "run scripts/render-prompts"
+                "run: ivr-server prompts render"
             )
         for pid in self.texts:
             self._audio[pid] = read_wav(directory / f"{pid}.wav")

@@ -50,6 +50,9 @@ class RtpReceiver(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
         self._reported_lost = 0
         self._log_limit = RateLimitedLog()
+        # Called after every tick's drain, packets or not: the caller's time advances in
+        # silence too (a phone with silence suppression sends nothing).
+        self.after_drain: Callable[[float], None] | None = None
 
     def expect_peer(self, host: str, port: int) -> None:
         self.expected_peer = (host, port)
@@ -66,6 +69,8 @@ class RtpReceiver(asyncio.DatagramProtocol):
 
     def on_tick(self, tick: int, slot_time: float) -> None:
         self.drain()
+        if self.after_drain is not None:
+            self.after_drain(slot_time)
 
     def drain(self) -> None:
         """Process every queued datagram, oldest first."""

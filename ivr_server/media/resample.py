@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import numpy.typing as npt
 
@@ -11,6 +13,7 @@ from ivr_server.media.g711 import Pcm
 _HALF_TAPS = 16  # kernel half-width in input samples at full bandwidth
 _BETA = 8.0  # Kaiser window shape: about 80 dB stop-band
 _CHUNK = 4096  # output samples computed per step, bounding memory
+_MAX_PHASES = 4096  # kernel rows precomputed per rate pair (22050 -> 8000 needs 160)
 
 
 def resample(pcm: Pcm, src_rate: int, dst_rate: int) -> Pcm:
@@ -31,6 +34,20 @@ class StreamResampler:
         self._cutoff = min(1.0, dst_rate / src_rate) * 0.95
         self._width = int(np.ceil(_HALF_TAPS / self._cutoff))
         self._offsets = np.arange(-self._width + 1, self._width + 1)
+        # Output n sits at input position n * src / dst: its fractional part takes one of
+        # dst / gcd values, so the kernel rows are computed once, not per sample (np.i0 is slow).
+        g = math.gcd(src_rate, dst_rate)
+        self._phases = dst_rate // g
+        self._src_g = src_rate // g
+        self._table = (
+            _kernel(
+                np.arange(self._phases)[:, None] / self._phases - self._offsets[None, :],
+                self._cutoff,
+                self._width,
+            )
+            if self._phases <= _MAX_PHASES
+            else None
+        )
         self._buf = np.zeros(self._width, dtype=np.float64)  # history; starts as zero padding
         self._buf_start = -self._width  # input index of _buf[0]
         self._received = 0  # input samples so far
@@ -58,11 +75,16 @@ class StreamResampler:
             return np.zeros(0, dtype=np.int16)
         out = np.empty(end - self._produced, dtype=np.float64)
         for first in range(self._produced, end, _CHUNK):  # bounded memory for long buffers
-            t = np.arange(first, min(first + _CHUNK, end)) * self._step
-            idx = np.floor(t).astype(np.int64)[:, None] + self._offsets[None, :]
+            n = np.arange(first, min(first + _CHUNK, end), dtype=np.int64)
+            position = n * self._src_g  # in units of 1/phases input samples: exact integers
+            idx = (position // self._phases)[:, None] + self._offsets[None, :]
             values = self._buf[idx - self._buf_start]
-            kernel = _kernel(t[:, None] - idx, self._cutoff, self._width)
-            out[first - self._produced : first - self._produced + len(t)] = (values * kernel).sum(axis=1)
+            if self._table is not None:
+                kernel = self._table[position % self._phases]
+            else:
+                t = position / self._phases
+                kernel = _kernel(t[:, None] - idx, self._cutoff, self._width)
+            out[first - self._produced : first - self._produced + len(n)] = (values * kernel).sum(axis=1)
         self._produced = end
         keep_from = int(np.floor(end * self._step)) - self._width + 1  # first input still needed
         drop = max(0, keep_from - self._buf_start)

@@ -6,6 +6,7 @@ import asyncio
 import secrets
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +28,7 @@ class Playback:
     frames: list[bytes]
     done: asyncio.Future[bool]
     position: int = 0
+    on_start: Callable[[float], None] | None = None  # called with the first packet's send time
 
     @property
     def frames_played(self) -> int:
@@ -73,6 +75,7 @@ class RtpSender:
         self._queue: deque[Playback] = deque()
         self._live: deque[bytes] = deque(maxlen=live_capacity)
         self._started = False
+        self.paused = False  # queued audio waits (a possible barge-in being confirmed)
 
     def start(self) -> None:
         if not self._started:
@@ -89,7 +92,7 @@ class RtpSender:
     def playing(self) -> bool:
         return bool(self._queue)
 
-    def play(self, pcm: Pcm) -> Playback:
+    def play(self, pcm: Pcm, on_start: Callable[[float], None] | None = None) -> Playback:
         """Queue audio at the format's rate; the last frame is padded with silence."""
         n = self.fmt.frame_samples
         padded = np.zeros(-(-len(pcm) // n) * n, dtype=np.int16)
@@ -97,15 +100,23 @@ class RtpSender:
         payload = self.fmt.encode(padded)
         size = self.fmt.frame_bytes
         frames = [payload[i : i + size] for i in range(0, len(payload), size)]
-        playback = Playback(frames, asyncio.get_running_loop().create_future())
+        playback = Playback(frames, asyncio.get_running_loop().create_future(), on_start=on_start)
         if not frames:
             playback.done.set_result(True)
             return playback
         self._queue.append(playback)
         return playback
 
+    def pause(self) -> None:
+        """Hold playback where it is; ``resume`` continues it, ``stop`` drops it."""
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+
     def stop(self) -> None:
         """Stop what is playing and everything queued (barge-in, DTMF, hangup)."""
+        self.paused = False
         while self._queue:
             playback = self._queue.popleft()
             if not playback.done.done():
@@ -146,8 +157,10 @@ class RtpSender:
         self._metrics.rtp_sent.inc()
 
     def _next_payload(self) -> bytes | None:
-        if self._queue:
+        if self._queue and not self.paused:
             playback = self._queue[0]
+            if playback.position == 0 and playback.on_start is not None:
+                playback.on_start(time.monotonic())
             frame = playback.frames[playback.position]
             playback.position += 1
             if playback.position == len(playback.frames):

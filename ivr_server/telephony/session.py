@@ -23,6 +23,7 @@ import structlog
 from ivr_server.config import Settings
 from ivr_server.dialog.flows import Flow
 from ivr_server.dialog.speech_meter import SpeechMeter, SpeechSegment
+from ivr_server.dialog.voice import Heard, Said, VoiceIO, VoiceServices
 from ivr_server.errors import AriError, AriNotFound, AriUnavailable, MediaError
 from ivr_server.media.audio import frame_dbfs
 from ivr_server.media.clock import MediaClock
@@ -56,6 +57,7 @@ class CallDeps:
     metrics: Metrics
     flows: dict[str, Flow]
     server_id: str
+    voice: VoiceServices | None = None  # None: no speech engines, DTMF only
 
 
 def _utcnow() -> datetime:
@@ -88,6 +90,7 @@ class CallSession:
         self._inbox: asyncio.Queue[Pcm] | None = None
         self._receiver: RtpReceiver | None = None
         self._sender: RtpSender | None = None
+        self.voice: VoiceIO | None = None
         self._port: int | None = None
         self._transport: asyncio.DatagramTransport | None = None
         self._bridge_created = False
@@ -125,6 +128,8 @@ class CallSession:
         self._dtmf.put_nowait((digit, time.monotonic()))
         if self._stop_on_dtmf and self._sender is not None:
             self._sender.stop()
+        if self.voice is not None:
+            self.voice.on_dtmf(digit)
 
     def on_ari_lost(self) -> None:
         if self._grace is None and self.end_reason is None:
@@ -174,6 +179,42 @@ class CallSession:
             "prompt", prompts=list(prompt_ids), completed=completed, played_ms=playback.frames_played * 20
         )
         return completed
+
+    @property
+    def speech_ready(self) -> bool:
+        return self.voice is not None
+
+    def prompt_text(self, prompt_id: str) -> str:
+        try:
+            return self.deps.prompts.texts[prompt_id]
+        except KeyError:
+            raise MediaError(f"unknown prompt {prompt_id!r}; add it to prompts.toml") from None
+
+    async def say(
+        self,
+        text: str,
+        *,
+        barge_in: bool = True,
+        min_speech_ms: int | None = None,
+        phrases: Sequence[str] | None = None,
+    ) -> Said:
+        if self.voice is None:
+            raise MediaError("no speech: the call is not set up or no TTS/ASR engine is loaded")
+        return await self.voice.say(text, barge_in=barge_in, min_speech_ms=min_speech_ms, phrases=phrases)
+
+    async def listen(
+        self,
+        phrases: Sequence[str] | None = None,
+        *,
+        no_input_ms: int | None = None,
+        end_silence_ms: int | None = None,
+        max_ms: int | None = None,
+    ) -> Heard:
+        if self.voice is None:
+            return Heard("unavailable", reason="no speech engines")
+        return await self.voice.listen(
+            phrases, no_input_ms=no_input_ms, end_silence_ms=end_silence_ms, max_ms=max_ms
+        )
 
     async def next_dtmf(self, timeout_s: float) -> tuple[str, float] | None:
         try:
@@ -301,6 +342,16 @@ class CallSession:
             live_capacity=s.media_outbox_frames,
         )
         self._sender.start()
+        if self.deps.voice is not None:
+            self.voice = VoiceIO(
+                self.deps.voice,
+                self.fmt.sample_rate,
+                self._sender,
+                self.call_id,
+                self.record,
+                self.deps.writer.submit,
+            )
+            receiver.after_drain = self.voice.on_clock
         await rest.add_to_bridge(self.bridge_id, [self.channel.id, self.media_channel_id])
         self.record(
             "media_started",
@@ -328,6 +379,8 @@ class CallSession:
         segment = self.speech.feed(frame_dbfs(pcm), len(pcm) * 1000 // self.fmt.sample_rate)
         if segment is not None:
             self._record_speech(segment)
+        if self.voice is not None:
+            self.voice.on_audio(pcm)
         if self._inbox is not None:
             if self._inbox.full():
                 self._inbox.get_nowait()
@@ -361,6 +414,8 @@ class CallSession:
         log.info("call.ended", reason=reason, speech_ms=self.speech.speech_ms)
 
     def _close_media(self) -> None:
+        if self.voice is not None:
+            self.voice.close()
         stats: dict[str, Any] = {}
         if self._sender is not None:
             self._sender.close()

@@ -282,6 +282,7 @@ class _Worker:
         self.loop = loop
         self.streams: dict[int, _ProcessStream] = {}
         self.dead: str | None = None
+        self._stopping = False
         self.ready: asyncio.Future[str] = loop.create_future()
         ctx = multiprocessing.get_context("spawn")  # no forked copy of the server's loop and sockets
         self._conn, child = ctx.Pipe(duplex=True)
@@ -302,6 +303,7 @@ class _Worker:
                 stream._got_error(f"ASR worker unavailable: {self.dead}")
 
     def stop(self) -> None:
+        self._stopping = True
         self._outbox.put(("stop",))
         self._outbox.put(None)
         self._process.join(timeout=5)
@@ -355,7 +357,8 @@ class _Worker:
     def _died(self, reason: str) -> None:
         if self.dead is None:
             self.dead = reason
-            log.error("asr.worker_died", reason=reason, streams=len(self.streams))
+            if not self._stopping:
+                log.error("asr.worker_died", reason=reason, streams=len(self.streams))
         if not self.ready.done():
             self.ready.set_exception(EngineUnavailable(f"ASR worker did not start: {reason}"))
             self.ready.exception()  # a replacement worker's start is not awaited

@@ -1,0 +1,1 @@
+"""Text to speech: engines behind one contract, sentence streaming, a prompt cache, a lexicon."""

@@ -1,0 +1,1 @@
+"""Voice activity detection (energy, WebRTC, Silero) and pure endpointing for turn taking."""
