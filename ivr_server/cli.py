@@ -314,13 +314,15 @@ def cmd_calls_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_asr_transcribe(args: argparse.Namespace, settings: Settings) -> int:
-    from ivr_server.media.audio import read_wav
+    from ivr_server.media.audio import audio_warnings, read_wav
     from ivr_server.speech.asr.base import feed_all, grammar, require
     from ivr_server.speech.asr.engines import load_engine
 
     rate, pcm = read_wav(args.wav)
     if len(pcm) == 0:
         raise MediaError(f"{args.wav}: the file holds no audio")
+    for warning in audio_warnings(pcm, rate):
+        print(f"ivr-server: warning: {args.wav}: {warning}", file=sys.stderr)
     choice = load_engine(
         args.engine or settings.asr_engine, settings.asr_vosk_model, settings.asr_vosk_language
     )
@@ -342,8 +344,10 @@ def cmd_asr_transcribe(args: argparse.Namespace, settings: Settings) -> int:
                 indent=1,
             )
         )
-    else:
+    elif result.text:
         print(result.text)
+    else:
+        print("ivr-server: no speech recognized", file=sys.stderr)
     return 0
 
 

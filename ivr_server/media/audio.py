@@ -49,3 +49,19 @@ def write_wav(path: Path, rate: int, pcm: Pcm) -> None:
             wav.writeframes(pcm.astype("<i2").tobytes())
     except OSError as err:
         raise MediaError(f"{path}: cannot be written ({err})") from err
+
+
+def audio_warnings(pcm: Pcm, rate: int) -> list[str]:
+    """What about a recording will make recognition poor, in words an admin can act on."""
+    if len(pcm) == 0:
+        return ["the file holds no audio"]
+    warnings = []
+    peak = int(np.abs(pcm.astype(np.int32)).max())
+    if peak < 100:  # about -50 dBFS: nothing but silence or line noise
+        warnings.append(f"the audio is silent (peak {20 * math.log10(max(peak, 1) / 32768):.0f} dBFS)")
+    clipped = float(np.mean(np.abs(pcm.astype(np.int32)) >= 32767))
+    if clipped > 0.001:
+        warnings.append(f"the audio is clipped ({clipped:.1%} of samples at full scale)")
+    if len(pcm) / rate > 60:
+        warnings.append(f"{len(pcm) / rate:.0f} s of audio: a call turn is cut at vad_max_utterance_ms")
+    return warnings
