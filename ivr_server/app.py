@@ -41,6 +41,7 @@ class IvrServer:
         self.server_id = f"{socket.gethostname()}/{settings.ari_app}"
         self.manager: CallManager | None = None
         self.writer: StoreWriter | None = None
+        self.voice: LoadedVoice | None = None
         self.stop_requested = asyncio.Event()
 
     def stop(self) -> None:
@@ -59,7 +60,7 @@ class IvrServer:
             prompts = PromptLibrary(s.prompts_dir)
             rate = FORMATS[s.media_format].sample_rate
             prompts.prepare(rate)
-            voice = await load_voice(s, rate, prompts.texts.values())
+            voice = self.voice = await load_voice(s, rate, prompts.texts.values())
             rest = AriRestClient(
                 s.ari_url,
                 s.ari_username,

@@ -20,7 +20,7 @@ from ivr_server.store.queries import EventRecord, TurnRecord, call_events_of, li
 from tests.conftest import REPO, running_server, server_settings, settle
 from tests.integration.test_asr import piper
 from tests.support.capture import Datagram, LoopbackCapture
-from tests.support.sipp import Pause, SippCall, Speak, scenario
+from tests.support.sipp import Keys, Pause, SippCall, Speak, scenario
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("asterisk")]
 
@@ -141,3 +141,63 @@ async def test_speech_over_a_long_prompt_stops_it_within_100_ms(database_url: st
     assert turns[1].role == "caller" and turns[1].detail["barge_in"] is True
     (barge,) = [e.payload for e in events if e.type == "barge_in"]
     assert barge["after_speech_ms"] <= 100 and barge["confirmed_at_ms"] >= barge["stopped_at_ms"], barge
+
+
+async def test_a_recognizer_that_dies_mid_turn_falls_back_to_the_keypad(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The ASR workers are killed while the caller speaks: the turn fails, the log and the store say
+    so, the caller is offered the keypad at once (no dead air) and their digits are read back."""
+    import asyncio
+    import os
+    import signal
+
+    voice = tmp_path / "voice.wav"
+    length_s = ulaw_wav("I would like to check my account balance please.", voice)
+    call = SippCall(
+        scenario(
+            [Pause(2000), Speak(voice, int(length_s * 1000) + 9000), Keys("123#")],
+            tmp_path,
+            bye_timeout_ms=30000,
+        ),
+        service=VOICE_EXTEN,
+        workdir=tmp_path,
+    )
+    async with running_server(server_settings(database_url)) as server:
+        async with LoopbackCapture(tmp_path / "caller.pcap", f"udp port {call.media_port}") as cap:
+            caller = asyncio.create_task(call.run())
+            assert server.manager is not None
+            async with asyncio.timeout(20):  # until the caller is mid-utterance
+                while not any(s.voice and s.voice._turn for s in server.manager.sessions.values()):
+                    await asyncio.sleep(0.02)
+            asr = server.voice.services.asr if server.voice else None
+            assert asr is not None
+            for worker in asr._processes:
+                os.kill(worker._process.pid or 0, signal.SIGKILL)
+            assert await caller == 0, call.errors()
+        await settle(server, 30)
+
+    turns, events, end_reason = await stored(database_url)
+    assert end_reason == "completed"
+    caller_turn = next(t for t in turns if t.role == "caller")
+    assert caller_turn.outcome == "failed" and "worker" in caller_turn.detail["error"]
+    (fallback,) = [e.payload for e in events if e.type == "fallback"]
+    assert fallback["to"] == "dtmf" and fallback["outcome"] == "failed"
+    (collected,) = [e.payload for e in events if e.type == "dtmf_collected"]
+    assert collected["digits"] == "123"
+    assert [t.text for t in turns if t.role == "system"][-1].startswith("Let's use the keypad")
+
+    # No dead air: from the end of the caller's speech to the keypad offer.
+    sent = [
+        t
+        for t, pcm in audio_of([d for d in cap.datagrams() if d.src_port == call.media_port])
+        if frame_dbfs(pcm) > LOUD_DBFS
+    ]
+    heard = [
+        t
+        for t, pcm in audio_of([d for d in cap.datagrams() if d.dst_port == call.media_port])
+        if frame_dbfs(pcm) > LOUD_DBFS
+    ]
+    speech_end = max(t for t in sent if t < sent[0] + length_s + 0.5)
+    offer = min(t for t in heard if t > speech_end)
+    assert offer - speech_end < 4.0, f"{offer - speech_end:.1f} s of silence after the caller spoke"
