@@ -19,7 +19,7 @@ try:
     import TTS  # noqa: F401  (coqui-tts raises ImportError itself when torch or torchaudio is missing)
 
     COQUI_ERROR = ""
-except ImportError as err:
+except (ImportError, OSError) as err:  # OSError: a torchaudio build that needs CUDA
     COQUI_ERROR = " ".join(str(err).split())[:300]
 
 needs_coqui = pytest.mark.skipif(bool(COQUI_ERROR), reason=f"coqui-tts is not importable: {COQUI_ERROR}")
