@@ -179,6 +179,9 @@ class Settings(BaseSettings):
     call_setup_timeout_s: float = Field(
         10.0, gt=0, description="Answer, bridge and ExternalMedia must be ready within this."
     )
+    hangup_after_audio_s: float = Field(
+        0.3, ge=0, description="After a flow ends, let its last audio reach the caller before hanging up."
+    )
     cleanup_timeout_s: float = Field(
         5.0, gt=0, description="Per-call cleanup (hangups, bridge, ports) is cut off after this."
     )

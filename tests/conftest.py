@@ -120,7 +120,7 @@ async def running_server(settings: Settings) -> AsyncIterator[IvrServer]:
     server = IvrServer(settings)
     task = asyncio.create_task(server.run(install_signal_handlers=False))
     try:
-        async with asyncio.timeout(20):
+        async with asyncio.timeout(60):  # speech engines load first; shared machines are slow
             while server.manager is None or not server.manager.reconciled.is_set():
                 if task.done():
                     task.result()  # raises what stopped it

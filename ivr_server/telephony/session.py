@@ -363,6 +363,9 @@ class CallSession:
     async def _run_flow(self, flow: Flow) -> None:
         try:
             await flow(self)
+            # The last packet has left, but it still crosses Asterisk's bridge: hanging up at
+            # once would clip the final syllable ("goodb-").
+            await asyncio.sleep(self.settings.hangup_after_audio_s)
             self.end("completed")
         except AriUnavailable as err:
             self._asterisk_lost = True

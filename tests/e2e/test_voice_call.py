@@ -19,6 +19,7 @@ from ivr_server.store.database import create_engine
 from ivr_server.store.queries import EventRecord, TurnRecord, call_events_of, list_calls, turns_of
 from tests.conftest import REPO, running_server, server_settings, settle
 from tests.integration.test_asr import piper
+from tests.support.audio import best_match
 from tests.support.capture import Datagram, LoopbackCapture
 from tests.support.sipp import Keys, Pause, SippCall, Speak, scenario
 
@@ -54,8 +55,10 @@ def audio_of(datagrams: list[Datagram]) -> list[tuple[float, Pcm]]:
 
 
 def transcribe(pcm: Pcm, phrases: list[str] | None = None) -> str:
+    """What PocketSphinx hears in ``pcm``, with half a second of silence after it (the call
+    ended with the last word: without the pause its end is not decoded)."""
     recognizer = PocketSphinxEngine().recognizer(8000, phrases)
-    feed_all(recognizer, pcm, 8000)
+    feed_all(recognizer, np.concatenate([pcm, np.zeros(4000, np.int16)]), 8000)
     return recognizer.finish().text
 
 
@@ -78,7 +81,7 @@ async def place(database_url: str, call: SippCall, tmp_path: Path) -> list[Datag
 
 
 async def test_the_caller_is_heard_and_answered_by_voice(database_url: str, tmp_path: Path) -> None:
-    said = "I would like to pay my bill."
+    said = "I want to speak to an agent."
     voice = tmp_path / "voice.wav"
     length_s = ulaw_wav(said, voice)
     wait_ms = int((prompt_seconds("voice_greeting") + 1.5) * 1000)
@@ -94,26 +97,38 @@ async def test_the_caller_is_heard_and_answered_by_voice(database_url: str, tmp_
     roles = [(t.role, t.outcome) for t in turns]
     assert roles == [("system", "completed"), ("caller", "speech"), ("system", "completed")], roles
     greeting, caller, reply = turns
-    assert caller.text == "i would like to pay my bill", caller
+    assert caller.text == "i want to speak to an agent", caller
     assert caller.engine == "pocketsphinx" and caller.confidence is not None
     assert caller.start_ms is not None and caller.end_ms is not None
     assert 0.6 * length_s * 1000 <= caller.end_ms - caller.start_ms <= 1.3 * length_s * 1000
     assert caller.latency_ms is not None and 0 < caller.latency_ms < 1500, caller.latency_ms
     assert greeting.cached is True, "the greeting was not pre-rendered at start-up"
-    assert reply.text.startswith("You said: i would like to pay my bill.") and reply.engine == "piper"
+    assert reply.text.startswith("You said: i want to speak to an agent.") and reply.engine == "piper"
 
     # What the caller heard after they spoke: the reply, with the recognized words in it.
     sent = [t for t, _ in audio_of([d for d in datagrams if d.src_port == call.media_port])]
     heard = audio_of([d for d in datagrams if d.dst_port == call.media_port])
     after = np.concatenate([pcm for t, pcm in heard if t > sent[-1]])
     words = transcribe(after).split()
-    for word in ("pay", "my", "bill", "goodbye"):
+    for word in ("speak", "agent"):
         assert word in words, f"{word!r} not in what the caller heard: {' '.join(words)}"
+    # ...and it is exactly the synthesized reply, to its last syllable.
+    from ivr_server.media.g711 import ulaw_encode
+    from ivr_server.speech.tts.engines import load_tts_engine
+    from ivr_server.speech.tts.synthesizer import Synthesizer
+
+    synth = Synthesizer(load_tts_engine("piper"))
+    try:
+        goodbye, _ = await synth.render("Goodbye.", 8000)  # the last piece the reply streams
+    finally:
+        synth.close()
+    score, offset = best_match(after, ulaw_decode(ulaw_encode(goodbye)))
+    assert score > 0.9, f"the end of the reply did not reach the caller (score {score:.2f})"
 
 
 async def test_speech_over_a_long_prompt_stops_it_within_100_ms(database_url: str, tmp_path: Path) -> None:
     voice = tmp_path / "voice.wav"
-    length_s = ulaw_wav("I want to speak to an agent.", voice)
+    length_s = ulaw_wav("I would like to check my account balance please.", voice)
     call = SippCall(
         scenario([Pause(3000), Speak(voice, int(length_s * 1000) + 300)], tmp_path, bye_timeout_ms=30000),
         service=VOICE_EXTEN,

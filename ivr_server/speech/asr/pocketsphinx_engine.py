@@ -18,6 +18,7 @@ from typing import Any
 from ivr_server.errors import AsrError, EngineUnavailable
 from ivr_server.media.g711 import Pcm
 from ivr_server.media.resample import StreamResampler
+from ivr_server.speech.asr.bandfill import BandFill
 from ivr_server.speech.asr.base import AsrResult, StreamState, WordTiming
 
 MODEL_RATE = 16000
@@ -94,22 +95,27 @@ class PocketSphinxRecognizer:
         self._decoder = decoder
         self._key = key
         self._resampler = StreamResampler(sample_rate, MODEL_RATE)
+        # Narrowband audio (a call at 8 kHz) leaves the model's upper filters empty: fill them.
+        self._fill = BandFill(MODEL_RATE, sample_rate / 2) if sample_rate < MODEL_RATE else None
         self._state = StreamState(engine.name, engine.model_id)
         decoder.start_utt()
 
     def feed(self, pcm: Pcm) -> AsrResult | None:
         self._state.check_open()
-        samples = self._resampler.process(pcm)
+        samples = self._band(self._resampler.process(pcm))
         if len(samples):  # process_raw refuses an empty buffer
             self._decoder.process_raw(samples.tobytes(), False, False)
         hyp = self._decoder.hyp()
         return self._state.partial(hyp.hypstr if hyp is not None else "")
 
+    def _band(self, samples: Pcm) -> Pcm:
+        return self._fill.process(samples) if self._fill is not None and len(samples) else samples
+
     def finish(self) -> AsrResult:
         self._state.close()
         d = self._decoder
         try:
-            tail = self._resampler.flush()
+            tail = self._band(self._resampler.flush())
             if len(tail):
                 d.process_raw(tail.tobytes(), False, False)
             d.end_utt()

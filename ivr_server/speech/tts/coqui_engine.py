@@ -35,7 +35,10 @@ class CoquiEngine:
         try:
             import torch
             from TTS.utils.synthesizer import Synthesizer
-        except (ImportError, OSError) as err:  # ImportError: torch/torchaudio missing; OSError: a CUDA-only build
+        except (
+            ImportError,
+            OSError,
+        ) as err:  # ImportError: torch/torchaudio missing; OSError: a CUDA-only build
             reason = " ".join(str(err).split()) or type(err).__name__
             raise EngineUnavailable(f"Coqui TTS cannot be imported ({reason}): {INSTALL_HINT}") from err
         torch.set_num_threads(threads)
