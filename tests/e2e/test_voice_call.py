@@ -4,13 +4,12 @@ talks over a long prompt stops it within 100 ms."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from ivr_server.media.audio import frame_dbfs, write_wav
+from ivr_server.media.audio import frame_dbfs
 from ivr_server.media.g711 import Pcm, ulaw_decode
 from ivr_server.media.rtp import RtpPacket
 from ivr_server.speech.asr.base import feed_all
@@ -18,8 +17,7 @@ from ivr_server.speech.asr.pocketsphinx_engine import PocketSphinxEngine
 from ivr_server.store.database import create_engine
 from ivr_server.store.queries import EventRecord, TurnRecord, call_events_of, list_calls, turns_of
 from tests.conftest import REPO, running_server, server_settings, settle
-from tests.integration.test_asr import piper
-from tests.support.audio import best_match
+from tests.support.audio import best_match, piper_to_ulaw_wav
 from tests.support.capture import Datagram, LoopbackCapture
 from tests.support.sipp import Keys, Pause, SippCall, Speak, scenario
 
@@ -27,14 +25,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("asterisk")]
 
 VOICE_EXTEN = "300"
 LOUD_DBFS = -45.0
-
-
-def ulaw_wav(text: str, path: Path) -> float:
-    """Piper speaking ``text``, as an 8 kHz µ-law WAV for SIPp; returns its length in s."""
-    pcm_path = path.with_suffix(".pcm.wav")
-    write_wav(pcm_path, 8000, piper(text, 8000))
-    subprocess.run(["sox", str(pcm_path), "-r", "8000", "-c", "1", "-e", "mu-law", str(path)], check=True)
-    return len(piper(text, 8000)) / 8000
 
 
 def prompt_seconds(prompt_id: str) -> float:
@@ -83,7 +73,7 @@ async def place(database_url: str, call: SippCall, tmp_path: Path) -> list[Datag
 async def test_the_caller_is_heard_and_answered_by_voice(database_url: str, tmp_path: Path) -> None:
     said = "I want to speak to an agent."
     voice = tmp_path / "voice.wav"
-    length_s = ulaw_wav(said, voice)
+    length_s = piper_to_ulaw_wav(said, voice)
     wait_ms = int((prompt_seconds("voice_greeting") + 1.5) * 1000)
     call = SippCall(
         scenario([Pause(wait_ms), Speak(voice, int(length_s * 1000) + 300)], tmp_path, bye_timeout_ms=30000),
@@ -128,7 +118,7 @@ async def test_the_caller_is_heard_and_answered_by_voice(database_url: str, tmp_
 
 async def test_speech_over_a_long_prompt_stops_it_within_100_ms(database_url: str, tmp_path: Path) -> None:
     voice = tmp_path / "voice.wav"
-    length_s = ulaw_wav("I would like to check my account balance please.", voice)
+    length_s = piper_to_ulaw_wav("I would like to check my account balance please.", voice)
     call = SippCall(
         scenario([Pause(3000), Speak(voice, int(length_s * 1000) + 300)], tmp_path, bye_timeout_ms=30000),
         service=VOICE_EXTEN,
@@ -168,7 +158,7 @@ async def test_a_recognizer_that_dies_mid_turn_falls_back_to_the_keypad(
     import signal
 
     voice = tmp_path / "voice.wav"
-    length_s = ulaw_wav("I would like to check my account balance please.", voice)
+    length_s = piper_to_ulaw_wav("I would like to check my account balance please.", voice)
     call = SippCall(
         scenario(
             [Pause(2000), Speak(voice, int(length_s * 1000) + 9000), Keys("123#")],

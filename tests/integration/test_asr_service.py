@@ -19,7 +19,8 @@ from ivr_server.speech.asr.base import grammar
 from ivr_server.speech.asr.engines import load_engine
 from ivr_server.speech.asr.service import AsrService, AsrStream
 from ivr_server.speech.asr.worker import EngineSpec
-from tests.integration.test_asr import korean_model, korean_speech, piper
+from tests.integration.test_asr import korean_model, korean_speech
+from tests.support.audio import piper
 
 
 async def feed_live(stream: AsrStream, pcm: Pcm, rate: int, realtime: bool = False) -> None:

