@@ -126,7 +126,11 @@ class VoiceIO:
         record: Callable[..., None],
         submit_turn: Callable[[Turn], None],
         now: Callable[[], float] = time.monotonic,
+        log_context: dict[str, str] | None = None,
     ) -> None:
+        # Audio arrives on the media clock, outside the call's task: the call's log fields
+        # travel with this logger, not with contextvars.
+        self._log = log.bind(**(log_context or {"call_id": call_id}))
         self.services = services
         self.rate = sample_rate
         self.position_ms = 0  # caller audio received so far
@@ -201,7 +205,7 @@ class VoiceIO:
                 speaking.pauses += 1
                 self._player.pause()
         elif self._turn is None and self.position_ms - speaking.paused_at_ms >= CONFIRM_MS:
-            log.info("voice.barge_in_rejected", paused_ms=self.position_ms - speaking.paused_at_ms)
+            self._log.info("voice.barge_in_rejected", paused_ms=self.position_ms - speaking.paused_at_ms)
             speaking.paused_at_ms = None
             self._player.resume()
 
@@ -227,7 +231,7 @@ class VoiceIO:
         barge = speaking is not None and speaking.barge_in and speaking.stopped_by is None
         stream = self._open_stream(event)
         self._turn = _CallerTurn(event, self._ep_base_ms, stream, barge)
-        log.info(
+        self._log.info(
             "voice.speech_started",
             at_ms=self._ep_base_ms + event.start_ms,
             detect_delay_ms=event.detected_ms - event.start_ms,
@@ -248,7 +252,7 @@ class VoiceIO:
         try:
             stream = asr.open(self.rate, self._phrases)
         except AsrError as err:
-            log.error("asr.fallback", error=str(err), to="dtmf")
+            self._log.error("asr.fallback", error=str(err), to="dtmf")
             return None
         frames = (self._ep.position_ms - event.start_ms + LEAD_IN_MS) // 20 if self._ep else 1
         for pcm in list(self._preroll)[-max(1, frames) :]:
@@ -273,7 +277,7 @@ class VoiceIO:
             "probability": round(probability, 3),
             "partial": turn.stream.partial if turn.stream else "",
         }
-        log.info("voice.barge_in", **detail)
+        self._log.info("voice.barge_in", **detail)
         self._record("barge_in", **detail)
 
     def _speech_ended(self, event: SpeechEnded) -> None:
@@ -300,13 +304,13 @@ class VoiceIO:
                 asr_ms = round((self._now() - asked) * 1000)
             except AsrError as err:
                 failure = str(err)
-                log.error("asr.fallback", error=failure, to="dtmf")
+                self._log.error("asr.fallback", error=failure, to="dtmf")
         heard = (
             Heard("speech", result.text, result.confidence, start_ms, end_ms, turn.barge_in, result)
             if result is not None
             else Heard("failed", "", None, start_ms, end_ms, turn.barge_in, None, failure)
         )
-        log.info(
+        self._log.info(
             "voice.end_of_turn",
             reason=event.reason,
             words=heard.text,
@@ -326,7 +330,9 @@ class VoiceIO:
 
     def _no_input(self, event: NoInput) -> None:
         self._disarm()
-        log.info("voice.no_input", after_ms=event.at_ms, peak_probability=round(event.peak_probability, 3))
+        self._log.info(
+            "voice.no_input", after_ms=event.at_ms, peak_probability=round(event.peak_probability, 3)
+        )
         if self._waiting is not None and not self._waiting.done():
             self._waiting.set_result(Heard("no_input", reason=f"no speech in {event.at_ms} ms"))
 
@@ -376,7 +382,7 @@ class VoiceIO:
                 return await asyncio.shield(future)
         except TimeoutError:
             self._disarm()
-            log.error("voice.listen_stalled", limit_s=limit)
+            self._log.error("voice.listen_stalled", limit_s=limit)
             return Heard("failed", reason=f"no audio for {limit:.0f}s")
 
     # --- speaking ---------------------------------------------------------------------------
@@ -430,7 +436,7 @@ class VoiceIO:
                 await asyncio.shield(last.done)
         except SpeechError as err:
             outcome = "failed"
-            log.error("tts.failed", error=str(err))
+            self._log.error("tts.failed", error=str(err))
         finally:
             close = getattr(chunks, "aclose", None)  # an async generator: cancels the piece in flight
             if close is not None:
@@ -466,7 +472,7 @@ class VoiceIO:
             self._unreplied = None
             latency = None if ended_at is None else round((sent_at - ended_at) * 1000)
             self._submit(_with_latency(turn, latency))
-            log.info("voice.reply_started", latency_ms=latency)
+            self._log.info("voice.reply_started", latency_ms=latency)
 
     # --- turns in the store -----------------------------------------------------------------
     def _hold_caller_turn(self, heard: Heard, reason: str, ended_at: float) -> None:

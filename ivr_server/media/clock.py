@@ -13,6 +13,7 @@ clock falls back to ``loop.call_at``: epoll sleeps in whole milliseconds, roundi
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from typing import Protocol
 
 import structlog
@@ -74,11 +75,14 @@ class MediaClock:
         loop = asyncio.get_running_loop()
         self._t0 = loop.time() + self.period_s
         self.ticks = 0
+        # The first call to join starts the clock; its callbacks must not run in that call's
+        # context (its log fields would stick to every call's tick), so they get an empty one.
+        empty = contextvars.Context()
         if self.use_timerfd:
             self._timer = timerfd.PeriodicTimer(self._t0, self.period_s)
-            loop.add_reader(self._timer.fd, self._on_timerfd)
+            empty.run(loop.add_reader, self._timer.fd, self._on_timerfd)
         else:
-            self._handle = loop.call_at(self._t0 - WAKE_EARLY_S, self._on_timer_handle)
+            self._handle = empty.run(loop.call_at, self._t0 - WAKE_EARLY_S, self._on_timer_handle)
 
     def _stop(self) -> None:
         if self._timer is not None:

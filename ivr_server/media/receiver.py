@@ -50,6 +50,7 @@ class RtpReceiver(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
         self._reported_lost = 0
         self._log_limit = RateLimitedLog()
+        self.log = log  # the session binds its call's fields: packets arrive outside its task
         # Called after every tick's drain, packets or not: the caller's time advances in
         # silence too (a phone with silence suppression sends nothing).
         self.after_drain: Callable[[float], None] | None = None
@@ -97,7 +98,7 @@ class RtpReceiver(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         # ICMP errors for our sends (e.g. port unreachable while Asterisk restarts).
-        log.debug("rtp.socket_error", error=str(exc))
+        self.log.debug("rtp.socket_error", error=str(exc))
 
     def flush_metrics(self) -> None:
         """Add loss seen since the last flush to the global counter."""
@@ -111,4 +112,4 @@ class RtpReceiver(asyncio.DatagramProtocol):
         self.metrics.rtp_rejected.labels(reason=reason).inc()
         should, count = self._log_limit.should_log(reason)
         if should:
-            log.warning("rtp.packet_rejected", reason=reason, count=count, **detail)
+            self.log.warning("rtp.packet_rejected", reason=reason, count=count, **detail)

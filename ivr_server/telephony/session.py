@@ -101,6 +101,10 @@ class CallSession:
         self._hand_back = False
         self._grace: asyncio.TimerHandle | None = None
 
+    @property
+    def _log_fields(self) -> dict[str, str]:
+        return {"call_id": self.call_id, "channel_id": self.channel.id}
+
     # --- Signals from the call manager (ARI events), never blocking --------------------------
     def end(self, reason: str, **detail: Any) -> None:
         """Ask the call to end; the first reason given is the one recorded."""
@@ -315,6 +319,7 @@ class CallSession:
         self.deps.writer.submit(CallAnswered(self.call_id, _utcnow()))
         self.record("answered")
         receiver = RtpReceiver(self.fmt, self._on_audio, self.deps.metrics)
+        receiver.log = log.bind(**self._log_fields)
         self._port, transport, _ = await self.deps.ports.open(lambda: receiver)
         self._receiver, self._transport = receiver, transport
         self.deps.clock.add(receiver, MediaClock.AFTER_SEND)
@@ -350,6 +355,7 @@ class CallSession:
                 self.call_id,
                 self.record,
                 self.deps.writer.submit,
+                log_context=self._log_fields,
             )
             receiver.after_drain = self.voice.on_clock
         await rest.add_to_bridge(self.bridge_id, [self.channel.id, self.media_channel_id])

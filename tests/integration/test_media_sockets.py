@@ -198,3 +198,23 @@ async def test_receiver_backlog_is_bounded_and_counts_what_it_drops() -> None:
     receiver.drain()
     assert receiver.overflowed == 3 and len(frames) == 5
     assert metrics.registry.get_sample_value("ivr_audio_frames_dropped_total", {"direction": "in"}) == 3
+
+
+async def test_clock_ticks_do_not_run_in_the_context_of_the_call_that_started_it() -> None:
+    """The first call to join starts the clock; its log fields must not stick to every tick."""
+    import structlog
+
+    from ivr_server.media.clock import MediaClock
+
+    seen: list[dict[str, object]] = []
+
+    class Member:
+        def on_tick(self, tick: int, slot_time: float) -> None:
+            seen.append(structlog.contextvars.get_contextvars())
+
+    clock, member = MediaClock(), Member()
+    with structlog.contextvars.bound_contextvars(call_id="first-call"):
+        clock.add(member)
+    await asyncio.sleep(0.1)
+    clock.remove(member)
+    assert len(seen) >= 3 and all("call_id" not in fields for fields in seen), seen[:3]

@@ -166,8 +166,8 @@ class AsrService:
         if self.backend == "threads":
             if self._threads is None:
                 raise AsrError("ASR service not started")
-            recognizer = self.engine.recognizer(sample_rate, phrases)
-            return _ThreadStream(recognizer, self._threads, on_partial)
+            engine = self.engine
+            return _ThreadStream(lambda: engine.recognizer(sample_rate, phrases), self._threads, on_partial)
         worker = self._least_loaded()
         return _ProcessStream(worker, next(self._ids), sample_rate, phrases, on_partial)
 
@@ -186,10 +186,13 @@ class _ThreadStream(AsrStream):
     while the previous job ran goes in one job, chunk by chunk (results depend on boundaries)."""
 
     def __init__(
-        self, recognizer: Recognizer, pool: ThreadPoolExecutor, on_partial: PartialCallback | None
+        self, make: Callable[[], Recognizer], pool: ThreadPoolExecutor, on_partial: PartialCallback | None
     ) -> None:
         super().__init__(on_partial)
-        self._recognizer = recognizer
+        # Built in the pool by the first job: a Vosk recognizer takes ~60 ms to build, which the
+        # event loop (and every call's media) must not wait for.
+        self._make = make
+        self._recognizer: Recognizer | None = None
         self._pool = pool
         self._pending: deque[Pcm] = deque()
         self._finish_asked = False
@@ -216,10 +219,19 @@ class _ThreadStream(AsrStream):
             self._task = asyncio.get_running_loop().create_task(self._drain())
 
     def _feed_all(self, chunks: list[Pcm]) -> AsrResult | None:
+        recognizer = self._built()
         partial = None
         for chunk in chunks:
-            partial = self._recognizer.feed(chunk) or partial
+            partial = recognizer.feed(chunk) or partial
         return partial
+
+    def _built(self) -> Recognizer:
+        if self._recognizer is None:
+            self._recognizer = self._make()
+        return self._recognizer
+
+    def _finish(self) -> AsrResult:
+        return self._built().finish()
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
@@ -232,7 +244,7 @@ class _ThreadStream(AsrStream):
                     self._got_partial(partial.text)
             if self._finish_asked and not self._finished:
                 self._finished = True  # also on abort: gives a pooled decoder back
-                result = await loop.run_in_executor(self._pool, self._recognizer.finish)
+                result = await loop.run_in_executor(self._pool, self._finish)
                 if not self._aborted:
                     self._got_final(result)
         except Exception as err:  # the engine died on this stream: the call falls back
