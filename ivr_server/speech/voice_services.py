@@ -40,7 +40,7 @@ class LoadedVoice:
 
 def load_synthesizer(s: Settings) -> Synthesizer:
     """The TTS engine from the settings with its fallback, cache and lexicon (CLI and server)."""
-    engine = load_tts_engine(s.tts_engine, model=s.tts_model, voice=s.tts_voice)
+    engine = load_tts_engine(s.tts_engine, model=s.tts_model, voice=s.tts_voice, threads=s.tts_threads)
     fallback = load_fallback(engine) if s.tts_fallback else None
     lexicon = Lexicon.load(s.lexicon_path) if s.lexicon_path is not None else None
     cache = PromptCache(s.tts_cache_mb * 1024 * 1024, s.tts_cache_path)
