@@ -222,6 +222,11 @@ class VoiceIO:
         self._ep = Endpointer(settings)
         self._ep_base_ms = self.position_ms
 
+    def _arm_for_prompt(self) -> None:
+        """Listening for barge-in while a prompt plays: no no-input timer."""
+        s = self.services.endpoint
+        self._arm(replace(s, no_input_ms=0))
+
     def _disarm(self) -> None:
         self._ep = None
         self._barge_at_ms = None
@@ -284,6 +289,19 @@ class VoiceIO:
         turn = self._turn
         self._disarm()
         if turn is None:
+            return
+        speaking = self._speaking
+        if speaking is not None and speaking.stopped_by is None:
+            # Over a prompt that is still playing, and too short for its min_speech_ms (a cough,
+            # "uh-huh"): not a turn. The prompt goes on, and stays open to a real barge-in.
+            self._log.info("voice.barge_in_rejected", speech_ms=event.end_ms - event.start_ms)
+            if turn.stream is not None:
+                turn.stream.abort()
+            self._turn = None
+            if speaking.paused_at_ms is not None:
+                speaking.paused_at_ms = None
+                self._player.resume()
+            self._arm_for_prompt()
             return
         turn.ended = event
         # The speech ended (detected_ms - end_ms) ago: that moment is what reply latency counts from.
@@ -404,12 +422,7 @@ class VoiceIO:
         self._speaking = speaking
         self._phrases = tuple(phrases) if phrases else None
         if barge_in and self._ep is None and self._turn is None:
-            s = self.services.endpoint
-            self._arm(
-                EndpointSettings(
-                    s.threshold, s.stay_threshold, s.min_speech_ms, s.end_silence_ms, s.max_utterance_ms, 0
-                )
-            )
+            self._arm_for_prompt()
         began = self._now()
         engines: set[str] = set()
         cached = True

@@ -1,0 +1,93 @@
+"""Turn-taking on one call without Asterisk: a real RTP sender on loopback plays Piper prompts
+while the caller's audio is fed frame by frame in real time through the real VAD."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+from ivr_server.dialog.voice import Said, VoiceIO, VoiceServices
+from ivr_server.media.clock import MediaClock
+from ivr_server.media.formats import ULAW
+from ivr_server.media.g711 import Pcm
+from ivr_server.media.sender import RtpSender
+from ivr_server.observability.metrics import Metrics
+from ivr_server.speech.tts.engines import load_tts_engine
+from ivr_server.speech.tts.synthesizer import Synthesizer
+from ivr_server.speech.vad.endpointer import EndpointSettings
+from ivr_server.store.writer import Turn
+from tests.support.audio import piper
+
+PROMPT = "Thank you for calling. Please listen carefully, as our menu options have changed recently."
+
+
+@dataclass
+class Call:
+    voice: VoiceIO
+    sender: RtpSender
+    turns: list[Turn] = field(default_factory=list)
+    events: list[tuple[str, dict[str, object]]] = field(default_factory=list)
+
+
+@pytest.fixture
+async def call() -> AsyncIterator[Call]:
+    loop = asyncio.get_running_loop()
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    transport, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
+    clock = MediaClock()
+    sender = RtpSender(ULAW, transport, sink.getsockname(), clock, Metrics())  # type: ignore[arg-type]
+    sender.start()
+    synth = Synthesizer(load_tts_engine("piper"))
+    services = VoiceServices(asr=None, synth=synth, vad="auto", endpoint=EndpointSettings(end_silence_ms=300))
+    turns: list[Turn] = []
+    events: list[tuple[str, dict[str, object]]] = []
+    voice = VoiceIO(
+        services, 8000, sender, "call-1", lambda kind, **kw: events.append((kind, kw)), turns.append
+    )
+    try:
+        yield Call(voice, sender, turns, events)
+    finally:
+        sender.close()
+        transport.close()
+        sink.close()
+        synth.close()
+
+
+async def caller(voice: VoiceIO, pcm: Pcm, lead_s: float, total_s: float) -> None:
+    """The caller's side of the line: ``lead_s`` of silence, ``pcm``, then silence, in real time."""
+    audio = np.concatenate([np.zeros(int(lead_s * 8000), np.int16), pcm])
+    audio = np.concatenate([audio, np.zeros(max(0, int(total_s * 8000) - len(audio)), np.int16)])
+    for i in range(0, len(audio) - 159, 160):
+        voice.on_audio(audio[i : i + 160])
+        await asyncio.sleep(0.02)
+
+
+async def test_a_short_sound_over_a_prompt_that_wants_more_speech_does_not_stop_it(call: Call) -> None:
+    """ "Hm." (a few hundred ms) over a prompt that needs 800 ms of speech to give way: the prompt
+    pauses at the energy rise, resumes when the speech ends short, and plays to the end."""
+    short = piper("Hm.", 8000)
+    feeding = asyncio.create_task(caller(call.voice, short, 1.0, 9.0))
+    said: Said = await asyncio.wait_for(call.voice.say(PROMPT, min_speech_ms=800), 30)
+    feeding.cancel()
+    assert said.outcome == "completed", said
+    assert [t.role for t in call.turns] == ["system"] and call.turns[0].outcome == "completed"
+    assert not [e for e in call.events if e[0] == "barge_in"]
+    assert not call.sender.paused
+
+
+async def test_real_speech_over_a_prompt_stops_it(call: Call) -> None:
+    speech = piper("I would like to speak to someone about my account.", 8000)
+    feeding = asyncio.create_task(caller(call.voice, speech, 1.0, 6.0))
+    said = await asyncio.wait_for(call.voice.say(PROMPT), 30)
+    assert said.outcome == "barge_in" and said.played_ms < 2000, said
+    ((kind, barge),) = [e for e in call.events if e[0] == "barge_in"]
+    assert barge["stopped_at_ms"] <= barge["confirmed_at_ms"]  # type: ignore[operator]
+    heard = await asyncio.wait_for(call.voice.listen(), 15)
+    assert heard.outcome == "unavailable"  # no recognizer in this harness: the flow goes to the keypad
+    await feeding
