@@ -149,7 +149,9 @@ async def voice_flow(call: CallControl) -> None:
         if heard.outcome != "no_input" and (heard.outcome != "speech" or heard.text):
             break
     if heard.outcome == "speech" and heard.text:
-        await call.say(f"You said: {heard.text}. {call.prompt_text('goodbye')}", barge_in=False)
+        # The lead-in is its own piece, pre-rendered: the reply starts from the cache.
+        reply = f"{call.prompt_text('you_said')} {heard.text}. {call.prompt_text('goodbye')}"
+        await call.say(reply, barge_in=False)
         return
     # Speech failed or the caller prefers keys: the keypad, never silence.
     log.info("flow.voice_to_keypad", outcome=heard.outcome, reason=heard.reason)

@@ -158,3 +158,18 @@ def test_a_bad_lexicon_file_is_a_config_error_naming_it(tmp_path: Path) -> None:
     bad.write_text('lexicon = "x"\n')
     with pytest.raises(ConfigError, match="must be a table"):
         Lexicon.load(bad)
+
+
+def test_a_short_lead_in_before_a_colon_is_its_own_first_piece() -> None:
+    """It repeats across calls, so it plays from the cache while the rest is synthesized."""
+    assert split_sentences("You said: i want to speak to an agent. Goodbye.") == [
+        "You said:",
+        "i want to speak to an agent.",
+        "Goodbye.",
+    ]
+    assert split_sentences("Note: ok.") == ["Note: ok."]  # too little after it to be worth a piece
+    assert split_sentences("At 9:30 we open.") == ["At 9:30 we open."]  # a time, not a lead-in
+    assert split_sentences("First. Then: something else entirely.") == [
+        "First.",
+        "Then: something else entirely.",
+    ]

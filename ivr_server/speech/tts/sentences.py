@@ -7,7 +7,10 @@ menus are written one option per line). A full stop after a title or a Latin abb
 ("$12.50") never looks like a boundary. A piece longer than ``max_chars`` is cut at its last
 clause boundary (comma, semicolon, colon, dash), else at a space. The first piece is also cut
 at a clause boundary near ``first_max_chars``, because the time to first audio grows with its
-length. Pieces with no letter or digit ("...", "!!") are dropped: there is nothing to say.
+length; a short lead-in before a colon ("You said:", "Your balance:") becomes a piece of its own
+even below MIN_CHARS, because a colon is a pause anyway and such lead-ins repeat across calls, so
+their audio comes from the prompt cache while the rest is synthesized. Pieces with no letter or
+digit ("...", "!!") are dropped: there is nothing to say.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ _TERMINAL = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s|$)")
 _CLAUSE = re.compile(r"[,;:](?=\s)|\s[—–-]\s")
 _WORD_BEFORE = re.compile(r"(\S+)$")
 _SPACES = re.compile(r"[ \t\f\v\u00a0]+")
+_LEAD_IN = re.compile(r"^([^:.!?]{2,24}:)\s+(\S.*)$")
 
 FIRST_MAX_CHARS = 50
 MAX_CHARS = 200
@@ -44,7 +48,12 @@ def split_sentences(
     for line in text.splitlines():
         for sentence in _sentences(_SPACES.sub(" ", line).strip()):
             soft = first_max_chars if not pieces else max_chars
-            pieces.extend(p for p in _cut(sentence, soft, max_chars) if _speakable(p))
+            body = sentence
+            lead_in = _LEAD_IN.match(sentence) if not pieces else None
+            if lead_in and len(lead_in.group(2)) >= MIN_CHARS and _speakable(lead_in.group(1)):
+                pieces.append(lead_in.group(1))
+                body = lead_in.group(2)
+            pieces.extend(p for p in _cut(body, soft, max_chars) if _speakable(p))
     return pieces
 
 
