@@ -179,7 +179,7 @@ def cmd_models_fetch(args: argparse.Namespace, settings: Settings) -> int:
     if args.sha256:
         source = replace(source, sha256=args.sha256.lower())
     models_dir: Path = args.dir or settings.data_dir / "models"
-    remove_partial(models_dir) if models_dir.is_dir() else None
+    remove_partial(models_dir)
     model = fetch(source, models_dir)
     print(f"{model}\nuse it with: IVR_ASR_VOSK_MODEL={model}  (or [asr] vosk_model in the config file)")
     return 0

@@ -101,9 +101,7 @@ class _Speaking:
     barge_in: bool
     min_speech_ms: int
     stopped_by: str | None = None
-    first_audio_at: float | None = None
     paused_at_ms: int | None = None  # energy onset paused the prompt here, awaiting the VAD
-    pauses: int = 0
 
 
 @dataclass
@@ -202,7 +200,6 @@ class VoiceIO:
         if speaking.paused_at_ms is None:
             if energy_probability >= QUICK_ONSET_PROBABILITY:
                 speaking.paused_at_ms = self.position_ms
-                speaking.pauses += 1
                 self._player.pause()
         elif self._turn is None and self.position_ms - speaking.paused_at_ms >= CONFIRM_MS:
             self._log.info("voice.barge_in_rejected", paused_ms=self.position_ms - speaking.paused_at_ms)

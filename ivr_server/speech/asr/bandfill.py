@@ -4,9 +4,9 @@ PocketSphinx's bundled model was trained on 16 kHz speech; its mel filters reach
 brings 8 kHz audio (nothing above 4 kHz), so after upsampling those filters see near-zero
 energy, their log goes to extremes and the cepstra stop looking like speech. Filling the band
 with noise that follows the speech level (here 25 dB below it) keeps those filters in the range
-the model knows. Measured with Piper speech through 8 kHz µ-law and FSDD: digit accuracy 37 % ->
-62 % on a 120-file sample, and sentences such as "I want to speak to an agent" go from
-"i want to beat one who did" to word-perfect (README, Speech).
+the model knows. Measured on all 1500 FSDD recordings with the digits grammar (`asr eval`):
+36.3 % -> 55.3 % utterance accuracy; and Piper's "I want to speak to an agent" through 8 kHz
+µ-law goes from "i want to beat one who did" to word-perfect.
 
 Chunking does not change the output: the level is updated at fixed 20 ms block boundaries.
 """

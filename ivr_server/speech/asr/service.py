@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import queue
 import threading
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -40,7 +41,7 @@ WORKER_START_TIMEOUT_S = 30.0
 PartialCallback = Callable[[str], None]
 
 
-class AsrStream:
+class AsrStream(ABC):
     """One caller utterance being recognized."""
 
     def __init__(self, on_partial: PartialCallback | None) -> None:
@@ -93,15 +94,15 @@ class AsrStream:
             self._final.set_exception(AsrError(message))
             self._final.exception()
 
-    # --- backend hooks ---
-    def _send_audio(self, pcm: Pcm) -> None:
-        raise NotImplementedError
+    # --- what each backend does with the stream's requests ---
+    @abstractmethod
+    def _send_audio(self, pcm: Pcm) -> None: ...
 
-    def _send_finish(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _send_finish(self) -> None: ...
 
-    def _send_abort(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _send_abort(self) -> None: ...
 
 
 class AsrService:
