@@ -350,7 +350,7 @@ def test_auto_takes_piper_and_says_why() -> None:
     assert [e["reason"] for e in logs if e["event"] == "tts.engine"] == [
         "auto: Piper and its voice are installed"
     ]
-    assert chosen._voice is piper()._voice, "one loaded voice per process"  # type: ignore[attr-defined]
+    assert chosen._loaded is piper()._loaded, "one loaded voice per process"  # type: ignore[attr-defined]
 
 
 def test_auto_falls_back_to_espeak_when_the_piper_voice_is_missing(tmp_path: Path) -> None:

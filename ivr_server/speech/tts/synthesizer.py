@@ -161,57 +161,80 @@ class Synthesizer:
                     self._executor, context.run, self._synthesize, engine, spoken, key, head
                 )
             except Exception as err:  # an engine may fail in any way; CancelledError is not caught
-                fallback = self.fallback
-                if fallback is None or engine is fallback:
-                    raise SpeechError(f"TTS engine {engine.name} failed on {sentence[:60]!r}: {err}") from err
-                log.warning(
-                    "tts.fallback",
-                    engine=engine.name,
-                    fallback=fallback.name,
-                    error=f"{type(err).__name__}: {err}",
-                    sentence=sentence[:60],
-                )
-                state.engine = fallback
+                self._fall_back(state, engine, sentence, err)
                 continue
             chunk = SpeechChunk(pcm, rate, sentence, engine.name, cached, final=finish is None)
             if finish is None:
                 return chunk, None
             rest = loop.run_in_executor(self._executor, contextvars.copy_context().run, finish)
-            return chunk, asyncio.ensure_future(_tail(rest, rate, sentence, engine.name))
+            return chunk, asyncio.ensure_future(self._tail(rest, rate, sentence, state))
 
     def _synthesize(
         self, engine: TtsEngine, spoken: str, key: CacheKey, head: bool
     ) -> tuple[Pcm, bool, Callable[[], Pcm] | None]:
         """In a worker thread: the disk cache, else the engine, resampled and stored. With
-        ``head``, only the first HEAD_S is resampled now; ``finish`` does the rest (and stores)."""
+        ``head``, only the engine's first chunk (at most HEAD_S of it) is taken now; ``finish``
+        synthesizes and resamples the rest, and stores the whole."""
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
             return hit, True, None
         started = time.perf_counter()
-        chunks = list(engine.synthesize(spoken))
-        native: Pcm = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
-        if not native.any():
+        chunks = iter(engine.synthesize(spoken))
+        taken: list[Pcm] = []
+        for chunk in chunks:  # with head: up to the first chunk that is not silence
+            taken.append(chunk)
+            if head and chunk.any():
+                break
+        first_native: Pcm = np.concatenate(taken) if taken else np.zeros(0, dtype=np.int16)
+        if not first_native.any():
             raise SpeechError(f"{engine.name} produced no audio for {spoken[:60]!r}")
-        log.debug(
-            "tts.synthesized",
-            engine=engine.name,
-            chars=len(spoken),
-            audio_s=round(len(native) / engine.native_rate, 3),
-            seconds=round(time.perf_counter() - started, 3),
-        )
+        split = min(len(first_native), int(HEAD_S * engine.native_rate)) if head else len(first_native)
         resampler = StreamResampler(engine.native_rate, key.rate)
-        split = int(HEAD_S * engine.native_rate) if head else len(native)
-        first = resampler.process(native[:split])
+        first = resampler.process(first_native[:split])
 
         def finish() -> Pcm:
-            rest: Pcm = np.concatenate([resampler.process(native[split:]), resampler.flush()])
+            native = np.concatenate([first_native[split:], *chunks])
+            log.debug(
+                "tts.synthesized",
+                engine=engine.name,
+                chars=len(spoken),
+                audio_s=round((split + len(native)) / engine.native_rate, 3),
+                seconds=round(time.perf_counter() - started, 3),
+            )
+            rest: Pcm = np.concatenate([resampler.process(native), resampler.flush()])
             if self.cache is not None:
                 self.cache.put(key, np.concatenate([first, rest]))
             return rest
 
-        if split < len(native):
+        if head:
             return first, False, finish
         return np.concatenate([first, finish()]), False, None
 
+    async def _tail(
+        self, rest: asyncio.Future[Pcm], rate: int, sentence: str, state: _StreamState
+    ) -> SpeechChunk:
+        """The rest of a piece whose head has left. If the engine fails now, the fallback
+        speaks the whole piece again: a repeated start is better than half a sentence."""
+        engine = state.engine
+        try:
+            return SpeechChunk(await rest, rate, sentence, engine.name, cached=False)
+        except Exception as err:  # as in _piece: any engine failure; CancelledError passes
+            self._fall_back(state, engine, sentence, err, after_head=True)
+            chunk, _ = await self._piece(sentence, rate, state, head=False)
+            return chunk
 
-async def _tail(rest: asyncio.Future[Pcm], rate: int, sentence: str, engine: str) -> SpeechChunk:
-    return SpeechChunk(await rest, rate, sentence, engine, cached=False)
+    def _fall_back(
+        self, state: _StreamState, engine: TtsEngine, sentence: str, err: Exception, **context: object
+    ) -> None:
+        """Switch the stream to the fallback engine and log why; SpeechError when there is none."""
+        fallback = self.fallback
+        if fallback is None or engine is fallback:
+            raise SpeechError(f"TTS engine {engine.name} failed on {sentence[:60]!r}: {err}") from err
+        log.warning(
+            "tts.fallback",
+            engine=engine.name,
+            fallback=fallback.name,
+            error=f"{type(err).__name__}: {err}",
+            sentence=sentence[:60],
+            **context,
+        )
+        state.engine = fallback
