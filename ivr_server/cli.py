@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from enum import IntEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ivr_server import __version__, cli_speech
 from ivr_server.config import (
@@ -35,6 +35,9 @@ from ivr_server.errors import (
     SpeechError,
     StoreError,
 )
+
+if TYPE_CHECKING:
+    from ivr_server.speech.asr.engines import Choice
 
 
 class ExitCode(IntEnum):
@@ -112,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--engine", choices=["auto", "vosk", "pocketsphinx"], help="default: IVR_ASR_ENGINE"
     )
     transcribe.add_argument("--grammar", help='"digits", "yesno", or comma-separated phrases')
+    transcribe.add_argument(
+        "--search", choices=["auto", "accurate", "fast"], help="PocketSphinx search (default: IVR_ASR_SEARCH)"
+    )
     transcribe.add_argument("--json", action="store_true", help="one JSON object with words and timings")
     transcribe.set_defaults(handler=cmd_asr_transcribe)
     evaluation = asr_commands.add_parser(
@@ -125,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--engine", choices=["auto", "vosk", "pocketsphinx"], help="default: IVR_ASR_ENGINE"
     )
     evaluation.add_argument("--grammar", help='"digits", "yesno", or comma-separated phrases')
+    evaluation.add_argument(
+        "--search", choices=["auto", "accurate", "fast"], help="PocketSphinx search (default: IVR_ASR_SEARCH)"
+    )
     evaluation.add_argument("--json", action="store_true", help="one JSON object")
     evaluation.set_defaults(handler=cmd_asr_eval)
 
@@ -313,19 +322,29 @@ def cmd_calls_show(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(show())
 
 
+def _asr_engine(args: argparse.Namespace, settings: Settings) -> Choice:
+    """The engine the command line (else the settings) asks for."""
+    from ivr_server.speech.asr.engines import load_engine
+
+    return load_engine(
+        args.engine or settings.asr_engine,
+        settings.asr_vosk_model,
+        settings.asr_vosk_language,
+        search=args.search or settings.asr_search,
+        accurate_streams=settings.asr_accurate_streams,
+    )
+
+
 def cmd_asr_transcribe(args: argparse.Namespace, settings: Settings) -> int:
     from ivr_server.media.audio import audio_warnings, read_wav
     from ivr_server.speech.asr.base import feed_all, grammar, require
-    from ivr_server.speech.asr.engines import load_engine
 
     rate, pcm = read_wav(args.wav)
     if len(pcm) == 0:
         raise MediaError(f"{args.wav}: the file holds no audio")
     for warning in audio_warnings(pcm, rate):
         print(f"ivr-server: warning: {args.wav}: {warning}", file=sys.stderr)
-    choice = load_engine(
-        args.engine or settings.asr_engine, settings.asr_vosk_model, settings.asr_vosk_language
-    )
+    choice = _asr_engine(args, settings)
     require(choice.engine, rate)
     recognizer = choice.engine.recognizer(rate, grammar(args.grammar))
     feed_all(recognizer, pcm, rate)
@@ -353,12 +372,9 @@ def cmd_asr_transcribe(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_asr_eval(args: argparse.Namespace, settings: Settings) -> int:
     from ivr_server.speech.asr.base import grammar
-    from ivr_server.speech.asr.engines import load_engine
     from ivr_server.speech.asr.evaluate import evaluate
 
-    choice = load_engine(
-        args.engine or settings.asr_engine, settings.asr_vosk_model, settings.asr_vosk_language
-    )
+    choice = _asr_engine(args, settings)
     report = evaluate(choice.engine, args.manifest, grammar(args.grammar), args.grammar)
     if args.json:
         print(json.dumps(report.as_dict()))

@@ -109,6 +109,15 @@ class Settings(BaseSettings):
         "worker processes for those that hold it (PocketSphinx).",
     )
     asr_workers: int = Field(0, ge=0, description="Decoding threads or processes (0 = one per CPU core).")
+    asr_search: Literal["auto", "accurate", "fast"] = Field(
+        "auto",
+        description="PocketSphinx open-vocabulary search: accurate (its defaults), fast (about 3.8x "
+        "cheaper, more word errors), or auto = accurate for the first asr_accurate_streams streams "
+        "a worker decodes at once, fast beyond (benchmarks/speech.md).",
+    )
+    asr_accurate_streams: int = Field(
+        2, ge=0, description="With asr_search=auto: streams per ASR worker that get the accurate search."
+    )
     asr_final_timeout_s: float = Field(
         3.0, gt=0, description="Longest wait for a final result after the caller stops; then DTMF."
     )

@@ -51,10 +51,19 @@ async def load_voice(s: Settings, sample_rate: int, prompt_texts: Iterable[str])
     load_detector(s.vad_detector, sample_rate)  # a bad VAD name is a config error: fail now
     asr: AsrService | None = None
     try:
-        choice = load_engine(s.asr_engine, s.asr_vosk_model, s.asr_vosk_language)
+        spec = EngineSpec(
+            s.asr_engine, s.asr_vosk_model, s.asr_vosk_language, s.asr_search, s.asr_accurate_streams
+        )
+        choice = load_engine(
+            spec.name,
+            spec.vosk_model,
+            spec.vosk_language,
+            search=spec.search,
+            accurate_streams=spec.accurate_streams,
+        )
         asr = AsrService(
             choice.engine,
-            EngineSpec(s.asr_engine, s.asr_vosk_model, s.asr_vosk_language),
+            spec,
             s.asr_backend,
             s.asr_workers,
         )

@@ -230,3 +230,34 @@ def test_eval_scores_a_manifest_and_names_bad_lines(tmp_path: Path) -> None:
     wrong = tmp_path / "wrong.csv"
     wrong.write_text("file,transcript\na.wav,one\n")
     assert "needs columns path,text" in cli("eval", "--manifest", str(wrong)).stderr
+
+
+def test_auto_search_gives_the_first_streams_the_accurate_search_and_the_rest_the_fast_one() -> None:
+    """accurate_streams=2: two open-vocabulary streams search fully, a third one fast; a grammar
+    stream never counts and never goes fast; a finished stream frees its place."""
+    engine = PocketSphinxEngine(search="auto", accurate_streams=2)
+    a, b, c = (engine.recognizer(8000) for _ in range(3))
+    digits = engine.recognizer(8000, grammar("digits"))
+    assert [r.model for r in (a, b, c)] == [engine.model_id, engine.model_id, engine.model_id + "#fast"]
+    assert digits.model == engine.model_id
+    audio = piper("I want to speak to an agent.", 8000)
+    _, slow = stream(a, audio, 8000)
+    _, fast = stream(c, audio, 8000)
+    assert slow.model == engine.model_id and fast.model == engine.model_id + "#fast"
+    assert slow.text == "i want to speak to an agent"
+    # The fast search trades words for capacity (benchmarks/speech.md: its WER): it still hears most.
+    assert len(set(fast.text.split()) & set(slow.text.split())) >= 3
+    assert engine.recognizer(8000).model == engine.model_id  # a's place is free again
+    for r in (b, digits):
+        r.finish()
+
+
+def test_a_fixed_search_profile_and_a_bad_one() -> None:
+    assert PocketSphinxEngine(search="fast").recognizer(16000).model.endswith("#fast")
+    assert (
+        not PocketSphinxEngine(search="accurate", accurate_streams=0)
+        .recognizer(16000)
+        .model.endswith("#fast")
+    )
+    with pytest.raises(EngineUnavailable, match="unknown PocketSphinx search 'quick'"):
+        PocketSphinxEngine(search="quick")

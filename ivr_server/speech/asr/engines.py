@@ -17,9 +17,17 @@ class Choice:
     reason: str  # logged at start-up: why this engine
 
 
-def load_engine(name: str, vosk_model: Path | None = None, vosk_language: str | None = None) -> Choice:
+def load_engine(
+    name: str,
+    vosk_model: Path | None = None,
+    vosk_language: str | None = None,
+    *,
+    search: str = "auto",
+    accurate_streams: int = 2,
+) -> Choice:
     """The engine ``name`` ("auto", "vosk", "pocketsphinx"), loaded; EngineUnavailable says why
-    not. ``auto`` takes Vosk when a model is configured and present, else PocketSphinx."""
+    not. ``auto`` takes Vosk when a model is configured and present, else PocketSphinx.
+    ``search`` and ``accurate_streams`` choose PocketSphinx's search profile (its module says how)."""
     if name not in ENGINES:
         raise EngineUnavailable(f"unknown ASR engine {name!r} (choose from {', '.join(ENGINES)})")
     if name == "vosk" or (name == "auto" and vosk_model is not None and vosk_model.is_dir()):
@@ -37,4 +45,4 @@ def load_engine(name: str, vosk_model: Path | None = None, vosk_language: str | 
         why = "auto: no Vosk model configured (IVR_ASR_VOSK_MODEL)"
     else:
         why = f"auto: the configured Vosk model {vosk_model} does not exist"
-    return Choice(PocketSphinxEngine(), why)
+    return Choice(PocketSphinxEngine(search=search, accurate_streams=accurate_streams), why)

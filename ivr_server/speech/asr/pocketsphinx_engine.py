@@ -1,10 +1,18 @@
 """PocketSphinx with the US-English model its wheel ships: the engine that works out of the box.
 
 Decoders are expensive to build (the acoustic model is loaded per decoder), so the engine keeps
-a pool per grammar and a recognizer borrows one for its stream. Each stream starts with a fresh
-front end (cepstral mean, noise estimate), so a result never depends on the caller decoded
-before; only the acoustic model and search are reused. Audio
-at any rate is resampled to the model's 16 kHz as it streams.
+a pool per grammar and search profile, and a recognizer borrows one for its stream. Each stream
+starts with a fresh front end (cepstral mean, noise estimate), so a result never depends on the
+caller decoded before; only the acoustic model and search are reused. Audio at any rate is
+resampled to the model's 16 kHz as it streams.
+
+Open-vocabulary search has two profiles (benchmarks/speech.md measures both): ``accurate``
+(PocketSphinx's defaults) and ``fast`` (at most 1500 active HMMs a frame, no second flat-lexicon
+pass, acoustic scores on every other frame), about 3.8x cheaper for about 7 points more word
+errors on telephone-band speech. ``auto`` gives a stream the accurate search while this process
+decodes fewer than ``accurate_streams`` open-vocabulary streams, and the fast one beyond: quality
+when the box is quiet, capacity when it is busy. Grammars are cheap and always search fully.
+The profile a result came from is part of its ``model`` id, so a stored turn says which it was.
 """
 
 from __future__ import annotations
@@ -25,13 +33,29 @@ MODEL_RATE = 16000
 FRAMES_PER_S = 100  # PocketSphinx's feature frame rate
 _FILLERS = re.compile(r"^(<s>|</s>|<sil>|\[.*\]|\+\+.*\+\+)$")
 _WORD = re.compile(r"^[a-z0-9'][a-z0-9'.-]*$")
+SEARCHES = ("auto", "accurate", "fast")
+_Key = tuple[tuple[str, ...] | None, str]  # (grammar phrases, or None for the LM; search profile)
+_PROFILES: dict[str, dict[str, Any]] = {
+    "accurate": {},
+    "fast": {"maxhmmpf": 1500, "fwdflat": False, "ds": 2},
+}
 
 
 class PocketSphinxEngine:
     name = "pocketsphinx"
     languages = frozenset({"en"})
 
-    def __init__(self, model_dir: Path | None = None) -> None:
+    def __init__(
+        self, model_dir: Path | None = None, *, search: str = "auto", accurate_streams: int = 2
+    ) -> None:
+        if search not in SEARCHES:
+            raise EngineUnavailable(
+                f"unknown PocketSphinx search {search!r} (choose from {', '.join(SEARCHES)})"
+            )
+        if accurate_streams < 0:
+            raise EngineUnavailable(f"accurate_streams must be 0 or more, not {accurate_streams}")
+        self.search = search
+        self.accurate_streams = accurate_streams
         try:
             import pocketsphinx
         except ImportError as err:
@@ -45,34 +69,53 @@ class PocketSphinxEngine:
                 )
         version = getattr(pocketsphinx, "__version__", "5")
         self.model_id = f"pocketsphinx-{version}/{self.model_dir.name}"
-        self._pool: dict[tuple[str, ...] | None, list[Any]] = {}
+        self._pool: dict[_Key, list[Any]] = {}
+        self._open_vocabulary_streams = 0
         self._lock = threading.Lock()  # recognizers may live in worker threads
 
     def accepts_rate(self, sample_rate: int) -> bool:
         return 8000 <= sample_rate <= 48000
 
     def recognizer(self, sample_rate: int, phrases: Sequence[str] | None = None) -> PocketSphinxRecognizer:
-        key = tuple(phrases) if phrases else None
         with self._lock:
+            if phrases:
+                key: _Key = (tuple(phrases), "accurate")
+            else:
+                key = (None, self._profile())
+                self._open_vocabulary_streams += 1
             idle = self._pool.setdefault(key, [])
             decoder = idle.pop() if idle else None
-        if decoder is None:
-            decoder = self._new_decoder(key)
-        else:
-            decoder.reinit_feat()  # fresh front end: cepstral mean and noise estimate
+        try:
+            if decoder is None:
+                decoder = self._new_decoder(key)
+            else:
+                decoder.reinit_feat()  # fresh front end: cepstral mean and noise estimate
+        except BaseException:
+            self._release(key, None)
+            raise
         return PocketSphinxRecognizer(self, decoder, key, sample_rate)
 
-    def _release(self, key: tuple[str, ...] | None, decoder: Any) -> None:
-        with self._lock:
-            self._pool.setdefault(key, []).append(decoder)
+    def _profile(self) -> str:
+        if self.search != "auto":
+            return self.search
+        return "accurate" if self._open_vocabulary_streams < self.accurate_streams else "fast"
 
-    def _new_decoder(self, phrases: tuple[str, ...] | None) -> Any:
+    def _release(self, key: _Key, decoder: Any) -> None:
+        with self._lock:
+            if key[0] is None:
+                self._open_vocabulary_streams -= 1
+            if decoder is not None:
+                self._pool.setdefault(key, []).append(decoder)
+
+    def _new_decoder(self, key: _Key) -> Any:
+        phrases, profile = key
         d = self.model_dir
         kwargs: dict[str, Any] = {
             "hmm": str(d / "en-us"),
             "dict": str(d / "cmudict-en-us.dict"),
             "samprate": MODEL_RATE,
             "logfn": "/dev/null",
+            **_PROFILES[profile],
         }
         if phrases is None:
             return self._ps.Decoder(lm=str(d / "en-us.lm.bin"), **kwargs)
@@ -88,16 +131,15 @@ class PocketSphinxEngine:
 
 
 class PocketSphinxRecognizer:
-    def __init__(
-        self, engine: PocketSphinxEngine, decoder: Any, key: tuple[str, ...] | None, sample_rate: int
-    ) -> None:
+    def __init__(self, engine: PocketSphinxEngine, decoder: Any, key: _Key, sample_rate: int) -> None:
         self._engine = engine
         self._decoder = decoder
         self._key = key
         self._resampler = StreamResampler(sample_rate, MODEL_RATE)
         # Narrowband audio (a call at 8 kHz) leaves the model's upper filters empty: fill them.
         self._fill = BandFill(MODEL_RATE, sample_rate / 2) if sample_rate < MODEL_RATE else None
-        self._state = StreamState(engine.name, engine.model_id)
+        self.model = engine.model_id + ("#fast" if key[1] == "fast" else "")
+        self._state = StreamState(engine.name, self.model)
         decoder.start_utt()
 
     def feed(self, pcm: Pcm) -> AsrResult | None:
@@ -135,7 +177,7 @@ class PocketSphinxRecognizer:
             text = hyp.hypstr if hyp is not None else ""
         finally:
             self._engine._release(self._key, d)
-        return AsrResult(text, True, self._engine.name, self._engine.model_id, confidence, words)
+        return AsrResult(text, True, self._engine.name, self.model, confidence, words)
 
 
 def _probability(logmath: Any, log_value: int) -> float | None:

@@ -34,6 +34,8 @@ class EngineSpec:
     name: str
     vosk_model: Path | None = None
     vosk_language: str | None = None
+    search: str = "auto"
+    accurate_streams: int = 2
 
 
 def serve(conn: Connection, spec: EngineSpec) -> None:
@@ -43,7 +45,13 @@ def serve(conn: Connection, spec: EngineSpec) -> None:
     from ivr_server.speech.asr.engines import load_engine
 
     try:
-        engine = load_engine(spec.name, spec.vosk_model, spec.vosk_language).engine
+        engine = load_engine(
+            spec.name,
+            spec.vosk_model,
+            spec.vosk_language,
+            search=spec.search,
+            accurate_streams=spec.accurate_streams,
+        ).engine
     except (EngineUnavailable, AsrError, OSError) as err:
         conn.send(("fatal", str(err)))
         return
