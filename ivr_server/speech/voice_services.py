@@ -15,7 +15,6 @@ import structlog
 from ivr_server.config import Settings
 from ivr_server.dialog.voice import VoiceServices
 from ivr_server.errors import AsrError, EngineUnavailable, SpeechError
-from ivr_server.speech.asr.engines import load_engine
 from ivr_server.speech.asr.service import AsrService
 from ivr_server.speech.asr.worker import EngineSpec
 from ivr_server.speech.tts.cache import PromptCache
@@ -54,13 +53,7 @@ async def load_voice(s: Settings, sample_rate: int, prompt_texts: Iterable[str])
         spec = EngineSpec(
             s.asr_engine, s.asr_vosk_model, s.asr_vosk_language, s.asr_search, s.asr_accurate_streams
         )
-        choice = load_engine(
-            spec.name,
-            spec.vosk_model,
-            spec.vosk_language,
-            search=spec.search,
-            accurate_streams=spec.accurate_streams,
-        )
+        choice = spec.load()
         asr = AsrService(
             choice.engine,
             spec,

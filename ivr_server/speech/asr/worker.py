@@ -19,12 +19,15 @@ import signal
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ivr_server.errors import AsrError, EngineUnavailable
 from ivr_server.speech.asr.base import Recognizer
+
+if TYPE_CHECKING:
+    from ivr_server.speech.asr.engines import Choice
 
 
 @dataclass(frozen=True)
@@ -37,21 +40,24 @@ class EngineSpec:
     search: str = "auto"
     accurate_streams: int = 2
 
+    def load(self) -> Choice:
+        from ivr_server.speech.asr.engines import load_engine
+
+        return load_engine(
+            self.name,
+            self.vosk_model,
+            self.vosk_language,
+            search=self.search,
+            accurate_streams=self.accurate_streams,
+        )
+
 
 def serve(conn: Connection, spec: EngineSpec) -> None:
     """Worker process entry point."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when workers stop
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from ivr_server.speech.asr.engines import load_engine
-
     try:
-        engine = load_engine(
-            spec.name,
-            spec.vosk_model,
-            spec.vosk_language,
-            search=spec.search,
-            accurate_streams=spec.accurate_streams,
-        ).engine
+        engine = spec.load().engine
     except (EngineUnavailable, AsrError, OSError) as err:
         conn.send(("fatal", str(err)))
         return
