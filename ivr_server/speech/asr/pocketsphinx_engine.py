@@ -13,6 +13,9 @@ errors on telephone-band speech. ``auto`` gives a stream the accurate search whi
 decodes fewer than ``accurate_streams`` open-vocabulary streams, and the fast one beyond: quality
 when the box is quiet, capacity when it is busy. Grammars are cheap and always search fully.
 The profile a result came from is part of its ``model`` id, so a stored turn says which it was.
+
+The digits grammar also runs the bundled digit classifier (digits.py): PocketSphinx alone gets
+about half of telephone digits right.
 """
 
 from __future__ import annotations
@@ -21,13 +24,19 @@ import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+import structlog
 
 from ivr_server.errors import AsrError, EngineUnavailable
 from ivr_server.media.g711 import Pcm
 from ivr_server.media.resample import StreamResampler
 from ivr_server.speech.asr.bandfill import BandFill
-from ivr_server.speech.asr.base import AsrResult, StreamState, WordTiming
+from ivr_server.speech.asr.base import DIGIT_WORDS, AsrResult, Recognizer, StreamState, WordTiming
+from ivr_server.speech.asr.digit_model import DigitClassifier
+from ivr_server.speech.asr.digits import DigitsRecognizer
+
+log = structlog.get_logger(__name__)
 
 MODEL_RATE = 16000
 FRAMES_PER_S = 100  # PocketSphinx's feature frame rate
@@ -71,12 +80,13 @@ class PocketSphinxEngine:
         self.model_id = f"pocketsphinx-{version}/{self.model_dir.name}"
         self._pool: dict[_Key, list[Any]] = {}
         self._open_vocabulary_streams = 0
+        self._classifier: DigitClassifier | Literal[False] | None = None  # False: tried, failed
         self._lock = threading.Lock()  # recognizers may live in worker threads
 
     def accepts_rate(self, sample_rate: int) -> bool:
         return 8000 <= sample_rate <= 48000
 
-    def recognizer(self, sample_rate: int, phrases: Sequence[str] | None = None) -> PocketSphinxRecognizer:
+    def recognizer(self, sample_rate: int, phrases: Sequence[str] | None = None) -> Recognizer:
         with self._lock:
             if phrases:
                 key: _Key = (tuple(phrases), "accurate")
@@ -93,7 +103,22 @@ class PocketSphinxEngine:
         except BaseException:
             self._release(key, None)
             raise
-        return PocketSphinxRecognizer(self, decoder, key, sample_rate)
+        recognizer = PocketSphinxRecognizer(self, decoder, key, sample_rate)
+        if key[0] == DIGIT_WORDS and (classifier := self._digit_classifier()) is not None:
+            model = f"{recognizer.model}+{classifier.model_id}"
+            return DigitsRecognizer(recognizer, classifier, sample_rate, model)
+        return recognizer
+
+    def _digit_classifier(self) -> DigitClassifier | None:
+        """The bundled digit model, loaded on first use; None (logged once) if it cannot load."""
+        with self._lock:
+            if self._classifier is None:
+                try:
+                    self._classifier = DigitClassifier()
+                except (EngineUnavailable, AsrError, OSError) as err:
+                    log.warning("asr.digit_model_unavailable", error=str(err), using="pocketsphinx")
+                    self._classifier = False
+            return self._classifier or None
 
     def _profile(self) -> str:
         if self.search != "auto":

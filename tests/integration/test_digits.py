@@ -1,0 +1,99 @@
+"""The digits grammar on real recordings: the bundled classifier per digit, cut at the pauses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from structlog.testing import capture_logs
+
+from ivr_server.errors import AsrError, EngineUnavailable
+from ivr_server.media.audio import read_wav
+from ivr_server.media.g711 import Pcm, ulaw_decode, ulaw_encode
+from ivr_server.speech.asr.base import GRAMMARS, feed_all
+from ivr_server.speech.asr.digit_model import DigitClassifier
+from ivr_server.speech.asr.pocketsphinx_engine import PocketSphinxEngine
+
+FSDD = Path(__file__).resolve().parents[3] / "shared" / "data" / "fsdd" / "recordings"
+RATE = 8000
+needs_fsdd = pytest.mark.skipif(not FSDD.is_dir(), reason=f"FSDD recordings not at {FSDD}")
+
+
+def line(pcm: Pcm, seed: int = 0) -> Pcm:
+    """A phone line: a -60 dBFS noise floor under the audio, then mu-law."""
+    noise = np.random.default_rng(seed).standard_normal(len(pcm)) * 30
+    return ulaw_decode(ulaw_encode(np.clip(pcm + noise, -32768, 32767).astype(np.int16)))
+
+
+def fsdd(name: str) -> Pcm:
+    rate, pcm = read_wav(FSDD / f"{name}.wav")
+    assert rate == RATE
+    return pcm
+
+
+def silence(seconds: float) -> Pcm:
+    return np.zeros(int(seconds * RATE), dtype=np.int16)
+
+
+def recognize(pcm: Pcm, engine: PocketSphinxEngine | None = None) -> tuple[str, str, tuple[float, ...]]:
+    recognizer = (engine or PocketSphinxEngine()).recognizer(RATE, GRAMMARS["digits"])
+    feed_all(recognizer, pcm, RATE)
+    result = recognizer.finish()
+    return result.text, result.model, tuple(w.confidence or 0.0 for w in result.words)
+
+
+@needs_fsdd
+def test_digits_said_one_by_one_are_each_classified() -> None:
+    """Four recordings of three speakers in one utterance, as a caller keys in the last four digits
+    of a card by voice: pre-roll, pauses of 0.3-0.5 s, the endpointing silence."""
+    parts = [silence(0.3)]
+    for name, pause in (
+        ("4_jackson_7", 0.4),
+        ("4_nicolas_3", 0.3),
+        ("2_yweweler_11", 0.5),
+        ("1_jackson_9", 0.3),
+    ):
+        parts += [fsdd(name), silence(pause)]
+    text, model, confidences = recognize(line(np.concatenate(parts)))
+    assert text == "four four two one"
+    assert "+digits-8k-" in model and all(0.5 < c <= 1.0 for c in confidences)
+
+
+@needs_fsdd
+def test_one_recording_is_one_digit_whatever_its_speaker() -> None:
+    for name, word in (("0_jackson_0", "zero"), ("6_nicolas_0", "six"), ("9_yweweler_5", "nine")):
+        assert recognize(line(np.concatenate([silence(0.3), fsdd(name), silence(0.3)])))[0] == word
+
+
+def test_silence_and_noise_hear_no_digit() -> None:
+    assert recognize(silence(2.0))[0] == ""
+    noise = np.random.default_rng(3).standard_normal(2 * RATE) * 2000
+    assert recognize(line(noise.astype(np.int16)))[0] == ""
+
+
+def test_without_the_digit_model_the_grammar_runs_on_pocketsphinx_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import ivr_server.speech.asr.pocketsphinx_engine as ps
+
+    monkeypatch.setattr(ps, "DigitClassifier", lambda: DigitClassifier(tmp_path))
+    engine = PocketSphinxEngine()
+    with capture_logs() as logs:
+        _, model, _ = recognize(silence(1.0), engine)
+        recognize(silence(1.0), engine)
+    assert model == engine.model_id  # PocketSphinx alone
+    warnings = [e for e in logs if e["event"] == "asr.digit_model_unavailable"]
+    assert len(warnings) == 1 and "digit model not found" in warnings[0]["error"]
+
+
+def test_the_classifier_names_what_is_wrong_with_its_input(tmp_path: Path) -> None:
+    classifier = DigitClassifier()
+    with pytest.raises(AsrError, match="empty"):
+        classifier.classify(np.zeros(0, dtype=np.int16), RATE)
+    with pytest.raises(AsrError, match="silent"):
+        classifier.classify(silence(1.0), RATE)
+    with pytest.raises(AsrError, match="outside 8000-48000"):
+        classifier.classify(silence(1.0), 4000)
+    with pytest.raises(EngineUnavailable, match="digit model not found"):
+        DigitClassifier(tmp_path)
