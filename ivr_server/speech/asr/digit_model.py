@@ -7,7 +7,7 @@ Spoken Digit Dataset speakers, with telephone-channel augmentation. Front end an
 one ONNX graph: 16 kHz audio of a fixed length in, calibrated logits out.
 
 Measured leave-one-speaker-out on FSDD (train on two speakers + synthetic, test on the third):
-see ``models/digits-8k/model.json`` ("loso") and benchmarks/digits.md. Rebuild the model with
+see ``bundled/digits-8k/model.json`` ("loso") and benchmarks/digits.md. Rebuild the model with
 ``scripts/train-digits --loso --final`` (the script imports ``prepare`` below, so training and
 run time share one preprocessing path).
 """
@@ -25,14 +25,19 @@ from scipy.signal import butter, resample_poly, sosfilt
 
 from ivr_server.errors import AsrError, EngineUnavailable
 
-MODEL_DIR = Path(__file__).resolve().parent / "models" / "digits-8k"
+# not "models/": that name is taken by models.py (the downloader), and a data directory of
+# the same name would shadow-confuse imports and setuptools
+MODEL_DIR = Path(__file__).resolve().parent / "bundled" / "digits-8k"
 MODEL_FILE = "digits.onnx"
 RATE = 8000  # everything is brought to the telephone rate first, whatever it came in at
 CLIP_SAMPLES = 13000  # 1.625 s at 8 kHz -> 26000 at 16 kHz -> exactly 160 mel frames
 MAX_SPEECH_S = 1.5  # one digit; longer input is cut around its loudest part
 _FRAME = 160  # 20 ms analysis frames for trimming and level, 10 ms hop
 _HOP = 80
-_BAND = butter(4, [200.0, 3600.0], btype="band", fs=RATE, output="sos")
+# High-pass only (DC, hum, handling noise): a phone line band-limits by itself, and in 8 kHz
+# recordings the 3.4-4 kHz band still carries the /s/ that tells "six" from "eight".
+_BAND = butter(4, 100.0, btype="highpass", fs=RATE, output="sos")
+PREPARE_VERSION = 2  # bump when prepare() changes: the training caches are keyed by it
 # A fixed, very low noise floor under the clip: digital silence is a log-mel value the net never
 # saw in training (synthetic speech is noise-free), so both paths get the same dither.
 _DITHER = np.random.default_rng(0).standard_normal(CLIP_SAMPLES).astype(np.float32) * 3.0
@@ -65,7 +70,7 @@ def trim(x: np.ndarray) -> np.ndarray:
 
 def prepare(samples: np.ndarray, sample_rate: int, shift_s: float = 0.0) -> np.ndarray:
     """Any audio of one spoken digit -> the fixed 8 kHz clip the model reads (float32, int16
-    scale): resample, telephone band, trim, level to -20 dBFS, centre (+ ``shift_s``), dither."""
+    scale): resample, high-pass, trim, level to -20 dBFS, centre (+ ``shift_s``), dither."""
     x = np.asarray(samples, dtype=np.float32).reshape(-1)
     if x.size == 0 or not np.isfinite(x).all():
         raise AsrError("digit classifier: the audio is empty or not finite")
