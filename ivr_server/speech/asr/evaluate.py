@@ -93,6 +93,7 @@ def evaluate(
     audio_s = decode_s = 0.0
     latencies: list[float] = []
     mistakes: list[dict[str, str]] = []
+    models: list[str] = []  # what actually decoded (a grammar may add a model, a profile a suffix)
     items = read_manifest(manifest)
     for path, text in items:
         rate, pcm = read_wav(path)
@@ -105,6 +106,8 @@ def evaluate(
         before_finish = time.perf_counter()
         result = recognizer.finish()
         done = time.perf_counter()
+        if result.model not in models:
+            models.append(result.model)
         latencies.append(done - before_finish)
         decode_s += done - started
         audio_s += len(pcm) / rate
@@ -119,7 +122,7 @@ def evaluate(
         raise AsrError("nothing to evaluate")
     return EvalReport(
         engine=engine.name,
-        model=engine.model_id,
+        model=", ".join(models),
         grammar=grammar_name,
         utterances=len(items),
         words=total_words,
