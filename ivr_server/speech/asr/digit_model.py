@@ -6,10 +6,12 @@ fine-tuned with a 10-way head on synthetic digits (espeak-ng voices, Piper "joe"
 Spoken Digit Dataset speakers, with telephone-channel augmentation. Front end and classifier are
 one ONNX graph: 16 kHz audio of a fixed length in, calibrated logits out.
 
-Measured leave-one-speaker-out on FSDD (train on two speakers + synthetic, test on the third):
-see ``bundled/digits-8k/model.json`` ("loso") and benchmarks/digits.md. Rebuild the model with
-``scripts/train-digits --loso --final`` (the script imports ``prepare`` below, so training and
-run time share one preprocessing path).
+Measured leave-one-speaker-out on FSDD (train on two speakers + synthetic, test on the third's
+500 clips), the shipped configuration (3-member ensemble): jackson 99.8 %, nicolas 92.4 %,
+yweweler 98.0 %, mean 96.7 % (single members 96.3-97.1 %); 15 ms per utterance on one core (median).
+Details in benchmarks/digits.md and ``bundled/digits-8k/model.json``. Rebuild with
+``scripts/train-digits --loso --final --ensemble 3 --time-mask 0.5`` (about an hour on one
+core); the script imports ``prepare`` below, so training and run time share one preprocessing.
 """
 
 from __future__ import annotations
