@@ -20,7 +20,7 @@ import numpy as np
 from ivr_server.errors import AsrError
 from ivr_server.media.g711 import Pcm
 from ivr_server.speech.asr.base import DIGIT_WORDS, AsrResult, Recognizer, WordTiming
-from ivr_server.speech.asr.digit_model import DigitClassifier
+from ivr_server.speech.asr.digit_model import DigitClassifier, DigitGuess
 
 FRAME_S = 0.01
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -42,8 +42,16 @@ class IslandSettings:
     """Gaps shorter than this are inside a word (the closure before the t of "eight")."""
     min_island_s: float = 0.08
     """Shorter sound is a click or a breath, not a digit."""
-    one_digit_max_s: float = 1.0
-    """Islands longer than this are taken as several digits run together."""
+    one_digit_max_s: float = 0.8
+    """Islands longer than this, in which PocketSphinx hears several digits, are several digits
+    run together (FSDD's single digits are at most 0.77 s long, 0.37 s typically)."""
+    several_min_s: float = 0.6
+    """An island where PocketSphinx hears three or more digits is that many when longer than this."""
+    nucleus_db: float = 10.0
+    """Each of several digits in a short island needs a frame this close to the island's peak."""
+    sure_of_one: float = 0.9
+    """A shorter island in which PocketSphinx hears several digits is one digit only when the
+    classifier is this sure of it (99.5 % of its answers this sure are right: benchmarks/digits.md)."""
 
 
 def frame_levels_db(pcm: Pcm, rate: int) -> np.ndarray:
@@ -110,7 +118,8 @@ class DigitsRecognizer:
         self._audio = []
         words: list[WordTiming] = []
         step = int(self._rate * FRAME_S)
-        found = islands(frame_levels_db(pcm, self._rate), self._settings)
+        levels = frame_levels_db(pcm, self._rate)
+        found = islands(levels, self._settings)
         # Each island's clip reaches halfway into the pauses around it: soft onsets and tails
         # (the "f" of "five") stay in, and the classifier trims as it did in training.
         cuts = [0] + [(b + a) // 2 * step for (_, b), (a, _) in zip(found, found[1:], strict=False)]
@@ -118,14 +127,30 @@ class DigitsRecognizer:
         for (a, b), lo, hi in zip(found, cuts, cuts[1:], strict=False):
             start_s, end_s = a * FRAME_S, b * FRAME_S
             inside = [w for w in spoken.words if start_s <= (w.start_s + w.end_s) / 2 < end_s]
-            if end_s - start_s > self._settings.one_digit_max_s and len(inside) > 1:
-                words += inside
-                continue
-            try:
-                guess = self._classifier.classify(pcm[lo:hi], self._rate)
-            except AsrError:  # too faint to be a digit after all
-                continue
-            words.append(WordTiming(DIGIT_NAMES[guess.digit], start_s, end_s, guess.confidence))
+            if len(inside) > 1:
+                # PocketSphinx hears several digits: each of its words is classified on its own.
+                # Digits run together give a sure answer for every word; one digit that
+                # PocketSphinx split gives unsure fragments, and is classified whole below.
+                each = self._each_word(pcm, inside, lo, hi)
+                sure = [g is not None and g.confidence >= self._settings.sure_of_one for g in each]
+                long = end_s - start_s > self._settings.one_digit_max_s
+                # Three or more words with a vowel each, over more than several_min_s, are not
+                # one digit (FSDD's rare three-word splits are 0.50-0.58 s long).
+                three = len(inside) > 2 and end_s - start_s > self._settings.several_min_s
+                if long or (three and self._voiced(levels, inside)):
+                    words += [_word(w, g) if ok else w for w, g, ok in zip(inside, each, sure, strict=True)]
+                    continue
+                whole = self._classify(pcm[lo:hi])
+                # Two words: PocketSphinx often splits a digit cut tight (its "f" or "s" apart),
+                # and the fragments classify surely too, so a sure answer for the whole wins.
+                unsure = whole is None or whole.confidence < self._settings.sure_of_one
+                if all(sure) and unsure and self._voiced(levels, inside):
+                    words += [_word(w, g) for w, g in zip(inside, each, strict=True)]
+                    continue
+            else:
+                whole = self._classify(pcm[lo:hi])
+            if whole is not None:
+                words.append(WordTiming(DIGIT_NAMES[whole.digit], start_s, end_s, whole.confidence))
         confidences = [w.confidence for w in words if w.confidence is not None]
         return AsrResult(
             " ".join(w.word for w in words),
@@ -135,3 +160,34 @@ class DigitsRecognizer:
             min(confidences) if confidences else None,
             tuple(words),
         )
+
+    def _voiced(self, levels: np.ndarray, inside: list[WordTiming]) -> bool:
+        """Every word has a vowel of its own: a frame within ``nucleus_db`` of the loudest (a
+        split-off "f" or "s" has none)."""
+        peak = float(levels.max())
+        for w in inside:
+            first = int(w.start_s / FRAME_S)
+            span = levels[first : max(first + 1, int(w.end_s / FRAME_S))]
+            if not len(span) or float(span.max()) < peak - self._settings.nucleus_db:
+                return False
+        return True
+
+    def _classify(self, clip: Pcm) -> DigitGuess | None:
+        try:
+            return self._classifier.classify(clip, self._rate)
+        except AsrError:  # too faint to be a digit after all
+            return None
+
+    def _each_word(self, pcm: Pcm, inside: list[WordTiming], lo: int, hi: int) -> list[DigitGuess | None]:
+        """Each word's clip reaches halfway to its neighbours, within its island's [lo, hi)."""
+        bounds = [lo]
+        bounds += [
+            int((a.end_s + b.start_s) / 2 * self._rate) for a, b in zip(inside, inside[1:], strict=False)
+        ]
+        bounds.append(hi)
+        return [self._classify(pcm[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
+def _word(spoken: WordTiming, guess: DigitGuess | None) -> WordTiming:
+    assert guess is not None
+    return WordTiming(DIGIT_NAMES[guess.digit], spoken.start_s, spoken.end_s, guess.confidence)
