@@ -14,8 +14,8 @@ from ivr_server.media.g711 import Pcm, ulaw_decode, ulaw_encode
 from ivr_server.speech.asr.base import GRAMMARS, feed_all
 from ivr_server.speech.asr.digit_model import DigitClassifier
 from ivr_server.speech.asr.pocketsphinx_engine import PocketSphinxEngine
+from tests.support.data import FSDD
 
-FSDD = Path(__file__).resolve().parents[3] / "shared" / "data" / "fsdd" / "recordings"
 RATE = 8000
 needs_fsdd = pytest.mark.skipif(not FSDD.is_dir(), reason=f"FSDD recordings not at {FSDD}")
 

@@ -26,9 +26,9 @@ from ivr_server.speech.vad.endpointer import (
     SpeechEnded,
     SpeechStarted,
 )
+from tests.support.data import FSDD
 
 REPO = Path(__file__).resolve().parents[2]
-FSDD = REPO.parent / "shared" / "data" / "fsdd" / "recordings"
 DETECTORS = ["energy", "webrtc", "silero", "mixed"]
 LEAD_MS, TAIL_MS = 1000, 1500
 
