@@ -23,8 +23,7 @@ from ivr_server.speech.asr.base import DIGIT_WORDS, AsrResult, Recognizer, WordT
 from ivr_server.speech.asr.digit_model import DigitClassifier, DigitGuess
 
 FRAME_S = 0.01
-DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-GRAMMAR = DIGIT_WORDS  # the grammar that routes a stream here
+DIGIT_NAMES = tuple(w for w in DIGIT_WORDS if w != "oh")  # index = the classifier's digit
 
 
 @dataclass(frozen=True)
@@ -125,32 +124,7 @@ class DigitsRecognizer:
         cuts = [0] + [(b + a) // 2 * step for (_, b), (a, _) in zip(found, found[1:], strict=False)]
         cuts.append(len(pcm))
         for (a, b), lo, hi in zip(found, cuts, cuts[1:], strict=False):
-            start_s, end_s = a * FRAME_S, b * FRAME_S
-            inside = [w for w in spoken.words if start_s <= (w.start_s + w.end_s) / 2 < end_s]
-            if len(inside) > 1:
-                # PocketSphinx hears several digits: each of its words is classified on its own.
-                # Digits run together give a sure answer for every word; one digit that
-                # PocketSphinx split gives unsure fragments, and is classified whole below.
-                each = self._each_word(pcm, inside, lo, hi)
-                sure = [g is not None and g.confidence >= self._settings.sure_of_one for g in each]
-                long = end_s - start_s > self._settings.one_digit_max_s
-                # Three or more words with a vowel each, over more than several_min_s, are not
-                # one digit (FSDD's rare three-word splits are 0.50-0.58 s long).
-                three = len(inside) > 2 and end_s - start_s > self._settings.several_min_s
-                if long or (three and self._voiced(levels, inside)):
-                    words += [_word(w, g) if ok else w for w, g, ok in zip(inside, each, sure, strict=True)]
-                    continue
-                whole = self._classify(pcm[lo:hi])
-                # Two words: PocketSphinx often splits a digit cut tight (its "f" or "s" apart),
-                # and the fragments classify surely too, so a sure answer for the whole wins.
-                unsure = whole is None or whole.confidence < self._settings.sure_of_one
-                if all(sure) and unsure and self._voiced(levels, inside):
-                    words += [_word(w, g) for w, g in zip(inside, each, strict=True)]
-                    continue
-            else:
-                whole = self._classify(pcm[lo:hi])
-            if whole is not None:
-                words.append(WordTiming(DIGIT_NAMES[whole.digit], start_s, end_s, whole.confidence))
+            words += self._island(pcm, levels, spoken.words, a * FRAME_S, b * FRAME_S, lo, hi)
         confidences = [w.confidence for w in words if w.confidence is not None]
         return AsrResult(
             " ".join(w.word for w in words),
@@ -160,6 +134,48 @@ class DigitsRecognizer:
             min(confidences) if confidences else None,
             tuple(words),
         )
+
+    def _island(
+        self,
+        pcm: Pcm,
+        levels: np.ndarray,
+        spoken: tuple[WordTiming, ...],
+        start_s: float,
+        end_s: float,
+        lo: int,
+        hi: int,
+    ) -> list[WordTiming]:
+        """The digits of one island, whose clip is ``pcm[lo:hi]``."""
+        inside = [w for w in spoken if start_s <= (w.start_s + w.end_s) / 2 < end_s]
+        if len(inside) > 1:
+            # PocketSphinx hears several digits: each of its words is classified on its own.
+            # Where the classifier is sure of a word it names the digit, else PocketSphinx does.
+            guesses = self._each_word(pcm, inside, lo, hi)
+            sure = [self._sure(w, g) for w, g in zip(inside, guesses, strict=True)]
+            each = [named or w for named, w in zip(sure, inside, strict=True)]
+            long = end_s - start_s > self._settings.one_digit_max_s
+            # Three or more words with a vowel each, over more than several_min_s, are not
+            # one digit (FSDD's rare three-word splits are 0.50-0.58 s long).
+            three = len(inside) > 2 and end_s - start_s > self._settings.several_min_s
+            if long or (three and self._voiced(levels, inside)):
+                return each
+            whole = self._classify(pcm[lo:hi])
+            # Two words: PocketSphinx often splits a digit cut tight (its "f" or "s" apart),
+            # and the fragments classify surely too, so a sure answer for the whole wins.
+            unsure = whole is None or whole.confidence < self._settings.sure_of_one
+            if None not in sure and unsure and self._voiced(levels, inside):
+                return each
+        else:
+            whole = self._classify(pcm[lo:hi])
+        if whole is None:
+            return []
+        return [WordTiming(DIGIT_NAMES[whole.digit], start_s, end_s, whole.confidence)]
+
+    def _sure(self, spoken: WordTiming, guess: DigitGuess | None) -> WordTiming | None:
+        """The classifier's digit at PocketSphinx's timing, when the classifier is sure of it."""
+        if guess is None or guess.confidence < self._settings.sure_of_one:
+            return None
+        return WordTiming(DIGIT_NAMES[guess.digit], spoken.start_s, spoken.end_s, guess.confidence)
 
     def _voiced(self, levels: np.ndarray, inside: list[WordTiming]) -> bool:
         """Every word has a vowel of its own: a frame within ``nucleus_db`` of the loudest (a
@@ -186,8 +202,3 @@ class DigitsRecognizer:
         ]
         bounds.append(hi)
         return [self._classify(pcm[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
-
-
-def _word(spoken: WordTiming, guess: DigitGuess | None) -> WordTiming:
-    assert guess is not None
-    return WordTiming(DIGIT_NAMES[guess.digit], spoken.start_s, spoken.end_s, guess.confidence)

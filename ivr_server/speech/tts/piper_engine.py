@@ -73,7 +73,7 @@ class PiperEngine:
                 f"Piper voice {model.name} has no speaker {speaker!r} (speakers: {known})"
             )
         self._speaker_id = speakers[speaker] if speaker is not None else None
-        self._loaded = _load(model, config_path, threads, self)
+        self._loaded = _load(model, config, threads, self)
         self.voice = model.stem + (f"#{speaker}" if speaker else "")
         self.native_rate = int(config.sample_rate)
         self.languages = frozenset({language_family(str(config.espeak_voice))})
@@ -131,7 +131,7 @@ def _peek_config(config_path: Path) -> Any:
         raise EngineUnavailable(f"Piper voice config {config_path} is not valid: {err}") from err
 
 
-def _load(model: Path, config_path: Path, threads: int, engine: PiperEngine) -> _Loaded:
+def _load(model: Path, config: Any, threads: int, engine: PiperEngine) -> _Loaded:
     import onnxruntime
     from piper import PiperVoice
 
@@ -142,7 +142,6 @@ def _load(model: Path, config_path: Path, threads: int, engine: PiperEngine) -> 
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        config = _peek_config(config_path)
         split: SplitVoice | None = None
         try:
             split = SplitVoice.load(model, options)
