@@ -16,6 +16,7 @@ import structlog
 from pydantic import SecretStr
 
 MASK = "********"
+_configured: list[tuple[str, str]] = []  # (format, level) of the last configure_logging
 _SECRET_KEY_PARTS = ("password", "secret", "token", "authorization", "api_key", "apikey")
 
 
@@ -31,6 +32,7 @@ def redact_secrets(
 
 def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
     """Configure structlog and the standard library (third-party loggers) to render alike."""
+    _configured[:] = [(fmt, level)]
     stream = stream or sys.stderr
     use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
     shared: list[Any] = [
@@ -65,6 +67,12 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
     # Libraries that log every request or frame at INFO/DEBUG.
     for noisy in ("httpx", "httpcore", "websockets", "aiosqlite", "asyncio", "alembic"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
+
+
+def child_logging() -> tuple[str, str]:
+    """(format, level) for a worker process to configure: the server's, so its lines render as
+    the server's do; warnings only when nothing was configured (a script, a test)."""
+    return _configured[0] if _configured else ("auto", "warning")
 
 
 class RateLimitedLog:

@@ -59,6 +59,7 @@ async def load_voice(s: Settings, sample_rate: int, prompt_texts: Iterable[str])
             spec,
             s.asr_backend,
             s.asr_workers,
+            s.asr_warm_streams,
         )
         await asr.start()
         log.info("asr.engine", engine=choice.engine.name, model=choice.engine.model_id, reason=choice.reason)

@@ -252,6 +252,24 @@ def test_auto_search_gives_the_first_streams_the_accurate_search_and_the_rest_th
         r.finish()
 
 
+def test_warm_pools_the_decoders_a_burst_of_streams_takes_with_their_profiles() -> None:
+    engine = PocketSphinxEngine(search="auto", accurate_streams=2)
+    engine.warm(5)
+    assert engine.idle_decoders() == {"accurate": 2, "fast": 3, "grammar": 0}
+    burst = [engine.recognizer(8000) for _ in range(5)]
+    assert engine.idle_decoders() == {"accurate": 0, "fast": 0, "grammar": 0}  # none built on demand
+    assert [r.model.endswith("#fast") for r in burst] == [False, False, True, True, True]
+    sixth = engine.recognizer(8000)  # beyond the warm ones: built on demand, then pooled too
+    for r in [*burst, sixth]:
+        r.finish()
+    assert engine.idle_decoders() == {"accurate": 2, "fast": 4, "grammar": 0}
+    engine.warm(5)  # already there: nothing more is built
+    assert engine.idle_decoders() == {"accurate": 2, "fast": 4, "grammar": 0}
+    fixed = PocketSphinxEngine(search="fast")
+    fixed.warm(2)
+    assert fixed.idle_decoders() == {"accurate": 0, "fast": 2, "grammar": 0}
+
+
 def test_a_fixed_search_profile_and_a_bad_one() -> None:
     assert PocketSphinxEngine(search="fast").recognizer(16000).model.endswith("#fast")
     assert (

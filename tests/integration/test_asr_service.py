@@ -6,17 +6,20 @@ Wideband (16 kHz) speech here: these tests are about the service, not telephone-
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
 
 import numpy as np
 import pytest
+import structlog
 
 from ivr_server.errors import AsrError
 from ivr_server.media.g711 import Pcm
 from ivr_server.speech.asr.base import grammar
 from ivr_server.speech.asr.engines import load_engine
+from ivr_server.speech.asr.pocketsphinx_engine import PocketSphinxEngine
 from ivr_server.speech.asr.service import AsrService, AsrStream
 from ivr_server.speech.asr.worker import EngineSpec
 from tests.integration.test_asr import korean_model, korean_speech
@@ -36,6 +39,43 @@ async def started(name: str, backend: str = "auto", workers: int = 2) -> AsrServ
     service = AsrService(engine, EngineSpec(name, model), backend, workers)  # type: ignore[arg-type]
     await service.start()
     return service
+
+
+async def test_warm_streams_are_spread_over_the_workers_and_built_before_start_returns() -> None:
+    engine = load_engine("pocketsphinx").engine
+    service = AsrService(engine, EngineSpec("pocketsphinx", search="fast"), "processes", 2, warm_streams=5)
+    assert service.spec.warm_streams == 3  # per worker: open() balances streams over them
+    await service.start()
+    try:
+        stream = service.open(8000)
+        await feed_live(stream, piper("I lost my card.", 8000), 8000)
+        assert (await stream.finish()).text.startswith("i lost my")
+    finally:
+        await service.close()
+    threads = AsrService(engine, EngineSpec("pocketsphinx"), "threads", 2, warm_streams=3)
+    await threads.start()  # in-process: the engine itself is warmed
+    await threads.close()
+    assert isinstance(engine, PocketSphinxEngine)
+    assert engine.idle_decoders()["accurate"] + engine.idle_decoders()["fast"] == 3
+
+
+async def test_workers_log_in_the_servers_format_and_level(capfd: pytest.CaptureFixture[str]) -> None:
+    from ivr_server.observability import logging as logs
+
+    logs.configure_logging("json", "debug")
+    try:
+        engine = load_engine("pocketsphinx").engine
+        service = AsrService(
+            engine, EngineSpec("pocketsphinx", search="fast"), "processes", 1, warm_streams=1
+        )
+        await service.start()
+        await service.close()
+    finally:
+        structlog.reset_defaults()
+        logs._configured.clear()
+    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line.startswith("{")]
+    warm = [line for line in lines if line["event"] == "asr.decoders_warm"]
+    assert warm and warm[0]["level"] == "debug" and warm[0]["idle"]["fast"] == 1
 
 
 async def test_pocketsphinx_runs_in_worker_processes_and_streams_partials() -> None:

@@ -12,7 +12,7 @@ from ivr_server.errors import AsrError, EngineUnavailable
 from ivr_server.media.audio import read_wav
 from ivr_server.media.g711 import Pcm, ulaw_decode, ulaw_encode
 from ivr_server.speech.asr.base import GRAMMARS, feed_all
-from ivr_server.speech.asr.digit_model import DigitClassifier
+from ivr_server.speech.asr.digit_model import DigitClassifier, at_speed
 from ivr_server.speech.asr.pocketsphinx_engine import PocketSphinxEngine
 from tests.support.data import FSDD
 
@@ -97,3 +97,36 @@ def test_the_classifier_names_what_is_wrong_with_its_input(tmp_path: Path) -> No
         classifier.classify(silence(1.0), 4000)
     with pytest.raises(EngineUnavailable, match="digit model not found"):
         DigitClassifier(tmp_path)
+
+
+def test_at_speed_plays_faster_with_higher_pitch() -> None:
+    t = np.arange(RATE) / RATE
+    tone = (8000 * np.sin(2 * np.pi * 500 * t)).astype(np.int16)
+    for factor in (0.9, 1.1):
+        faster = at_speed(tone, RATE, factor)
+        assert abs(len(faster) - RATE / factor) <= 2
+        peak_hz = np.argmax(np.abs(np.fft.rfft(faster))) * RATE / len(faster)
+        assert abs(peak_hz - 500 * factor) < 3
+
+
+@needs_fsdd
+def test_an_unsure_clip_is_heard_again_slower_and_faster(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The retry averages the logits of the clip as it is and at each RETRY_SPEEDS; a sure clip
+    is classified once."""
+    import ivr_server.speech.asr.digit_model as dm
+
+    classifier = DigitClassifier()
+    clip = fsdd("3_nicolas_7")
+    plain = classifier.logits(clip, RATE)
+    assert classifier.classify(clip, RATE).probabilities == pytest.approx(tuple(_softmax(plain)))
+    monkeypatch.setattr(dm, "UNSURE_BELOW", 1.01)  # every clip is unsure
+    heard = [plain] + [classifier.logits(at_speed(clip, RATE, v), RATE) for v in dm.RETRY_SPEEDS]
+    assert len(heard) == 3
+    retried = classifier.classify(clip, RATE)
+    assert retried.probabilities == pytest.approx(tuple(_softmax(np.mean(heard, 0))))
+    assert retried.probabilities != pytest.approx(tuple(_softmax(plain)))
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    p = np.exp(z - z.max())
+    return p / p.sum()

@@ -59,6 +59,11 @@ class AsrEngine(Protocol):
         """A recognizer for one stream; ``phrases`` restricts it to sequences of those."""
         ...
 
+    def warm(self, streams: int) -> None:
+        """Build ahead what ``streams`` concurrent open-vocabulary streams need, so a burst of
+        calls does not pay for it (start-up time, not call time)."""
+        ...
+
 
 class StreamState:
     """What every recognizer keeps: whether it is finished, and the last partial it reported."""

@@ -109,6 +109,34 @@ class PocketSphinxEngine:
             return DigitsRecognizer(recognizer, classifier, sample_rate, model)
         return recognizer
 
+    def warm(self, streams: int) -> None:
+        """Pool enough open-vocabulary decoders for ``streams`` at once, with the profiles they
+        would get (a decoder takes ~0.3 CPU-s to build: 20 calls arriving together would
+        otherwise stall each other's partial results for seconds). Used decoders go back to the
+        pool, so it also keeps what the busiest moment since start-up needed."""
+        if self.search == "auto":
+            accurate = min(streams, self.accurate_streams)
+            wanted = {"accurate": accurate, "fast": streams - accurate}
+        else:
+            wanted = {self.search: streams}
+        for profile, count in wanted.items():
+            key: _Key = (None, profile)
+            with self._lock:
+                missing = count - len(self._pool.setdefault(key, []))
+            for _ in range(missing):
+                decoder = self._new_decoder(key)
+                with self._lock:
+                    self._pool[key].append(decoder)
+        log.debug("asr.decoders_warm", streams=streams, idle=self.idle_decoders())
+
+    def idle_decoders(self) -> dict[str, int]:
+        """Pooled decoders no stream holds: per open-vocabulary profile, and grammars together."""
+        idle = {"accurate": 0, "fast": 0, "grammar": 0}
+        with self._lock:
+            for (phrases, profile), decoders in self._pool.items():
+                idle["grammar" if phrases else profile] += len(decoders)
+        return idle
+
     def _digit_classifier(self) -> DigitClassifier | None:
         """The bundled digit model, loaded on first use; None (logged once) if it cannot load."""
         with self._lock:

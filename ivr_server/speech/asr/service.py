@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import multiprocessing
 import os
 import queue
@@ -22,12 +23,14 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, Literal
 
 import structlog
 
 from ivr_server.errors import AsrError, EngineUnavailable
 from ivr_server.media.g711 import Pcm
+from ivr_server.observability.logging import child_logging
 from ivr_server.speech.asr.base import AsrEngine, AsrResult, Recognizer
 from ivr_server.speech.asr.worker import EngineSpec, serve
 
@@ -109,14 +112,23 @@ class AsrService:
     """Hands out streams for one loaded engine."""
 
     def __init__(
-        self, engine: AsrEngine, spec: EngineSpec, backend: Backend = "auto", workers: int = 0
+        self,
+        engine: AsrEngine,
+        spec: EngineSpec,
+        backend: Backend = "auto",
+        workers: int = 0,
+        warm_streams: int = 0,
     ) -> None:
+        """``warm_streams``: open-vocabulary streams to build decoders for before start() returns,
+        spread over the workers as open() spreads streams."""
         self.engine = engine
-        self.spec = spec
         if backend == "auto":
             backend = "threads" if RELEASES_GIL.get(engine.name, False) else "processes"
         self.backend: Literal["threads", "processes"] = backend
         self.workers = workers or os.cpu_count() or 2
+        self.warm_streams = warm_streams
+        per_process = math.ceil(warm_streams / self.workers) if backend == "processes" else 0
+        self.spec = replace(spec, warm_streams=per_process)
         self._threads: ThreadPoolExecutor | None = None
         self._processes: list[_Worker] = []
         self._ids = itertools.count(1)
@@ -129,6 +141,7 @@ class AsrService:
         """Start the workers now, so the first call does not wait for a model to load."""
         if self.backend == "threads":
             self._threads = ThreadPoolExecutor(self.workers, thread_name_prefix="asr")
+            await asyncio.to_thread(self.engine.warm, self.warm_streams)
         else:
             loop = asyncio.get_running_loop()
             self._processes = [_Worker(self.spec, loop) for _ in range(self.workers)]
@@ -147,7 +160,12 @@ class AsrService:
             model=self.model_id,
             backend=self.backend,
             workers=self.workers,
+            warm_streams=self.warm_streams,
         )
+
+    def worker_pids(self) -> list[int]:
+        """Worker processes (none with threads): for operators' and benchmarks' memory figures."""
+        return [pid for w in self._processes if (pid := w.pid) is not None]
 
     async def close(self) -> None:
         if self._threads is not None:
@@ -299,12 +317,18 @@ class _Worker:
         self.ready: asyncio.Future[str] = loop.create_future()
         ctx = multiprocessing.get_context("spawn")  # no forked copy of the server's loop and sockets
         self._conn, child = ctx.Pipe(duplex=True)
-        self._process = ctx.Process(target=serve, args=(child, spec), name="ivr-asr-worker", daemon=True)
+        self._process = ctx.Process(
+            target=serve, args=(child, spec, child_logging()), name="ivr-asr-worker", daemon=True
+        )
         self._process.start()
         child.close()
         self._outbox: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
         threading.Thread(target=self._write, name="asr-writer", daemon=True).start()
         threading.Thread(target=self._read, name="asr-reader", daemon=True).start()
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
 
     def send(self, message: tuple[Any, ...]) -> None:
         if self.dead is None:

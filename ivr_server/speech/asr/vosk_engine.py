@@ -55,6 +55,9 @@ class VoskEngine:
     def accepts_rate(self, sample_rate: int) -> bool:
         return 8000 <= sample_rate <= 48000
 
+    def warm(self, streams: int) -> None:
+        """Nothing to build ahead: a recognizer shares the loaded model and is cheap to make."""
+
     def recognizer(self, sample_rate: int, phrases: Sequence[str] | None = None) -> VoskRecognizer:
         if phrases:
             missing = sorted(

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ivr_server.errors import AsrError, EngineUnavailable
+from ivr_server.observability.logging import configure_logging
 from ivr_server.speech.asr.base import Recognizer
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ class EngineSpec:
     vosk_language: str | None = None
     search: str = "auto"
     accurate_streams: int = 2
+    warm_streams: int = 0  # open-vocabulary streams each loading process builds ahead for
 
     def load(self) -> Choice:
         from ivr_server.speech.asr.engines import load_engine
@@ -52,12 +54,14 @@ class EngineSpec:
         )
 
 
-def serve(conn: Connection, spec: EngineSpec) -> None:
-    """Worker process entry point."""
+def serve(conn: Connection, spec: EngineSpec, logs: tuple[str, str] = ("auto", "warning")) -> None:
+    """Worker process entry point; ``logs`` is the server's (format, level)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when workers stop
+    configure_logging(*logs)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
         engine = spec.load().engine
+        engine.warm(spec.warm_streams)  # before "ready": the service is at capacity once started
     except (EngineUnavailable, AsrError, OSError) as err:
         conn.send(("fatal", str(err)))
         return
