@@ -16,6 +16,7 @@ import structlog
 
 from ivr_server import __version__
 from ivr_server.config import Settings, mask_url
+from ivr_server.dialog.declarative import load_flows
 from ivr_server.dialog.flows import FLOWS
 from ivr_server.errors import AriAuthError, ConfigError, StoreError
 from ivr_server.media.clock import MediaClock
@@ -30,6 +31,7 @@ from ivr_server.telephony.ari_connection import AriConnection
 from ivr_server.telephony.ari_rest import AriRestClient
 from ivr_server.telephony.manager import CallManager
 from ivr_server.telephony.session import CallDeps
+from ivr_server.tools.client import ToolClient, services_from
 
 log = structlog.get_logger(__name__)
 
@@ -54,6 +56,7 @@ class IvrServer:
         engine = create_engine(s.effective_database_url)
         rest: AriRestClient | None = None
         voice: LoadedVoice | None = None
+        tools: ToolClient | None = None
         metrics_server: Any = None
         try:
             await require_current_schema(engine)
@@ -69,6 +72,8 @@ class IvrServer:
                 request_timeout_s=s.ari_request_timeout_s,
             )
             self.writer = StoreWriter(engine, self.metrics)
+            tools = ToolClient(services_from(s.tools_services))
+            flows = {**FLOWS, **load_flows(s.flows_dir, tools, set(FLOWS))}
             deps = CallDeps(
                 settings=s,
                 rest=rest,
@@ -77,7 +82,7 @@ class IvrServer:
                 ports=PortPool(s.media_bind_host, s.media_port_min, s.media_port_max),
                 clock=MediaClock(),
                 metrics=self.metrics,
-                flows=dict(FLOWS),
+                flows=flows,
                 server_id=self.server_id,
                 voice=voice.services,
             )
@@ -102,7 +107,7 @@ class IvrServer:
                 database=mask_url(s.effective_database_url),
                 media_format=s.media_format,
                 ports=f"{s.media_port_min}-{s.media_port_max}",
-                flows=sorted(FLOWS),
+                flows=sorted(flows),
                 metrics_port=s.metrics_port or None,
                 asr=voice.services.asr.model_id if voice.services.asr else None,
                 tts=voice.services.synth.engine.name if voice.services.synth else None,
@@ -115,6 +120,8 @@ class IvrServer:
                 await rest.aclose()
             if voice is not None:
                 await voice.close()
+            if tools is not None:
+                await tools.aclose()
             await engine.dispose()
 
     async def _serve(self, connection: AriConnection) -> None:

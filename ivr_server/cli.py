@@ -17,7 +17,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ivr_server import __version__, cli_speech
+from ivr_server import __version__, cli_flows, cli_speech
 from ivr_server.config import (
     Settings,
     config_file_path,
@@ -138,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.set_defaults(handler=cmd_asr_eval)
 
     cli_speech.add_commands(commands, EPILOG)
+    cli_flows.add_commands(commands, EPILOG)
 
     config = commands.add_parser("config", help="settings", epilog=EPILOG)
     config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)

@@ -7,6 +7,7 @@ prints the effective values with secrets masked.
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ivr_server.errors import ConfigError
@@ -33,6 +34,21 @@ MASK = "********"
 def _default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "ivr-server"
+
+
+class ToolService(BaseModel):
+    """A back end that flows' tools call (``service: NAME`` in a tool)."""
+
+    model_config = {"extra": "forbid", "frozen": True}
+    url: str = Field(description="Base URL; a tool's path is appended.")
+    headers: dict[str, SecretStr] = Field(
+        default_factory=dict, description="Sent with every call (API keys)."
+    )
+    breaker_failures: int = Field(3, ge=1, description="Failures in a row that open the circuit.")
+    breaker_reset_s: float = Field(30.0, gt=0, description="How long an open circuit stays open.")
+
+
+DICT_FIELDS = ("tools_services",)  # settings whose value is a table in the config file
 
 
 class Settings(BaseSettings):
@@ -117,6 +133,13 @@ class Settings(BaseSettings):
     )
     asr_accurate_streams: int = Field(
         2, ge=0, description="With asr_search=auto: streams per ASR worker that get the accurate search."
+    )
+    asr_warm_streams: int = Field(
+        4,
+        ge=0,
+        description="Open-vocabulary recognizers built at start-up, over all workers: set it to the "
+        "calls you expect at once, so a burst of calls does not wait for decoders to build "
+        "(PocketSphinx: ~0.3 CPU-s and ~100 MB each).",
     )
     asr_final_timeout_s: float = Field(
         3.0, gt=0, description="Longest wait for a final result after the caller stops; then DTMF."
@@ -203,6 +226,17 @@ class Settings(BaseSettings):
     )
     shutdown_timeout_s: float = Field(
         10.0, gt=0, description="On SIGTERM, how long to wait for calls to close and the store."
+    )
+
+    flows_dir: Path = Field(
+        default_factory=lambda: resource_dir("flows"), description="Directory of flow files (*.yaml)."
+    )
+    tools_services: dict[str, ToolService] = Field(
+        default_factory=lambda: {
+            "bank": ToolService(url="http://127.0.0.1:8099", breaker_failures=3, breaker_reset_s=30.0)
+        },
+        description="Back ends by name: url, headers (secrets), breaker_failures, breaker_reset_s. "
+        "The default points at `ivr-server demo-bank`.",
     )
 
     # --- Observability -----------------------------------------------------------------------
@@ -305,7 +339,7 @@ def _flatten_file(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
     for key, value in data.items():
         if isinstance(value, dict):
             for sub, sub_value in value.items():
-                if isinstance(sub_value, dict):
+                if isinstance(sub_value, dict) and f"{key}_{sub}" not in DICT_FIELDS:
                     raise ConfigError(f"{path}: [{key}.{sub}] nests too deep; use [{key}] {sub}_...")
                 flat[f"{key}_{sub}"] = sub_value
         else:
@@ -383,6 +417,12 @@ def effective_settings(settings: Settings, config_file: Path | None) -> list[tup
             shown = MASK
         elif name == "database_url":
             shown = mask_url(settings.effective_database_url)
+        elif name == "tools_services":
+            services = {
+                k: {**v.model_dump(exclude={"headers"}), "headers": dict.fromkeys(v.headers, MASK)}
+                for k, v in settings.tools_services.items()
+            }
+            shown = json.dumps(services)
         else:
             shown = "" if value is None else str(value)
         if env_name(name) in env_keys:

@@ -14,7 +14,12 @@ IvrError
 │   └── PortsExhausted       no free UDP port in the configured range
 ├── AsrError                 speech recognition: bad audio, grammar, capability mismatch
 │   └── EngineUnavailable    an engine's package or model is missing (says how to get it; ASR and TTS)
-└── SpeechError              text to speech: nothing speakable in the text, or every engine failed
+├── SpeechError              text to speech: nothing speakable in the text, or every engine failed
+├── FlowError                a flow file that is not valid (names the file, line and what was expected)
+└── ToolError                a back-end call failed (names the tool and service)
+    ├── ToolTimeout          no answer within the tool's timeout_s
+    ├── ToolUnavailable      refused, a 5xx, or the service's circuit is open
+    └── ToolBadAnswer        an answer the flow cannot use (not JSON, a field missing, a 4xx)
 """
 
 from __future__ import annotations
@@ -90,3 +95,27 @@ class EngineUnavailable(AsrError):
 
 class SpeechError(IvrError):
     code = "tts_failed"
+
+
+class FlowError(IvrError):
+    code = "flow_invalid"
+
+    def __init__(self, message: str, problems: list[object] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+
+
+class ToolError(IvrError):
+    code = "tool_failed"
+
+
+class ToolTimeout(ToolError):
+    code = "tool_timeout"
+
+
+class ToolUnavailable(ToolError):
+    code = "tool_unavailable"
+
+
+class ToolBadAnswer(ToolError):
+    code = "tool_bad_answer"

@@ -90,13 +90,23 @@ def sandbox(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return result
 
 
+_CONF_CURRENT: list[bool] = []  # asterisk_conf installed and reloaded in this test session
+
+
 @pytest.fixture
 def asterisk() -> Iterator[None]:
-    """The sandbox Asterisk, running (started if a test before stopped it)."""
+    """The sandbox Asterisk, running (started if a test before stopped it) with this checkout's
+    asterisk_conf (an Asterisk left running by an older checkout gets it and reloads)."""
     if sandbox("status", check=False).returncode != 0:
         result = sandbox("start", check=False)
         if result.returncode != 0:
             pytest.fail(f"the sandbox Asterisk does not start:\n{result.stderr}")
+    elif not _CONF_CURRENT:  # restarted once per session: new modules load only at start
+        sandbox("stop")
+        result = sandbox("start", check=False)
+        if result.returncode != 0:
+            pytest.fail(f"the sandbox Asterisk does not start:\n{result.stderr}")
+    _CONF_CURRENT.append(True)
     yield
 
 
@@ -139,3 +149,15 @@ async def settle(server: IvrServer, timeout_s: float = 15) -> None:
         while server.manager.sessions:
             await asyncio.sleep(0.05)
     assert await server.writer.flush(timeout_s)
+
+
+@pytest.fixture
+async def bank() -> AsyncIterator[str]:
+    """The demo bank (ivr-server demo-bank) on a free loopback port: its base URL."""
+    from ivr_server.tools.demo_bank import serve
+
+    runner, port = await serve("127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()

@@ -10,7 +10,7 @@ The dialplan picks the flow: ``Stasis(ivr-server,digits)``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import structlog
@@ -81,6 +81,16 @@ class CallControl(Protocol):
 
     def record(self, event_type: str, **payload: Any) -> None:
         """Append an event to the call's record in the store."""
+        ...
+
+    def secure_input(self, on: bool) -> None:
+        """While on, the caller's keys and words are neither logged nor stored in clear."""
+        ...
+
+    async def transfer(
+        self, context: str, extension: str, priority: int, variables: Mapping[str, str]
+    ) -> None:
+        """Send the caller to the dialplan with ``variables`` set on the channel; the call ends here."""
         ...
 
 

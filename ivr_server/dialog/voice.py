@@ -37,6 +37,7 @@ from ivr_server.speech.vad.energy import EnergyDetector
 from ivr_server.store.writer import Turn
 
 log = structlog.get_logger(__name__)
+SECURE_TEXT = "[secure]"  # what is kept of a secure answer
 
 PREROLL_MS = 300  # audio kept from before the detected onset, for the recognizer
 LEAD_IN_MS = 100  # how much of it precedes the onset
@@ -138,6 +139,7 @@ class VoiceIO:
         self._submit = submit_turn
         self._now = now
         self._detector = load_detector(services.vad, sample_rate)
+        self.secure = False  # a secure slot is being collected: its words are neither logged nor stored
         self._quick = EnergyDetector(sample_rate)  # no lag: pauses a prompt at the first syllable
         self._preroll: deque[Pcm] = deque(maxlen=max(1, PREROLL_MS // 20))
         self._ep: Endpointer | None = None
@@ -328,7 +330,7 @@ class VoiceIO:
         self._log.info(
             "voice.end_of_turn",
             reason=event.reason,
-            words=heard.text,
+            words=SECURE_TEXT if self.secure and heard.text else heard.text,
             confidence=heard.confidence,
             speech_ms=end_ms - start_ms,
             detect_delay_ms=event.detected_ms - event.end_ms,
@@ -489,7 +491,7 @@ class VoiceIO:
         self._flush_unreplied()
         result = heard.result
         detail: dict[str, Any] = {"end_reason": reason, "barge_in": heard.barge_in}
-        if result is not None:
+        if result is not None and not self.secure:
             detail["words"] = [
                 {"word": w.word, "start_s": w.start_s, "end_s": w.end_s, "confidence": w.confidence}
                 for w in result.words
@@ -498,7 +500,7 @@ class VoiceIO:
             detail["error"] = heard.reason
         turn = self._make_turn(
             "caller",
-            heard.text,
+            SECURE_TEXT if self.secure and heard.text else heard.text,
             heard.outcome,
             confidence=heard.confidence,
             engine=result.engine if result else None,

@@ -131,8 +131,17 @@ class AriRestClient:
             "POST", f"/channels/{channel_id}/variable", params={"variable": name, "value": value}
         )
 
-    async def continue_in_dialplan(self, channel_id: str) -> None:
-        await self.request("POST", f"/channels/{channel_id}/continue")
+    async def continue_in_dialplan(
+        self,
+        channel_id: str,
+        context: str | None = None,
+        extension: str | None = None,
+        priority: int | None = None,
+    ) -> None:
+        """Leave the app: the next dialplan step, or ``context,extension,priority``."""
+        params = {"context": context, "extension": extension, "priority": priority}
+        given = {k: v for k, v in params.items() if v is not None}
+        await self.request("POST", f"/channels/{channel_id}/continue", params=given or None)
 
     async def external_media(
         self, *, app: str, channel_id: str, external_host: str, media_format: str

@@ -12,7 +12,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -87,6 +87,8 @@ class CallSession:
         self._seq = 0
         self._dtmf: asyncio.Queue[tuple[str, float]] = asyncio.Queue(maxsize=64)
         self._stop_on_dtmf = False
+        self._secure = False
+        self._transfer_to: tuple[str, str, int] | None = None  # (context, extension, priority)
         self._inbox: asyncio.Queue[Pcm] | None = None
         self._receiver: RtpReceiver | None = None
         self._sender: RtpSender | None = None
@@ -126,7 +128,7 @@ class CallSession:
         self.end("media_lost", event=event_type)
 
     def on_dtmf(self, digit: str, duration_ms: int) -> None:
-        self.record("dtmf", digit=digit, duration_ms=duration_ms)
+        self.record("dtmf", digit="*" if self._secure else digit, duration_ms=duration_ms)
         if self._dtmf.full():
             self._dtmf.get_nowait()
         self._dtmf.put_nowait((digit, time.monotonic()))
@@ -162,6 +164,30 @@ class CallSession:
     # --- CallControl, used by flows -------------------------------------------------------
     def now(self) -> float:
         return time.monotonic()
+
+    def secure_input(self, on: bool) -> None:
+        """While on, the caller's keys and words are neither logged nor stored in clear."""
+        self._secure = on
+        if self.voice is not None:
+            self.voice.secure = on
+
+    async def transfer(
+        self, context: str, extension: str, priority: int, variables: Mapping[str, str]
+    ) -> None:
+        """Hand the caller to the dialplan at ``context,extension,priority`` with the variables
+        set on the channel (and the session id as a SIP header on a PJSIP channel)."""
+        rest = self.deps.rest
+        for name, value in variables.items():
+            await rest.set_variable(self.channel.id, name, value)
+        session = variables.get("IVR_SESSION_ID")
+        if session and self.channel.name.startswith("PJSIP/"):
+            await rest.set_variable(self.channel.id, "PJSIP_HEADER(add,X-IVR-Session)", session)
+        self._transfer_to = (context, extension, priority)
+        self.record(
+            "handoff", context=context, extension=extension, priority=priority, variables=dict(variables)
+        )
+        self._hand_back = True
+        self.end("transferred", context=context, extension=extension)
 
     async def play(self, prompt_ids: Sequence[str], *, stop_on_dtmf: bool = False) -> bool:
         sender = self._sender
@@ -461,5 +487,10 @@ class CallSession:
 
     async def _hand_back_to_dialplan(self) -> None:
         await self.deps.rest.set_variable(self.channel.id, STATUS_VARIABLE, self.end_reason or "")
-        await self.deps.rest.continue_in_dialplan(self.channel.id)
-        self.record("handed_back", status=self.end_reason)
+        if self._transfer_to is not None:
+            context, extension, priority = self._transfer_to
+            await self.deps.rest.continue_in_dialplan(self.channel.id, context, extension, priority)
+        else:
+            await self.deps.rest.continue_in_dialplan(self.channel.id)
+        to = {"to": list(self._transfer_to)} if self._transfer_to is not None else {}
+        self.record("handed_back", status=self.end_reason, **to)

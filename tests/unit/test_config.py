@@ -124,3 +124,19 @@ def test_the_shipped_example_config_is_valid(tmp_path: Path) -> None:
     s = load_settings(example)
     assert (s.ari_username, s.media_port_min, s.log_format) == ("ivr", 40000, "json")
     assert str(s.data_dir) == "/var/lib/ivr-server"
+
+
+def test_tool_services_come_from_a_table_and_their_headers_are_secrets(tmp_path: Path) -> None:
+    from ivr_server.config import effective_settings
+    from ivr_server.tools.client import services_from
+
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[tools]\nservices = { core = { url = "http://10.0.0.5:8080", headers = { "X-Api-Key" = "k3y" } } }\n'
+    )
+    settings = load_settings(path)
+    (service,) = services_from(settings.tools_services).values()
+    assert service.url == "http://10.0.0.5:8080" and service.headers == {"X-Api-Key": "k3y"}
+    shown = {name: value for name, value, _ in effective_settings(settings, path)}["IVR_TOOLS_SERVICES"]
+    assert "k3y" not in shown and '"X-Api-Key": "********"' in shown
+    assert "bank" in load_settings(None).tools_services  # the demo bank by default

@@ -1,0 +1,76 @@
+"""A declarative flow in a real call: the engine's Port over the call's CallControl.
+
+Speech goes through ``call.say``/``call.listen`` (TTS, barge-in, endpointing, ASR); keys are
+read from the call's key queue, including keys pressed during the prompt. Recognition that
+fails or is unavailable counts as no input, so the engine's escalation offers the keypad and
+then a person: never dead air.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import structlog
+
+from ivr_server.dialog.dtmf import DtmfCollector
+from ivr_server.dialog.engine import CallerInput
+from ivr_server.dialog.flows import CallControl, collect_digits
+from ivr_server.dialog.spec.model import Settings
+from ivr_server.speech.asr.base import GRAMMARS
+
+log = structlog.get_logger(__name__)
+MAX_KEYS = 64  # an answer with no fixed length (a card number) ends with # or a pause
+
+
+class CallPort:
+    def __init__(self, call: CallControl) -> None:
+        self.call = call
+
+    async def say(self, text: str, barge_in: bool) -> None:
+        if self.call.speech_ready:
+            await self.call.say(text, barge_in=barge_in)
+        else:  # no TTS at all: the flow goes on, and the caller is handed on at the first miss
+            log.warning("flow.cannot_speak", chars=len(text))
+
+    async def hear(
+        self, settings: Settings, secure: bool, max_keys: int | None, grammar: str | None
+    ) -> CallerInput:
+        self.call.secure_input(secure)
+        try:
+            keys = await self._keys(max_keys, first_wait_s=0.0)  # pressed during the prompt
+            if keys:
+                return CallerInput(keyed=keys)
+            if not self.call.speech_ready:
+                return CallerInput(keyed=await self._keys(max_keys, settings.no_input_ms / 1000))
+            heard = await self.call.listen(
+                GRAMMARS[grammar] if grammar else None,
+                no_input_ms=settings.no_input_ms,
+                end_silence_ms=settings.end_silence_ms,
+            )
+            if heard.outcome == "dtmf":
+                return CallerInput(keyed=await self._keys(max_keys, first_wait_s=1.0))
+            if heard.outcome == "speech":
+                return CallerInput(said=heard.text)
+            return CallerInput()
+        finally:
+            self.call.secure_input(False)
+
+    async def _keys(self, max_keys: int | None, first_wait_s: float) -> str:
+        """Keys until ``max_keys`` of them (None: up to 64), #, or the inter-digit timeout."""
+        collector = DtmfCollector(
+            started_at=self.call.now(),
+            first_digit_timeout_s=first_wait_s,
+            inter_digit_timeout_s=self.call.settings.dtmf_inter_digit_timeout_s,
+            max_digits=max_keys or MAX_KEYS,
+        )
+        return (await collect_digits(self.call, collector)).digits
+
+    async def transfer(self, target: Mapping[str, str], variables: Mapping[str, str]) -> None:
+        if "queue" in target:  # the dialplan's queue extension: context,queue-name,1 by convention
+            context, extension = target.get("context", "ivr-agents"), target["queue"]
+        else:
+            context, extension = target["context"], target["extension"]
+        await self.call.transfer(context, extension, int(target.get("priority", "1")), variables)
+
+    async def hangup(self) -> None:
+        """The call ends when the flow returns (after its last audio has left)."""

@@ -1,0 +1,137 @@
+"""From what the caller said or keyed to a decision: rules first, then the model, then the
+thresholds. Pure: the state's intents, the words, the keys and the model's guesses in; a
+Decision out, with everything needed to repeat and audit it.
+
+Order: a key bound to an intent the state listens for; then keywords and patterns (phrases
+an admin wrote: deterministic, they win when they match); then the intent model, whose top
+guess is acted on above ``act_above``, confirmed above ``confirm_above`` (or the top two offered
+when they are close), and below that the caller is asked again. Only intents the state listens
+for can ever be decided: speech cannot reach an action its state does not allow.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from ivr_server.dialog.spec.model import Intent, Settings
+
+Kind = Literal["act", "confirm", "disambiguate", "no_match"]
+Source = Literal["dtmf", "keyword", "pattern", "model", "none"]
+CLOSE = 0.15  # top two model guesses this close: ask which one, not "right?"
+OUT_OF_SCOPE = "oos"
+
+
+@dataclass(frozen=True)
+class Guess:
+    intent: str
+    confidence: float  # calibrated probability
+
+
+@dataclass(frozen=True)
+class Decision:
+    kind: Kind
+    intent: str | None
+    source: Source
+    confidence: float | None = None
+    alternatives: tuple[str, ...] = ()  # disambiguate: the intents offered
+    reason: str = ""
+
+
+def normalized(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
+
+
+def decide(
+    intents: Sequence[Intent],
+    settings: Settings,
+    said: str = "",
+    keyed: str = "",
+    guesses: Sequence[Guess] = (),
+) -> Decision:
+    if keyed:
+        for intent in intents:
+            if intent.dtmf == keyed:
+                return Decision("act", intent.name, "dtmf", 1.0, reason=f"key {keyed}")
+        return Decision("no_match", None, "dtmf", reason=f"key {keyed} means nothing here")
+    words = normalized(said)
+    if not words:
+        return Decision("no_match", None, "none", reason="nothing heard")
+    rules: list[tuple[Source, list[str]]] = [
+        ("keyword", _keyword_hits(intents, words)),
+        ("pattern", _pattern_hits(intents, words)),
+    ]
+    for source, matches in rules:
+        if len(matches) == 1:
+            return Decision("act", matches[0], source, 1.0, reason=f"{source} matched")
+        if len(matches) > 1:
+            reason = f"{source}s of {len(matches)} intents matched"
+            return Decision("disambiguate", None, source, None, tuple(matches[:2]), reason)
+    return _by_model(intents, settings, guesses)
+
+
+def _keyword_hits(intents: Sequence[Intent], words: str) -> list[str]:
+    padded = f" {words} "
+    return [i.name for i in intents if any(f" {normalized(k)} " in padded for k in i.keywords)]
+
+
+def _pattern_hits(intents: Sequence[Intent], words: str) -> list[str]:
+    return [i.name for i in intents if any(re.search(p, words) for p in i.patterns)]
+
+
+def _by_model(intents: Sequence[Intent], settings: Settings, guesses: Sequence[Guess]) -> Decision:
+    allowed = {i.name for i in intents}
+    ranked = sorted(guesses, key=lambda g: g.confidence, reverse=True)
+    if ranked and ranked[0].intent == OUT_OF_SCOPE and ranked[0].confidence >= settings.confirm_above:
+        return Decision("no_match", None, "model", ranked[0].confidence, reason="out of scope")
+    here = [g for g in ranked if g.intent in allowed]
+    if not here:
+        return Decision("no_match", None, "model", reason="no intent of this state was guessed")
+    top = here[0]
+    if top.confidence >= settings.act_above:
+        return Decision(
+            "act", top.intent, "model", top.confidence, reason=f">= act_above {settings.act_above}"
+        )
+    if top.confidence >= settings.confirm_above:
+        second = here[1] if len(here) > 1 else None
+        if second is not None and top.confidence - second.confidence < CLOSE:
+            return Decision(
+                "disambiguate", None, "model", top.confidence, (top.intent, second.intent), "top two close"
+            )
+        return Decision(
+            "confirm",
+            top.intent,
+            "model",
+            top.confidence,
+            reason=f">= confirm_above {settings.confirm_above}",
+        )
+    return Decision(
+        "no_match", None, "model", top.confidence, reason=f"< confirm_above {settings.confirm_above}"
+    )
+
+
+Step = Literal["reprompt", "rephrase", "offer_dtmf", "escalate"]
+
+
+@dataclass
+class Misses:
+    """No-input and no-match counts of one visit to a state, and what to do about the next one:
+    ask again, rephrase with examples, offer the keypad, then escalate (the state's no_input or
+    no_match transition; with none, an agent)."""
+
+    no_input: int = 0
+    no_match: int = 0
+
+    def missed(self, kind: Literal["no_input", "no_match"], settings: Settings) -> Step:
+        if kind == "no_input":
+            self.no_input += 1
+            count, limit = self.no_input, settings.max_no_input
+        else:
+            self.no_match += 1
+            count, limit = self.no_match, settings.max_no_match
+        if count > limit:
+            return "escalate"
+        steps: tuple[Step, ...] = ("reprompt", "rephrase", "offer_dtmf")
+        return steps[min(count, len(steps)) - 1]

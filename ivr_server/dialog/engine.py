@@ -1,0 +1,381 @@
+"""Runs a declarative flow for one caller, against a Port (a call, the simulator, a flow test).
+
+Each state: its prompts; the slots it collects (only those still missing, from speech or keys,
+sensitive ones confirmed); its actions (tool calls, say, set, transfer, hang-up); then, if it
+listens, the caller's turn decided by rules and the model (decide.py), else its ``done``
+transition. Misses count per state and escalate: ask again, rephrase with examples, offer the
+keypad, then the state's no_input/no_match transition once, then the flow's handoff state.
+Every decision is recorded with the flow's version and the model's, so it can be repeated.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import structlog
+
+from ivr_server.dialog.decide import Decision, Guess, Misses, decide
+from ivr_server.dialog.slots.parsers import entities, parse
+from ivr_server.dialog.spec.model import Action, Flow, Intent, Settings, Slot, State, Transition
+from ivr_server.errors import ToolError
+from ivr_server.tools.client import ToolClient
+
+log = structlog.get_logger(__name__)
+SECURE = "[secure]"
+MAX_STEPS = 200  # states entered per call: a flow that loops forever hands off instead
+_YES_NO = Slot("_yes_no", "yes_no")
+
+
+@dataclass(frozen=True)
+class CallerInput:
+    said: str = ""
+    keyed: str = ""
+
+    @property
+    def silent(self) -> bool:
+        return not self.said.strip() and not self.keyed
+
+
+class Port(Protocol):
+    """What the engine needs from the caller's side."""
+
+    async def say(self, text: str, barge_in: bool) -> None: ...
+
+    async def hear(
+        self, settings: Settings, secure: bool, max_keys: int | None, grammar: str | None
+    ) -> CallerInput:
+        """The caller's next turn; ``secure``: not to be kept (no audio, no digits in logs);
+        ``max_keys``: keys that complete an answer (a menu key: 1; None: until # or a pause);
+        ``grammar``: "digits" or "yesno" when only those words make an answer."""
+        ...
+
+    async def transfer(self, target: Mapping[str, str], variables: Mapping[str, str]) -> None: ...
+
+    async def hangup(self) -> None: ...
+
+
+class IntentModel(Protocol):
+    version: str
+
+    def guesses(self, text: str) -> Sequence[Guess]: ...
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    state: str
+    said: str
+    keyed: str
+    decision: Decision
+    flow_version: str
+    model_version: str | None
+
+
+@dataclass
+class Session:
+    flow: Flow
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    state: str = ""
+    slots: dict[str, str] = field(default_factory=dict)
+    intent: str | None = None  # the last intent acted on
+    visited: list[str] = field(default_factory=list)
+    decisions: list[DecisionRecord] = field(default_factory=list)
+    tool_calls: list[tuple[str, str]] = field(default_factory=list)  # (tool, outcome)
+    transcript: list[tuple[str, str]] = field(default_factory=list)  # (who, text), secure masked
+    outcome: Literal["transfer", "hangup", "ended", "loop"] | None = None
+    transfer_variables: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        filled = ", ".join(f"{k}={v}" for k, v in self.public_slots().items())
+        return f"{self.flow.name}: {self.intent or 'no intent'}" + (f" ({filled})" if filled else "")
+
+    def public_slots(self) -> dict[str, str]:
+        return {k: v for k, v in self.slots.items() if not self.flow.slots[k].secure}
+
+
+class Ended(Exception):
+    """A transfer or hang-up: the flow is over."""
+
+
+class Engine:
+    def __init__(
+        self,
+        flow: Flow,
+        port: Port,
+        tools: ToolClient | None = None,
+        model: IntentModel | None = None,
+        today: dt.date | None = None,
+    ) -> None:
+        self.flow, self.port, self.tools, self.model = flow, port, tools, model
+        self.today = today
+        self.session = Session(flow)
+        self._misses: dict[str, Misses] = {}
+        self._escalated: set[tuple[str, str]] = set()
+        self._offered: dict[str, str] = {}  # slot values heard before they were asked for
+
+    async def run(self) -> Session:
+        s = self.session
+        nxt: str | None = self.flow.start
+        try:
+            while nxt is not None:
+                if len(s.visited) >= MAX_STEPS:
+                    s.outcome = "loop"
+                    log.warning("flow.too_many_steps", flow=self.flow.name, states=len(s.visited))
+                    nxt = self._handoff_state(s.state)
+                    if nxt is None:
+                        break
+                s.state = nxt
+                s.visited.append(nxt)
+                nxt = await self._enter(self.flow.states[nxt])
+            s.outcome = s.outcome or "ended"
+        except Ended:
+            pass
+        return s
+
+    # --- a state --------------------------------------------------------------------------------
+    async def _enter(self, state: State) -> str | None:
+        for prompt in state.say:
+            await self._say(prompt, state)
+        missed = await self._collect(state)
+        if missed is not None:
+            return await self._escalate(state, missed)
+        if await self._actions(state.actions, state) == "error":
+            return await self._fire(state, event="error")
+        if state.terminal:
+            return None
+        if state.listen:
+            return await self._listen(state)
+        return await self._fire(state, event="done")
+
+    async def _fire(
+        self, state: State, *, event: str | None = None, intent: str | None = None, dtmf: str | None = None
+    ) -> str | None:
+        exact = [t for t in state.on if (t.event, t.intent, t.dtmf) == (event, intent, dtmf)]
+        always = [t for t in state.on if t.event == "always"]
+        for t in (t for t in exact + always if self._when(t)):
+            if await self._actions(t.actions, state) == "error":
+                return self._handoff_state(state.name)
+            return t.goto
+        log.warning("flow.no_transition", flow=self.flow.name, state=state.name, event=event, intent=intent)
+        return self._handoff_state(state.name)
+
+    def _when(self, t: Transition) -> bool:
+        return all(
+            (k in self.session.slots) == v if isinstance(v, bool) else self.session.slots.get(k) == v
+            for k, v in t.when.items()
+        )
+
+    def _handoff_state(self, current: str) -> str | None:
+        handoff = self.flow.handoff
+        return handoff if handoff is not None and handoff != current else None
+
+    # --- actions --------------------------------------------------------------------------------
+    async def _actions(self, actions: Sequence[Action], state: State) -> Literal["ok", "error"]:
+        for action in actions:
+            if action.kind == "say" and action.prompt:
+                await self._say(action.prompt, state)
+            elif action.kind == "set":
+                self.session.slots.update(action.values)
+            elif action.kind == "call" and action.tool:
+                if not await self._call(action.tool, state):
+                    return "error"
+            elif action.kind == "transfer":
+                await self._transfer(action.transfer)
+            elif action.kind == "hangup":
+                self.session.outcome = "hangup"
+                await self.port.hangup()
+                raise Ended
+        return "ok"
+
+    async def _call(self, name: str, state: State) -> bool:
+        tool = self.flow.tools[name]
+        if self.tools is None:
+            self.session.tool_calls.append((name, "no_tool_client"))
+            return False
+
+        async def filler() -> None:
+            if tool.filler:
+                await self._say(tool.filler, state)
+
+        try:
+            result = await self.tools.call(tool, self.session.slots, on_slow=filler)
+        except ToolError as err:
+            self.session.tool_calls.append((name, err.code))
+            return False
+        self.session.slots.update(result.slots)
+        self.session.tool_calls.append((name, "ok"))
+        return True
+
+    async def _transfer(self, target: Mapping[str, str]) -> None:
+        s = self.session
+        variables = {"IVR_SESSION_ID": s.id, "IVR_FLOW": f"{self.flow.name}@{self.flow.version}"}
+        variables["IVR_INTENT"] = s.intent or ""
+        variables["IVR_SUMMARY"] = s.summary()
+        variables.update({f"IVR_SLOT_{k.upper()}": v for k, v in s.public_slots().items()})
+        s.transfer_variables, s.outcome = variables, "transfer"
+        log.info("flow.transfer", flow=self.flow.name, session=s.id, target=dict(target), intent=s.intent)
+        await self.port.transfer(target, variables)
+        raise Ended
+
+    # --- speaking and hearing -------------------------------------------------------------------
+    async def _say(self, prompt: str, state: State, extra: Mapping[str, str] | None = None) -> None:
+        """A prompt of the flow, with slot values (and ``extra`` ones not yet kept) in it."""
+        values = {**self.session.slots, **extra} if extra else self.session.slots
+        await self._say_text(self.flow.prompts[prompt].text[self.flow.languages[0]].render(values), state)
+
+    async def _say_text(self, text: str, state: State) -> None:
+        self.session.transcript.append(("system", text))
+        await self.port.say(text, state.settings.barge_in)
+
+    async def _hear(
+        self, state: State, secure: bool = False, max_keys: int | None = 1, grammar: str | None = None
+    ) -> CallerInput:
+        heard = await self.port.hear(state.settings, secure, max_keys, grammar)
+        shown = (
+            SECURE
+            if secure and not heard.silent
+            else (heard.said or (f"keys {heard.keyed}" if heard.keyed else ""))
+        )
+        self.session.transcript.append(("caller", shown))
+        return heard
+
+    def _missed(self, state: State, kind: Literal["no_input", "no_match"]) -> str:
+        return self._misses.setdefault(state.name, Misses()).missed(kind, state.settings)
+
+    async def _retry(self, state: State, step: str, intents: Sequence[Intent]) -> None:
+        """Ask again after a miss: plainly, then with examples, then offering the keypad."""
+        if step == "reprompt":
+            await self._say_text("Sorry, I didn't get that.", state)
+        elif step == "rephrase" and any(i.examples for i in intents):
+            examples = [f"'{i.examples[0]}'" for i in intents if i.examples]
+            await self._say_text("You can say things like " + ", ".join(examples) + ".", state)
+        else:
+            keys = [f"press {i.dtmf} for {i.name.replace('_', ' ')}" for i in intents if i.dtmf]
+            await self._say_text(
+                "Or use your keypad: " + ", ".join(keys) + "." if keys else "Please try again.", state
+            )
+        for prompt in state.say:
+            await self._say(prompt, state)
+
+    async def _escalate(self, state: State, kind: str) -> str | None:
+        """The state's transition for this miss, once; after that, the handoff state."""
+        if (state.name, kind) not in self._escalated and any(t.event == kind for t in state.on):
+            self._escalated.add((state.name, kind))
+            return await self._fire(state, event=kind)
+        return self._handoff_state(state.name)
+
+    # --- slots ----------------------------------------------------------------------------------
+    async def _collect(self, state: State) -> str | None:
+        for name in state.collect:
+            slot = self.flow.slots[name]
+            offered = self._offered.pop(name, None)  # given before it was asked for
+            if offered is not None and (not slot.sensitive or await self._confirmed(state, name, offered)):
+                self.session.slots[name] = offered
+            while name not in self.session.slots:
+                await self._say(slot.prompt or "", state)
+                heard = await self._hear(state, slot.secure, _keys_for(slot), _grammar_for(slot))
+                if heard.silent:
+                    if self._missed(state, "no_input") == "escalate":
+                        return "no_input"
+                    continue
+                got = parse(slot, heard.said, heard.keyed, self.today)
+                if got.value is None:
+                    await self._say_text(f"Sorry, {got.reason}.", state)
+                    if self._missed(state, "no_match") == "escalate":
+                        return "no_match"
+                    continue
+                if slot.sensitive and not await self._confirmed(state, name, got.value):
+                    continue
+                self.session.slots[name] = got.value
+        return None
+
+    async def _confirmed(self, state: State, name: str, value: str) -> bool:
+        prompt = f"confirm_{name}"
+        if prompt in self.flow.prompts:
+            await self._say(prompt, state, {name: value})
+        else:
+            await self._say_text(f"I have {' '.join(value)}. Is that right?", state)
+        answer = await self._hear(state, grammar="yesno")
+        return parse(_YES_NO, answer.said, answer.keyed).value == "yes"
+
+    # --- the caller's turn ----------------------------------------------------------------------
+    async def _listen(self, state: State) -> str | None:
+        intents = [self.flow.intents[n] for n in state.listen]
+        keys = [i.dtmf for i in intents if i.dtmf] + [t.dtmf for t in state.on if t.dtmf]
+        while True:
+            heard = await self._hear(state, max_keys=max((len(k) for k in keys), default=1))
+            if heard.silent:
+                step = self._missed(state, "no_input")
+                if step == "escalate":
+                    return await self._escalate(state, "no_input")
+                await self._retry(state, step, intents)
+                continue
+            if heard.keyed and any(t.dtmf == heard.keyed for t in state.on):
+                return await self._fire(state, dtmf=heard.keyed)
+            decision = await self._decide(state, intents, heard)
+            if decision.kind == "confirm" and decision.intent is not None:
+                decision = await self._confirm(state, intents, decision)
+            elif decision.kind == "disambiguate":
+                decision = await self._disambiguate(state, intents, decision)
+            if decision.kind == "act" and decision.intent is not None:
+                self.session.intent = decision.intent
+                missing = [self.flow.slots[n] for n in self.flow.slots if n not in self.session.slots]
+                self._offered.update(entities(missing, heard.said))  # "... ending 4421"
+                return await self._fire(state, intent=decision.intent)
+            step = self._missed(state, "no_match")
+            if step == "escalate":
+                return await self._escalate(state, "no_match")
+            await self._retry(state, step, intents)
+
+    async def _decide(self, state: State, intents: Sequence[Intent], heard: CallerInput) -> Decision:
+        guesses = self.model.guesses(heard.said) if self.model is not None and heard.said else ()
+        decision = decide(intents, state.settings, heard.said, heard.keyed, guesses)
+        self.session.decisions.append(
+            DecisionRecord(
+                state.name, heard.said, heard.keyed, decision, self.flow.version,
+                self.model.version if self.model is not None else None,
+            )
+        )  # fmt: skip
+        log.info("flow.decision", flow=self.flow.name, flow_version=self.flow.version, state=state.name,
+                 kind=decision.kind, intent=decision.intent, source=decision.source,
+                 confidence=decision.confidence, reason=decision.reason)  # fmt: skip
+        return decision
+
+    async def _confirm(self, state: State, intents: Sequence[Intent], decision: Decision) -> Decision:
+        intent = self.flow.intents[decision.intent or ""]
+        if intent.confirm:
+            await self._say(intent.confirm, state)
+        else:
+            await self._say_text(f"You want {intent.name.replace('_', ' ')}, right?", state)
+        answer = await self._hear(state, grammar="yesno")
+        if parse(_YES_NO, answer.said, answer.keyed).value == "yes":
+            return Decision("act", intent.name, decision.source, decision.confidence, reason="confirmed")
+        return Decision("no_match", None, decision.source, decision.confidence, reason="not confirmed")
+
+    async def _disambiguate(self, state: State, intents: Sequence[Intent], decision: Decision) -> Decision:
+        a, b = decision.alternatives[:2]
+        await self._say_text(
+            f"Do you want {a.replace('_', ' ')}, or {b.replace('_', ' ')}? Press 1 or 2, or say which.", state
+        )
+        answer = await self._hear(state)
+        if answer.keyed in ("1", "2"):
+            return Decision("act", (a, b)[int(answer.keyed) - 1], "dtmf", 1.0, reason="chosen by key")
+        two = [i for i in intents if i.name in (a, b)]
+        return await self._decide(state, two, answer)
+
+
+def _keys_for(slot: Slot) -> int | None:
+    """Keys that complete a slot's answer without waiting for # (None: # or a pause ends it)."""
+    if slot.type == "digits" and slot.length is not None:
+        return slot.length
+    return 1 if slot.type == "yes_no" else None
+
+
+def _grammar_for(slot: Slot) -> str | None:
+    """Digits and yes/no are heard best against their few words (the bundled digit model)."""
+    if slot.type in ("digits", "card_number"):
+        return "digits"
+    return "yesno" if slot.type == "yes_no" else None

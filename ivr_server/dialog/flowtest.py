@@ -1,0 +1,148 @@
+"""Flow tests: scripted callers run through a flow, with what each turn must find.
+
+A test file (YAML) names its flow and lists tests; each test is the caller's turns in order
+(``say: words``, ``keys: "4421"``, or ``silence: true``), each with optional expectations
+about the moment it is heard (``state``), and expectations about the end: ``slots``,
+``tools`` called (in order, with outcomes), ``outcome`` (transfer, hangup), ``transfer``
+variables and phrases the caller ``heard``. ``backend: demo`` runs the demo bank in-process
+and points every service at it. Used by ``ivr-server flows test`` and by pytest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ivr_server.dialog.engine import CallerInput, Engine, Session
+from ivr_server.dialog.spec.loader import load_flow
+from ivr_server.dialog.spec.model import Flow, Settings
+from ivr_server.errors import FlowError
+from ivr_server.tools.client import Service, ToolClient
+
+
+class ScriptPort:
+    """The caller's side, from a script; records what the caller heard and where each turn fell."""
+
+    def __init__(self, turns: list[dict[str, Any]]) -> None:
+        self.turns = list(turns)
+        self.heard: list[str] = []
+        self.transferred: tuple[dict[str, str], dict[str, str]] | None = None
+        self.hung_up = False
+        self.engine: Engine | None = None
+        self.at: list[str] = []  # the state each turn was heard in
+        self.failures: list[str] = []
+
+    async def say(self, text: str, barge_in: bool) -> None:
+        self.heard.append(text)
+
+    async def hear(
+        self, settings: Settings, secure: bool, max_keys: int | None, grammar: str | None
+    ) -> CallerInput:
+        state = self.engine.session.state if self.engine is not None else ""
+        if not self.turns:
+            self.failures.append(
+                f"the flow asked for turn {len(self.at) + 1} in state '{state}', the script had no more"
+            )
+            return CallerInput()  # silence: the flow's no-input handling ends the call
+        turn = self.turns.pop(0)
+        self.at.append(state)
+        expected = (turn.get("expect") or {}).get("state")
+        if expected is not None and expected != state:
+            self.failures.append(f"turn {len(self.at)}: expected state '{expected}', was '{state}'")
+        return CallerInput(str(turn.get("say", "")), str(turn.get("keys", "")))
+
+    async def transfer(self, target: Mapping[str, str], variables: Mapping[str, str]) -> None:
+        self.transferred = (dict(target), dict(variables))
+
+    async def hangup(self) -> None:
+        self.hung_up = True
+
+
+@dataclass
+class TestResult:
+    name: str
+    failures: list[str] = field(default_factory=list)
+    session: Session | None = None
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def read_tests(path: Path) -> tuple[dict[str, Any], Flow]:
+    """The test file and its flow (FlowError naming what is wrong with either)."""
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise FlowError(f"{path}: cannot read the flow test file: {err}") from err
+    if not isinstance(spec, dict) or not isinstance(spec.get("tests"), list) or "flow" not in spec:
+        raise FlowError(f"{path}: a flow test file needs 'flow: FILE' and a list of 'tests'")
+    return spec, load_flow((path.parent / str(spec["flow"])).resolve())
+
+
+async def run_file(path: Path, services: Mapping[str, Service] | None = None) -> list[TestResult]:
+    spec, flow = await asyncio.to_thread(read_tests, path)
+    today = dt.date.fromisoformat(str(spec.get("today", "2026-11-24")))
+    runner = None
+    if spec.get("backend") == "demo":
+        from ivr_server.tools.demo_bank import serve
+
+        runner, port = await serve("127.0.0.1", 0)
+        services = {
+            name: Service(f"http://127.0.0.1:{port}") for name in {t.service for t in flow.tools.values()}
+        }
+    try:
+        return [await run_test(flow, test, services or {}, today) for test in spec["tests"]]
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+
+
+async def run_test(
+    flow: Flow, test: dict[str, Any], services: Mapping[str, Service], today: dt.date
+) -> TestResult:
+    result = TestResult(str(test.get("name", "unnamed")))
+    port = ScriptPort(list(test.get("turns") or []))
+    tools = ToolClient(services)
+    try:
+        engine = Engine(flow, port, tools, today=today)
+        port.engine = engine
+        session = await engine.run()
+    finally:
+        await tools.aclose()
+    result.session = session
+    result.failures += port.failures
+    if port.turns:
+        result.failures.append(f"the flow ended with {len(port.turns)} scripted turn(s) unused")
+    want = test.get("expect") or {}
+    for name, value in (want.get("slots") or {}).items():
+        if session.slots.get(name) != str(value):
+            result.failures.append(f"slot {name}: expected {value!r}, got {session.slots.get(name)!r}")
+    if "tools" in want and [t for t, _ in session.tool_calls] != list(want["tools"]):
+        result.failures.append(f"tools: expected {want['tools']}, called {session.tool_calls}")
+    if "outcome" in want and session.outcome != want["outcome"]:
+        result.failures.append(f"outcome: expected {want['outcome']}, got {session.outcome}")
+    for name, value in (want.get("transfer") or {}).items():
+        got = session.transfer_variables.get(name)
+        if got is None or str(value) not in got:
+            result.failures.append(f"transfer variable {name}: expected {value!r} in it, got {got!r}")
+    spoken = " ".join(port.heard)
+    # Always: a secure slot's value is never spoken, shown in the transcript or passed on.
+    for name, value in session.slots.items():
+        if flow.slots[name].secure:
+            places = {"prompts": spoken, "transcript": str(session.transcript),
+                      "transfer variables": str(session.transfer_variables)}  # fmt: skip
+            result.failures += [f"secure slot {name} appears in the {where}" for where, text in places.items()
+                                if value in text]  # fmt: skip
+    for phrase in want.get("heard") or []:
+        if str(phrase) not in spoken:
+            result.failures.append(f"the caller never heard {phrase!r}")
+    if "states" in want and session.visited != list(want["states"]):
+        result.failures.append(f"states: expected {want['states']}, went {session.visited}")
+    return result

@@ -1,0 +1,93 @@
+"""Spoken numbers as text: "four four two one", "double four", "one hundred and twenty three"."""
+
+from __future__ import annotations
+
+import re
+
+DIGIT_WORDS = {
+    "zero": "0", "oh": "0", "o": "0", "nought": "0",
+    "one": "1", "two": "2", "to": "2", "too": "2", "three": "3", "four": "4", "for": "4",
+    "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9",
+}  # fmt: skip
+UNITS = {
+    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+    "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13,
+    "fourteen": 14, "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19,
+}  # fmt: skip
+TENS = {
+    "twenty": 20,
+    "thirty": 30,
+    "forty": 40,
+    "fifty": 50,
+    "sixty": 60,
+    "seventy": 70,
+    "eighty": 80,
+    "ninety": 90,
+}
+SCALES = {"hundred": 100, "thousand": 1000, "million": 1_000_000}
+REPEATS = {"double": 2, "triple": 3}
+_TOKEN = re.compile(r"[a-z]+|\d+(?:\.\d+)?")
+
+
+def tokens(text: str) -> list[str]:
+    return _TOKEN.findall(text.lower().replace(",", ""))
+
+
+def digit_runs(text: str) -> list[str]:
+    """Runs of digits as said one by one or written: "ending four four 2 1, thanks" -> ["4421"].
+    Filler words end a run; "double"/"triple" repeat the next digit."""
+    runs: list[str] = []
+    current, repeat = "", 1
+    for tok in tokens(text):
+        if tok.isdigit():
+            current += tok * repeat
+            repeat = 1
+        elif tok in REPEATS:
+            repeat = REPEATS[tok]
+        elif tok in DIGIT_WORDS and not (tok in ("to", "too", "for", "o") and not current and repeat == 1):
+            current += DIGIT_WORDS[tok] * repeat  # "to"/"for"/"o" only inside a run: they are words too
+            repeat = 1
+        else:
+            if current:
+                runs.append(current)
+            current, repeat = "", 1
+    if current:
+        runs.append(current)
+    return runs
+
+
+def number_value(text: str) -> float | None:
+    """A number said as words or written: "one hundred and twenty three" -> 123, "12.50" -> 12.5,
+    "twelve point five" -> 12.5. None when the text holds no number."""
+    total, group, seen, decimals, in_decimals = 0, 0, False, "", False
+    for tok in tokens(text):
+        if re.fullmatch(r"\d+(\.\d+)?", tok):
+            if in_decimals:
+                decimals += tok.replace(".", "")
+            else:
+                group += float(tok) if "." in tok else int(tok)  # type: ignore[assignment]
+            seen = True
+        elif in_decimals and tok in DIGIT_WORDS:
+            decimals += DIGIT_WORDS[tok]
+        elif tok in UNITS:
+            group += UNITS[tok]
+            seen = True
+        elif tok in TENS:
+            group += TENS[tok]
+            seen = True
+        elif tok == "hundred":
+            group = (group or 1) * 100
+            seen = True
+        elif tok in SCALES:
+            total += (group or 1) * SCALES[tok]
+            group, seen = 0, True
+        elif tok == "point" and seen:
+            in_decimals = True
+        elif tok in ("and", "a"):
+            continue
+        elif seen:
+            break  # the number has ended ("fifty dollars")
+    if not seen:
+        return None
+    value = float(total + group)
+    return value + float(f"0.{decimals}") if decimals else value

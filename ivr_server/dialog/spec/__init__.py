@@ -1,0 +1,1 @@
+"""Declarative flows: YAML files read with their positions, checked, and turned into a Flow."""

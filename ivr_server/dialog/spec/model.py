@@ -1,0 +1,117 @@
+"""A flow as the engine runs it: frozen, checked, and free of YAML (see parse.py for the file)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ivr_server.dialog.spec.template import Template
+
+SLOT_TYPES = ("digits", "number", "amount", "date", "yes_no", "text", "card_number")
+EVENTS = ("no_input", "no_match", "done", "error", "always", "said_yes", "said_no")
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Per-state settings; the flow's ``settings`` are the defaults every state starts from."""
+
+    barge_in: bool = True
+    end_silence_ms: int = 300
+    no_input_ms: int = 6000
+    max_no_input: int = 2  # then the state's no_input transition, or the flow's escalation
+    max_no_match: int = 2
+    act_above: float = 0.80  # model confidence to act without asking
+    confirm_above: float = 0.50  # between the two: "You want to ..., right?"; below: reprompt
+
+
+@dataclass(frozen=True)
+class Prompt:
+    name: str
+    text: dict[str, Template]  # language -> template
+
+
+@dataclass(frozen=True)
+class Intent:
+    name: str
+    examples: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()  # a phrase heard in the words decides deterministically
+    patterns: tuple[str, ...] = ()  # regular expressions over the words, also deterministic
+    dtmf: str | None = None
+    confirm: str | None = None  # prompt for "You want to ..., right?"
+
+
+@dataclass(frozen=True)
+class Slot:
+    name: str
+    type: str
+    prompt: str | None = None
+    length: int | None = None  # digits: exactly this many
+    sensitive: bool = False  # confirmed before use
+    secure: bool = False  # never echoed, logged or stored in clear
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    method: str
+    service: str  # base URL, header secrets and circuit breaker come from config, per service
+    path: Template
+    body: dict[str, Template] = field(default_factory=dict)
+    timeout_s: float = 3.0
+    retries: int = 0
+    idempotent: bool = False
+    critical: bool = False  # not cancelled by barge-in
+    filler_after_ms: int = 1000
+    filler: str | None = None  # prompt played when the call takes longer than filler_after_ms
+    result: dict[str, str] = field(default_factory=dict)  # slot -> dotted path in the JSON answer
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str  # say | call | set | transfer | hangup
+    prompt: str | None = None
+    tool: str | None = None
+    values: dict[str, str] = field(default_factory=dict)
+    transfer: dict[str, str] = field(default_factory=dict)  # context/extension/queue
+
+
+@dataclass(frozen=True)
+class Transition:
+    intent: str | None = None
+    event: str | None = None
+    dtmf: str | None = None
+    when: dict[str, str | bool] = field(default_factory=dict)  # slot -> value, or True: filled
+    actions: tuple[Action, ...] = ()
+    goto: str | None = None
+
+
+@dataclass(frozen=True)
+class State:
+    name: str
+    say: tuple[str, ...] = ()
+    listen: tuple[str, ...] = ()  # intents accepted here
+    collect: tuple[str, ...] = ()  # slots to fill (only those still missing are asked)
+    actions: tuple[Action, ...] = ()  # on entry, after say
+    on: tuple[Transition, ...] = ()
+    settings: Settings = Settings()
+    end: bool = False
+
+    @property
+    def terminal(self) -> bool:
+        return self.end or any(a.kind in ("transfer", "hangup") for a in self.actions)
+
+
+@dataclass(frozen=True)
+class Flow:
+    name: str
+    start: str
+    languages: tuple[str, ...]
+    settings: Settings
+    prompts: dict[str, Prompt]
+    intents: dict[str, Intent]
+    slots: dict[str, Slot]
+    tools: dict[str, Tool]
+    states: dict[str, State]
+    file: str = "<flow>"
+    handoff: str | None = None  # where a caller goes when misses escalate (an agent)
+    version: str = ""  # sha256 of the file's text, first 12 hex digits: recorded with every decision

@@ -1,0 +1,1 @@
+"""Back-end tools: HTTP calls a flow declares, with timeouts, retries and a breaker per service."""

@@ -1,0 +1,144 @@
+"""The demo back end for flows/banking.yaml and flows/phone-tree.yaml: a small HTTP service
+with a few accounts, card blocking it records, and faults tests can order.
+
+    GET  /accounts/{account}/balance            {"available": "1234.56", "currency": "USD"}
+    GET  /accounts/{account}/transactions?limit  {"summary": "...", "items": [...]}
+    POST /cards/block {"last4": "4421"}          {"reference": "BLK-000001", "status": "blocked"}
+    GET  /_calls                                 every call so far (what the tests assert on)
+    POST /_faults {"delay_ms", "status", "malformed", "times"}   the next requests misbehave
+    GET  /health
+
+Run it with ``ivr-server demo-bank`` (127.0.0.1:8099).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+ACCOUNTS = {
+    "12345678": {
+        "available": "1234.56",
+        "items": [("Coffee Corner", "-4.50"), ("Salary", "2500.00"), ("Grocer", "-82.17")],
+    },
+    "87654321": {"available": "12.05", "items": [("Rent", "-950.00"), ("Bookshop", "-23.99")]},
+}  # fmt: skip
+
+
+@dataclass
+class Fault:
+    delay_ms: int = 0
+    status: int = 0
+    malformed: bool = False
+    times: int = 1
+
+
+@dataclass
+class Bank:
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    faults: list[Fault] = field(default_factory=list)
+    refs: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    async def misbehave(self) -> web.Response | None:
+        if not self.faults:
+            return None
+        fault = self.faults[0]
+        fault.times -= 1
+        if fault.times <= 0:
+            self.faults.pop(0)
+        if fault.delay_ms:
+            await asyncio.sleep(fault.delay_ms / 1000)
+        if fault.status:
+            return web.json_response({"error": "injected"}, status=fault.status)
+        if fault.malformed:
+            return web.Response(text="<html>not json", content_type="text/html")
+        return None
+
+
+def make_app() -> web.Application:
+    bank = Bank()
+    app = web.Application(client_max_size=64 * 1024)
+
+    def record(request: web.Request, body: Any = None) -> None:
+        bank.calls.append({"method": request.method, "path": request.rel_url.raw_path, "body": body,
+                           "idempotency_key": request.headers.get("Idempotency-Key")})  # fmt: skip
+
+    async def account_of(request: web.Request) -> dict[str, Any] | web.Response:
+        """The account a request names, or the answer to send instead (a fault, a 404)."""
+        record(request)
+        if (bad := await bank.misbehave()) is not None:
+            return bad
+        account = ACCOUNTS.get(request.match_info["account"])
+        if account is None:
+            return web.json_response({"error": "no such account"}, status=404)
+        return account
+
+    async def balance(request: web.Request) -> web.Response:
+        account = await account_of(request)
+        if isinstance(account, web.Response):
+            return account
+        return web.json_response({"available": account["available"], "currency": "USD"})
+
+    async def transactions(request: web.Request) -> web.Response:
+        account = await account_of(request)
+        if isinstance(account, web.Response):
+            return account
+        limit = request.query.get("limit", "3")
+        if not limit.isdigit():
+            return web.json_response({"error": "limit must be a whole number"}, status=400)
+        items = account["items"][: max(1, min(10, int(limit)))]
+        summary = "; ".join(
+            f"{name}, {amount.lstrip('-')} dollars {'out' if amount.startswith('-') else 'in'}"
+            for name, amount in items
+        )
+        return web.json_response({"summary": summary, "items": [{"name": n, "amount": a} for n, a in items]})
+
+    async def block(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except (ValueError, json.JSONDecodeError):
+            body = None
+        record(request, body)
+        if (bad := await bank.misbehave()) is not None:
+            return bad
+        last4 = body.get("last4") if isinstance(body, dict) else None
+        if not (isinstance(last4, str) and len(last4) == 4 and last4.isdigit()):
+            return web.json_response({"error": "last4 must be 4 digits"}, status=400)
+        return web.json_response({"reference": f"BLK-{next(bank.refs):06d}", "status": "blocked"})
+
+    async def calls(_request: web.Request) -> web.Response:
+        return web.json_response(bank.calls)
+
+    async def faults(request: web.Request) -> web.Response:
+        spec = await request.json()
+        bank.faults.append(Fault(int(spec.get("delay_ms", 0)), int(spec.get("status", 0)),
+                                 bool(spec.get("malformed", False)), int(spec.get("times", 1))))  # fmt: skip
+        return web.json_response({"queued": len(bank.faults)})
+
+    async def health(_request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    app.router.add_get("/accounts/{account}/balance", balance)
+    app.router.add_get("/accounts/{account}/transactions", transactions)
+    app.router.add_post("/cards/block", block)
+    app.router.add_get("/_calls", calls)
+    app.router.add_post("/_faults", faults)
+    app.router.add_get("/health", health)
+    return app
+
+
+async def serve(host: str = "127.0.0.1", port: int = 8099) -> tuple[web.AppRunner, int]:
+    """Started and listening; port 0 picks a free one (returned)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    runner = web.AppRunner(make_app(), access_log=None)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    return runner, int(sock.getsockname()[1])

@@ -1,0 +1,131 @@
+"""The banking flow in a real call: sandbox Asterisk, SIPp speaking Piper sentences, the demo
+bank as the back end. A caller who lost their card and says the last four digits gets it
+blocked and hears so; a caller who asks for a person reaches [ivr-agents] with the context."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from ivr_server.dialog.spec.loader import load_flow
+from ivr_server.media.g711 import ulaw_decode, ulaw_encode
+from ivr_server.speech.tts.engines import load_tts_engine
+from ivr_server.speech.tts.synthesizer import Synthesizer
+from ivr_server.store.database import create_engine
+from ivr_server.store.queries import EventRecord, call_events_of, list_calls, turns_of
+from tests.conftest import REPO, running_server, sandbox, server_settings, settle
+from tests.e2e.test_voice_call import audio_of
+from tests.support.audio import best_match, piper, piper_to_ulaw_wav
+from tests.support.capture import Datagram, LoopbackCapture
+from tests.support.sipp import Keys, Pause, SippCall, Speak, scenario
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("asterisk")]
+
+FLOW = load_flow(REPO / "flows" / "banking.yaml")
+
+
+def prompt_ms(name: str, **slots: str) -> int:
+    """How long the flow's prompt takes to say (Piper, as the server renders it), plus a margin."""
+    text = FLOW.prompts[name].text["en"].render(slots)
+    return int(len(piper(text, 8000)) / 8) + 1200
+
+
+async def place(database_url: str, bank: str, call: SippCall, tmp_path: Path) -> list[Datagram]:
+    from ivr_server.config import ToolService
+
+    service = ToolService(url=bank, breaker_failures=3, breaker_reset_s=30.0)
+    settings = server_settings(database_url, tools_services={"bank": service})
+    async with running_server(settings) as server:
+        async with LoopbackCapture(tmp_path / "caller.pcap", f"udp port {call.media_port}") as cap:
+            assert await call.run() == 0, call.errors()
+        await settle(server, 30)
+    return cap.datagrams()
+
+
+async def events_of(url: str) -> tuple[list[EventRecord], str | None, list[str]]:
+    """The call's events, its end reason, and its turns as "role: text" (for failure messages)."""
+    engine = create_engine(url)
+    try:
+        (call,) = await list_calls(engine, 5)
+        turns = [f"{t.role}: {t.text} ({t.outcome})" for t in await turns_of(engine, call.id)]
+        return await call_events_of(engine, call.id), call.end_reason, turns
+    finally:
+        await engine.dispose()
+
+
+def spoken(text: str, tmp_path: Path, name: str) -> Speak:
+    wav = tmp_path / f"{name}.wav"
+    return Speak(wav, int(piper_to_ulaw_wav(text, wav) * 1000) + 400)
+
+
+async def test_a_lost_card_is_blocked_after_the_caller_says_its_last_four_digits(
+    database_url: str, bank: str, tmp_path: Path
+) -> None:
+    steps = [
+        Pause(prompt_ms("welcome")),
+        # PocketSphinx hears Piper's "I lost my card." as "i want my course": until the intent
+        # model and flow-biased recognition land (issue 4), the caller says it the way it hears.
+        spoken("I lost my credit card.", tmp_path, "lost"),
+        Pause(prompt_ms("ask_last4")),
+        spoken("four, four, two, one.", tmp_path, "digits"),
+        Pause(prompt_ms("confirm_last4", last4="4421")),
+        spoken("yes.", tmp_path, "yes"),
+        Pause(prompt_ms("blocked", last4="4421") + prompt_ms("anything_else")),
+        Keys("9"),  # nothing else: goodbye, and the server hangs up
+    ]
+    call = SippCall(scenario(steps, tmp_path, bye_timeout_ms=30000), service="400", workdir=tmp_path)
+    datagrams = await place(database_url, bank, call, tmp_path)
+
+    async with httpx.AsyncClient() as http:
+        made = (await http.get(f"{bank}/_calls")).json()
+    events, end_reason, turns = await events_of(database_url)
+    assert [(c["method"], c["path"], c["body"]) for c in made] == [
+        ("POST", "/cards/block", {"last4": "4421"})
+    ], turns
+    assert end_reason == "completed"
+    (ended,) = [e.payload for e in events if e.type == "flow_ended"]
+    assert ended["states"] == ["welcome", "lost_card", "block_card", "anything_else", "goodbye"], ended
+    assert ended["tools"] == [["block_card", "ok"]] and ended["intent"] == "done"  # the last one: key 9
+    decisions = [e.payload for e in events if e.type == "decision"]
+    assert decisions[0]["intent"] == "lost_card" and decisions[0]["flow_version"] == FLOW.version
+
+    # The caller heard the confirmation: its first sentence, as the server's Piper renders it,
+    # is in what reached the caller's side (PocketSphinx alone reads Piper's "blocked" poorly).
+    heard = np.concatenate(
+        [pcm for _, pcm in audio_of([d for d in datagrams if d.dst_port == call.media_port])]
+    )
+    synth = Synthesizer(load_tts_engine("piper"))
+    try:
+        confirmation, _ = await synth.render("The card ending 4 4 2 1 is blocked.", 8000)
+    finally:
+        synth.close()
+    score, _ = best_match(heard, ulaw_decode(ulaw_encode(confirmation)))
+    assert score > 0.9, f"the confirmation did not reach the caller (score {score:.2f}): {turns}"
+
+
+async def test_a_caller_who_asks_for_a_person_is_transferred_with_the_context(
+    database_url: str, bank: str, tmp_path: Path
+) -> None:
+    steps = [Pause(prompt_ms("welcome")), spoken("I want to speak to an agent.", tmp_path, "agent")]
+    call = SippCall(scenario(steps, tmp_path, bye_timeout_ms=30000), service="400", workdir=tmp_path)
+    await place(database_url, bank, call, tmp_path)
+
+    events, end_reason, turns = await events_of(database_url)
+    assert end_reason == "transferred", turns
+    (handoff,) = [e.payload for e in events if e.type == "handoff"]
+    assert (handoff["context"], handoff["extension"]) == ("ivr-agents", "100")
+    session = handoff["variables"]["IVR_SESSION_ID"]
+    # What the dialplan saw on the channel: [ivr-agents] logs it to the sandbox's console.
+    console = Path(sandbox("path").stdout.strip()).parent / "asterisk-console.log"
+    lines = [
+        line
+        for line in console.read_text(errors="replace").splitlines()
+        if f"ivr-handoff session={session}" in line
+    ]
+    assert lines, f"[ivr-agents] never saw session {session}"
+    assert (
+        f"flow=banking@{FLOW.version} intent=agent status=transferred summary=banking: agent" in lines[0]
+    ), lines[0]

@@ -1,0 +1,188 @@
+"""Flow files: the shipped flows load, and each kind of mistake is named with its place."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ivr_server.dialog.spec.loader import check_file, check_text, load_flow
+from ivr_server.dialog.spec.template import parse_template
+from ivr_server.errors import FlowError
+
+REPO = Path(__file__).resolve().parents[2]
+BANKING = (REPO / "flows" / "banking.yaml").read_text()
+
+
+def problems_of(text: str) -> list[str]:
+    flow, problems = check_text(text, "banking.yaml")
+    assert flow is None, "expected the flow to be rejected"
+    return [str(p) for p in problems]
+
+
+def line_of(text: str, needle: str) -> int:
+    """The first line containing ``needle``, or equal to it when it ends with a newline."""
+    if needle.endswith("\n"):
+        return next(i for i, line in enumerate(text.splitlines(), 1) if line == needle[:-1])
+    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+@pytest.mark.parametrize("name", ["banking", "phone-tree"])
+def test_the_shipped_flows_are_valid(name: str) -> None:
+    flow = load_flow(REPO / "flows" / f"{name}.yaml")
+    assert flow.name == name and flow.start in flow.states
+    assert {"balance", "transactions", "lost_card", "agent"} <= flow.intents.keys()
+    assert flow.slots["account"].secure and flow.slots["last4"].length == 4
+    assert flow.tools["block_card"].critical and flow.tools["get_balance"].retries == 2
+
+
+def test_a_typo_in_a_state_name_is_named_with_its_line_and_a_suggestion() -> None:
+    text = BANKING.replace("{intent: lost_card, goto: lost_card}", "{intent: lost_card, goto: lost_crad}", 1)
+    line = line_of(text, "goto: lost_crad")
+    (problem,) = problems_of(text)
+    assert problem.startswith(f"banking.yaml:{line}:")
+    assert "state 'lost_crad' is not defined (did you mean 'lost_card'?)" in problem
+
+
+def test_a_missing_prompt_is_named_where_it_is_used() -> None:
+    text = BANKING.replace('  ask_last4: "Please say or key in the last four digits of the card."\n', "")
+    problem = " ".join(problems_of(text))
+    assert f"banking.yaml:{line_of(text, 'prompt: ask_last4')}:" in problem
+    assert "prompt 'ask_last4' is not defined" in problem
+
+
+def test_a_cycle_with_no_exit_is_rejected_naming_its_states() -> None:
+    text = BANKING.replace(
+        "      - {event: no_input, goto: goodbye}\n", "      - {event: no_input, goto: welcome}\n"
+    )
+    text = text.replace("      - {intent: done, goto: goodbye}\n", "      - {intent: done, goto: welcome}\n")
+    text = text.replace("      - {event: said_no, goto: goodbye}\n", "")
+    text = text.replace('      - transfer: {context: ivr-agents, extension: "100"}\n', "")
+    text = text.replace(
+        "  agent:\n    say: to_agent\n    do:\n", "  agent:\n    say: to_agent\n    on: [{goto: welcome}]\n"
+    )
+    problems = problems_of(text)
+    state_line = line_of(text, "  welcome:\n")
+    assert any(
+        p.startswith(f"banking.yaml:{state_line}:3: state 'welcome' has no way out") for p in problems
+    ), problems
+    assert "none of them ends, transfers or hangs up" in problems[0]
+
+
+def test_a_slot_of_an_unknown_type_is_named_with_the_types_there_are() -> None:
+    text = BANKING.replace("    type: digits\n    length: 4", "    type: digit\n    length: 4", 1)
+    problems = problems_of(text)
+    assert any(
+        p.startswith(f"banking.yaml:{line_of(text, 'type: digit')}:")
+        and "slot 'last4': unknown type 'digit' (did you mean 'digits'?)" in p
+        and "card_number" in p
+        for p in problems
+    ), problems
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    text = BANKING.replace("goto: lost_card}", "goto: lost_crad}", 1).replace("type: amount", "type: money")
+    text = text.replace("  agent:\n    examples:", "  agent:\n    exampels:")
+    problems = problems_of(text)
+    assert any("unknown key 'exampels' (did you mean 'examples'?)" in p for p in problems)
+    assert any("lost_crad" in p for p in problems) and any("'money'" in p for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("flow: x\nstates: [\n", ":3:1: not valid YAML"),
+        ("", ":1:1: the file is empty"),
+        ("flow: x\nstates:\n  a: {end: true}\n  a: {end: true}\n", ":4:3: 'a' is defined twice"),
+        ("flow: x\nstates:\n  a: {end: yes, say: [1, {x: 2}]}\n", "states.a.say items must be text"),
+        (
+            "flow: x\nstates:\n  a:\n    on: [{event: no, goto: a}]\n",
+            "event was read as False (YAML): quote the name",
+        ),
+        ("flow: x\nstates:\n  Bad-Name: {end: true}\n", "'Bad-Name' is not a valid name"),
+        (
+            "flow: x\nprompts: {p: \"{__import__('os')}\"}\nstates:\n  a: {say: p, end: true}\n",
+            "must be a slot name",
+        ),
+        (
+            'flow: x\nslots: {pin: {type: digits, secure: true}}\nprompts: {p: "PIN {pin}"}\n'
+            "states:\n  a: {say: p, end: true}\n",
+            "slot 'pin' is secure: a prompt must never speak it",
+        ),
+        (
+            "flow: x\ntools: {t: {method: POST, service: bank, path: /x, retries: 2}}\n"
+            "states:\n  a: {do: [{call: t}], end: true}\n",
+            "retries but is not idempotent",
+        ),
+        (
+            "flow: x\nsettings: {act_above: 0.3, confirm_above: 0.6}\nstates:\n  a: {end: true}\n",
+            "confirm_above <= act_above",
+        ),
+        ("flow: x\nstates:\n  a: {say: []}\n", "state 'a' has no way on"),
+        (
+            "a: &a [x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+            "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: [*e,*e,*e,*e,*e]\n",
+            "more than 100000 values (YAML aliases expanding?)",
+        ),
+    ],
+)
+def test_bad_input_gets_a_message_naming_the_place(text: str, expected: str) -> None:
+    assert any(expected in p for p in problems_of(text)), problems_of(text)
+
+
+def test_the_cli_validates_and_exits_6_on_a_bad_flow(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BANKING.replace("goto: lost_card}", "goto: lost_crad}", 1))
+    run = [sys.executable, "-m", "ivr_server", "flows", "validate"]
+    ok = subprocess.run(
+        [*run, str(REPO / "flows" / "banking.yaml")], capture_output=True, text=True, check=False
+    )
+    assert ok.returncode == 0 and "ok: flow 'banking' (8 states" in ok.stdout
+    out = subprocess.run([*run, str(bad)], capture_output=True, text=True, check=False)
+    assert out.returncode == 6
+    assert f"{bad}:{line_of(bad.read_text(), 'lost_crad')}:" in out.stderr and "1 problem(s)" in out.stderr
+    missing = subprocess.run([*run, str(tmp_path / "nope.yaml")], capture_output=True, text=True, check=False)
+    assert missing.returncode == 6 and "cannot read the file" in missing.stderr
+
+
+def test_load_flow_raises_with_every_problem(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("flow: x\nstates:\n  a: {goto: b}\n")
+    with pytest.raises(FlowError, match=r"bad.yaml:3:3: state 'a' has no way on.*\(and 1 more\)") as err:
+        load_flow(bad)
+    assert any("3:13: unknown key 'goto'" in str(p) for p in err.value.problems)
+    assert check_file(bad)[0] is None
+
+
+def test_templates_render_slots_and_only_slots() -> None:
+    t = parse_template("Card ending {last4:digits}: {{not a slot}} {balance:amount}.")
+    assert t.slots == ("last4", "balance")
+    assert t.render({"last4": "4421", "balance": "1234.5"}) == (
+        "Card ending 4 4 2 1: {not a slot} 1234 dollars and 50 cents."
+    )
+    for bad in ("{a.b}", "{a[0]}", "{a:unknown}", "{", "}", "{a()}", "{A}"):
+        with pytest.raises(FlowError):
+            parse_template(bad)
+
+
+@given(st.text(max_size=300))
+def test_any_text_gives_a_flow_or_problems_never_an_exception(text: str) -> None:
+    flow, problems = check_text(text)
+    assert (flow is None) == bool(problems)
+
+
+@given(
+    st.text(max_size=80),
+    st.dictionaries(st.from_regex(r"[a-z][a-z0-9_]{0,5}", fullmatch=True), st.text(max_size=20)),
+)
+def test_a_template_parses_or_says_why_and_renders_values_as_text(text: str, values: dict[str, str]) -> None:
+    try:
+        template = parse_template(text)
+    except FlowError:
+        return
+    rendered = template.render(values)
+    assert isinstance(rendered, str)

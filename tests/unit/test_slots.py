@@ -1,0 +1,122 @@
+"""Slot parsers: what a caller says or keys becomes a value, or a reason it is not one."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ivr_server.dialog.slots.parsers import entities, luhn_ok, parse
+from ivr_server.dialog.slots.words import digit_runs, number_value
+from ivr_server.dialog.spec.model import Slot
+
+NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+LAST4 = Slot("last4", "digits", length=4)
+CARD = Slot("card", "card_number")
+TODAY = dt.date(2026, 11, 24)
+
+
+@pytest.mark.parametrize(
+    ("said", "keyed", "value", "reason"),
+    [
+        ("four four two one", "", "4421", None),
+        ("it's 4 4 2 1", "", "4421", None),
+        ("double four two one", "", "4421", None),
+        ("four four", "", None, "need 4 digits, heard 2"),
+        ("", "4421", "4421", None),
+        ("", "44", None, "need 4 digits, heard 2"),
+        ("hello there", "", None, "no digits heard"),
+    ],
+)
+def test_digits_of_a_length(said: str, keyed: str, value: str | None, reason: str | None) -> None:
+    got = parse(LAST4, said, keyed)
+    assert (got.value, got.reason) == (value, reason)
+
+
+@given(st.text(alphabet="0123456789", min_size=1, max_size=12))
+def test_digits_said_one_by_one_come_back_whatever_they_are(digits: str) -> None:
+    said = " ".join(NAMES[int(d)] for d in digits)
+    assert digit_runs(said) == [digits]
+    assert parse(Slot("d", "digits", length=len(digits)), said).value == digits
+
+
+def _with_check_digit(body: str) -> str:
+    return next(body + d for d in "0123456789" if luhn_ok(body + d))
+
+
+@given(st.text(alphabet="0123456789", min_size=12, max_size=18), st.integers(0, 17), st.integers(1, 9))
+def test_a_card_number_needs_its_check_digit(body: str, at: int, bump: int) -> None:
+    card = _with_check_digit(body)
+    assert parse(CARD, keyed=card).value == card
+    i = at % len(card)
+    wrong = card[:i] + str((int(card[i]) + bump) % 10) + card[i + 1 :]
+    assert parse(CARD, keyed=wrong).reason == "the card number's check digit is wrong"
+
+
+def test_card_numbers_spoken_and_of_a_wrong_length() -> None:
+    assert (
+        parse(CARD, "four one one one one one one one one one one one one one one one").value
+        == "4" + "1" * 15
+    )
+    assert parse(CARD, "one two three").reason == "a card number has 13 to 19 digits, heard 3"
+
+
+@pytest.mark.parametrize(
+    ("said", "keyed", "value"),
+    [("yes please", "", "yes"), ("yeah that's right", "", "yes"), ("no it isn't", "", "no"), ("", "1", "yes"),
+     ("", "2", "no"), ("maybe", "", None), ("yes no", "", None)],
+)  # fmt: skip
+def test_yes_or_no(said: str, keyed: str, value: str | None) -> None:
+    assert parse(Slot("ok", "yes_no"), said, keyed).value == value
+
+
+@pytest.mark.parametrize(
+    ("kind", "said", "keyed", "value"),
+    [
+        ("number", "one hundred and twenty three", "", "123"),
+        ("number", "two thousand five hundred", "", "2500"),
+        ("number", "twelve point five", "", "12.5"),
+        ("amount", "twelve dollars and fifty cents", "", "12.50"),
+        ("amount", "one hundred dollars", "", "100.00"),
+        ("amount", "", "12*5", "12.50"),
+        ("amount", "a lot", "", None),
+    ],
+)
+def test_numbers_and_amounts(kind: str, said: str, keyed: str, value: str | None) -> None:
+    assert parse(Slot("n", kind), said, keyed).value == value
+
+
+@given(st.integers(0, 999_999))
+def test_written_numbers_read_as_themselves(n: int) -> None:
+    assert number_value(str(n)) == n
+
+
+@pytest.mark.parametrize(
+    ("said", "keyed", "value"),
+    [
+        ("tomorrow", "", "2026-11-25"),
+        ("march the fifth", "", "2026-03-05"),
+        ("the twenty first of june 2027", "", "2027-06-21"),
+        ("5th of july", "", "2026-07-05"),
+        ("", "05032026", "2026-03-05"),
+        ("february thirtieth", "", None),
+        ("soon", "", None),
+    ],
+)
+def test_dates(said: str, keyed: str, value: str | None) -> None:
+    assert parse(Slot("d", "date"), said, keyed, today=TODAY).value == value
+
+
+def test_free_text_and_nothing() -> None:
+    assert parse(Slot("t", "text"), "  my  address changed ").value == "my address changed"
+    assert parse(Slot("t", "text"), "").reason == "nothing was said"
+
+
+def test_entities_in_the_first_utterance_fill_only_unambiguous_slots() -> None:
+    assert entities([LAST4], "I lost my card ending four four two one") == {"last4": "4421"}
+    assert entities([LAST4], "I lost my card") == {}
+    assert entities([LAST4], "card 1234 or maybe 5678") == {}  # two candidates: ask
+    card = _with_check_digit("411111111111111")
+    assert entities([CARD, LAST4], f"my card number is {card}") == {"card": card}
