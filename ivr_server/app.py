@@ -73,7 +73,7 @@ class IvrServer:
             )
             self.writer = StoreWriter(engine, self.metrics)
             tools = ToolClient(services_from(s.tools_services))
-            flows = {**FLOWS, **load_flows(s.flows_dir, tools, set(FLOWS))}
+            flows = {**FLOWS, **load_flows(s.flows_dir, tools, set(FLOWS), s.data_dir / "nlu-cache")}
             deps = CallDeps(
                 settings=s,
                 rest=rest,

@@ -134,6 +134,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
     from ivr_server.dialog.engine import Engine
+    from ivr_server.dialog.nlu.flow_model import model_for_flow
     from ivr_server.dialog.simulator import Hangup, TerminalPort
     from ivr_server.dialog.spec.loader import load_flow
     from ivr_server.tools.client import Service, ToolClient, services_from
@@ -150,7 +151,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
             services = {name: Service(f"http://127.0.0.1:{port}") for name in services}
         tools = ToolClient(services)
         port_ = TerminalPort()
-        engine = Engine(flow, port_, tools)
+        engine = Engine(flow, port_, tools, model_for_flow(flow))
         port_.engine = engine
         print(
             f"flow '{flow.name}' version {flow.version}: type what the caller says, #digits for keys, /quit"

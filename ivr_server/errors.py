@@ -16,6 +16,7 @@ IvrError
 │   └── EngineUnavailable    an engine's package or model is missing (says how to get it; ASR and TTS)
 ├── SpeechError              text to speech: nothing speakable in the text, or every engine failed
 ├── FlowError                a flow file that is not valid (names the file, line and what was expected)
+├── NluError                 intent data that cannot train a model (names the file and row), a bad encoder
 └── ToolError                a back-end call failed (names the tool and service)
     ├── ToolTimeout          no answer within the tool's timeout_s
     ├── ToolUnavailable      refused, a 5xx, or the service's circuit is open
@@ -103,6 +104,10 @@ class FlowError(IvrError):
     def __init__(self, message: str, problems: list[object] | None = None) -> None:
         super().__init__(message)
         self.problems = problems or []
+
+
+class NluError(IvrError):
+    code = "nlu_failed"
 
 
 class ToolError(IvrError):

@@ -2,7 +2,8 @@
 
 A test file (YAML) names its flow and lists tests; each test is the caller's turns in order
 (``say: words``, ``keys: "4421"``, or ``silence: true``), each with optional expectations
-about the moment it is heard (``state``), and expectations about the end: ``slots``,
+about the moment it is heard (``state``) and the decision made on it (``decision``: kind,
+intent, source, any of them), and expectations about the end: ``slots``,
 ``tools`` called (in order, with outcomes), ``outcome`` (transfer, hangup), ``transfer``
 variables and phrases the caller ``heard``. ``backend: demo`` runs the demo bank in-process
 and points every service at it. Used by ``ivr-server flows test`` and by pytest.
@@ -20,6 +21,7 @@ from typing import Any
 import yaml
 
 from ivr_server.dialog.engine import CallerInput, Engine, Session
+from ivr_server.dialog.nlu.flow_model import model_for_flow
 from ivr_server.dialog.spec.loader import load_flow
 from ivr_server.dialog.spec.model import Flow, Settings
 from ivr_server.errors import FlowError
@@ -37,6 +39,7 @@ class ScriptPort:
         self.engine: Engine | None = None
         self.at: list[str] = []  # the state each turn was heard in
         self.failures: list[str] = []
+        self._pending: tuple[int, dict[str, Any], int] | None = None  # turn, expected, decisions then
 
     async def say(self, text: str, barge_in: bool) -> None:
         self.heard.append(text)
@@ -45,6 +48,7 @@ class ScriptPort:
         self, settings: Settings, secure: bool, max_keys: int | None, grammar: str | None
     ) -> CallerInput:
         state = self.engine.session.state if self.engine is not None else ""
+        self.check_decision()
         if not self.turns:
             self.failures.append(
                 f"the flow asked for turn {len(self.at) + 1} in state '{state}', the script had no more"
@@ -55,7 +59,26 @@ class ScriptPort:
         expected = (turn.get("expect") or {}).get("state")
         if expected is not None and expected != state:
             self.failures.append(f"turn {len(self.at)}: expected state '{expected}', was '{state}'")
+        decision = (turn.get("expect") or {}).get("decision")
+        if decision is not None and self.engine is not None:
+            self._pending = (len(self.at), dict(decision), len(self.engine.session.decisions))
         return CallerInput(str(turn.get("say", "")), str(turn.get("keys", "")))
+
+    def check_decision(self) -> None:
+        """The first decision made after the pending turn must match what it expected."""
+        if self._pending is None or self.engine is None:
+            return
+        turn, want, before = self._pending
+        self._pending = None
+        made = self.engine.session.decisions[before:]
+        if not made:
+            self.failures.append(f"turn {turn}: expected a decision {want}, none was made")
+            return
+        d = made[0].decision
+        got = {"kind": d.kind, "intent": d.intent, "source": d.source}
+        wrong = {k: v for k, v in want.items() if got.get(k) != v}
+        if wrong:
+            self.failures.append(f"turn {turn}: expected decision {want}, got {got} ({d.reason})")
 
     async def transfer(self, target: Mapping[str, str], variables: Mapping[str, str]) -> None:
         self.transferred = (dict(target), dict(variables))
@@ -111,12 +134,13 @@ async def run_test(
     port = ScriptPort(list(test.get("turns") or []))
     tools = ToolClient(services)
     try:
-        engine = Engine(flow, port, tools, today=today)
+        engine = Engine(flow, port, tools, model_for_flow(flow), today=today)
         port.engine = engine
         session = await engine.run()
     finally:
         await tools.aclose()
     result.session = session
+    port.check_decision()
     result.failures += port.failures
     if port.turns:
         result.failures.append(f"the flow ended with {len(port.turns)} scripted turn(s) unused")

@@ -12,10 +12,10 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import structlog
@@ -60,6 +60,9 @@ class CallDeps:
     voice: VoiceServices | None = None  # None: no speech engines, DTMF only
 
 
+T = TypeVar("T")
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -97,6 +100,7 @@ class CallSession:
         self._transport: asyncio.DatagramTransport | None = None
         self._bridge_created = False
         self._media_created = False
+        self._creating: set[asyncio.Future[Any]] = set()  # create requests Asterisk may still act on
         self._caller_gone = False
         self._media_gone = False
         self._asterisk_lost = False
@@ -352,13 +356,15 @@ class CallSession:
         # Flags go up before the requests: a call cancelled mid-request still deletes what
         # Asterisk may have created (a 404 on delete is fine).
         self._bridge_created = True
-        await rest.create_bridge(self.bridge_id, f"{s.ari_app}/{self.call_id}")
+        await self._create(rest.create_bridge(self.bridge_id, f"{s.ari_app}/{self.call_id}"))
         self._media_created = True
-        media = await rest.external_media(
-            app=s.ari_app,
-            channel_id=self.media_channel_id,
-            external_host=f"{s.media_external_host}:{self._port}",
-            media_format=self.fmt.name,
+        media = await self._create(
+            rest.external_media(
+                app=s.ari_app,
+                channel_id=self.media_channel_id,
+                external_host=f"{s.media_external_host}:{self._port}",
+                media_format=self.fmt.name,
+            )
         )
         receiver.expect_peer(media.local_host, media.local_port)
         # The channel enters Stasis asynchronously; bridging it before its StasisStart fails
@@ -391,6 +397,17 @@ class CallSession:
             local_port=self._port,
             asterisk_rtp=f"{media.local_host}:{media.local_port}",
         )
+
+    async def _create(self, request: Coroutine[Any, Any, T]) -> T:
+        """Run a create request to its end even if the call is cancelled meanwhile.
+
+        A cancelled HTTP request still creates the object in Asterisk; a delete sent before
+        that happens gets a 404 and the object would outlive the call. Cleanup waits for these.
+        """
+        task = asyncio.ensure_future(request)
+        self._creating.add(task)
+        task.add_done_callback(self._creating.discard)
+        return await asyncio.shield(task)
 
     async def _run_flow(self, flow: Flow) -> None:
         try:
@@ -475,6 +492,8 @@ class CallSession:
         if self._asterisk_lost:
             return  # nothing there to release; Asterisk dropped it all
         rest = self.deps.rest
+        if self._creating:  # let Asterisk finish creating what we are about to delete
+            await asyncio.wait(set(self._creating))
         if not self._caller_gone:
             if self._hand_back:
                 await best_effort(self._hand_back_to_dialplan(), "hand_back")

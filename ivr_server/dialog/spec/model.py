@@ -102,6 +102,15 @@ class State:
 
 
 @dataclass(frozen=True)
+class NluSpec:
+    """What the intent model learns besides the intents' examples."""
+
+    data: tuple[str, ...] = ()  # CSV files (text,category), relative to the flow file
+    out_of_scope: tuple[str, ...] = ()  # phrases this line does not handle (category oos)
+    generic_out_of_scope: bool = True  # also the bundled list (weather, jokes, small talk)
+
+
+@dataclass(frozen=True)
 class Flow:
     name: str
     start: str
@@ -114,4 +123,5 @@ class Flow:
     states: dict[str, State]
     file: str = "<flow>"
     handoff: str | None = None  # where a caller goes when misses escalate (an agent)
+    nlu: NluSpec = NluSpec()
     version: str = ""  # sha256 of the file's text, first 12 hex digits: recorded with every decision

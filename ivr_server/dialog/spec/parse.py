@@ -7,6 +7,7 @@ import difflib
 import re
 from collections.abc import Callable
 from dataclasses import fields
+from pathlib import Path
 from typing import Any, TypeVar
 
 from ivr_server.dialog.spec.model import (
@@ -14,6 +15,7 @@ from ivr_server.dialog.spec.model import (
     Action,
     Flow,
     Intent,
+    NluSpec,
     Prompt,
     Settings,
     Slot,
@@ -40,7 +42,9 @@ TOP = (
     "slots",
     "tools",
     "states",
+    "nlu",
 )
+NLU = ("data", "out_of_scope", "generic_out_of_scope")
 SETTINGS = tuple(f.name for f in fields(Settings))
 STATE = ("say", "listen", "collect", "do", "on", "end", *SETTINGS)
 TRANSITION = ("intent", "event", "dtmf", "when", "do", "goto")
@@ -337,6 +341,23 @@ class Builder:
             self.typed(raw.get("end"), (*path, "end"), bool, False, "true or false"),
         )
 
+    def nlu(self, value: Any, path: Path_) -> NluSpec:
+        raw = self.mapping(value, path, NLU) if value is not None else {}
+        data = self.strings(raw.get("data"), (*path, "data"))
+        base = Path(self.src.file).parent
+        for i, name in enumerate(data):
+            if not (base / name).is_file():
+                self.src.problem(
+                    (*path, "data", i), f"data file '{name}' not found (paths are relative to the flow file)"
+                )
+        return NluSpec(
+            data,
+            self.strings(raw.get("out_of_scope"), (*path, "out_of_scope")),
+            self.typed(
+                raw.get("generic_out_of_scope"), (*path, "generic_out_of_scope"), bool, True, "true or false"
+            ),
+        )
+
     def flow(self) -> Flow | None:
         if self.src.data is None:
             if not self.src.problems:
@@ -370,6 +391,7 @@ class Builder:
             return None
         start = self.typed(top.get("start"), ("start",), str, next(iter(built["states"])), "a state name")
         handoff = self.typed(top.get("handoff"), ("handoff",), str, None, "a state name")
+        nlu = self.nlu(top.get("nlu"), ("nlu",))
         return Flow(
             name,
             start,
@@ -382,6 +404,7 @@ class Builder:
             built["states"],
             self.src.file,
             handoff,
+            nlu,
             self.src.version,
         )
 

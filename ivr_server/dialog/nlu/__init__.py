@@ -1,0 +1,1 @@
+"""Understanding what the caller said: the intent model and its data."""
