@@ -17,7 +17,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ivr_server import __version__, cli_flows, cli_speech
+from ivr_server import __version__, cli_flows, cli_nlu, cli_speech
 from ivr_server.config import (
     Settings,
     config_file_path,
@@ -32,6 +32,7 @@ from ivr_server.errors import (
     ConfigError,
     IvrError,
     MediaError,
+    NluError,
     SpeechError,
     StoreError,
 )
@@ -139,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_speech.add_commands(commands, EPILOG)
     cli_flows.add_commands(commands, EPILOG)
+    cli_nlu.add_commands(commands, EPILOG)
 
     config = commands.add_parser("config", help="settings", epilog=EPILOG)
     config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
@@ -162,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(ExitCode.CONFIG, err)
     except StoreError as err:
         return _fail(ExitCode.DATABASE, err)
-    except (MediaError, AsrError, SpeechError) as err:
+    except (MediaError, AsrError, SpeechError, NluError) as err:
         return _fail(ExitCode.BAD_INPUT, err)
     except IvrError as err:
         return _fail(ExitCode.FAILURE, err)

@@ -1,0 +1,69 @@
+"""Scoring an intent model on labelled utterances (``ivr-server nlu eval``, scripts/bench-nlu)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import f1_score
+
+from ivr_server.dialog.nlu.classifier import IntentClassifier, NluSettings, train
+from ivr_server.dialog.nlu.data import OUT_OF_SCOPE, Example
+from ivr_server.dialog.nlu.encoder import SentenceEncoder
+
+
+def evaluate(
+    train_rows: Sequence[Example],
+    test_rows: Sequence[Example],
+    settings: NluSettings | None = None,
+    encoder: SentenceEncoder | None = None,
+    latency_samples: int = 500,
+) -> dict[str, Any]:
+    """Train on one set, score on the other: one flat dict of figures."""
+    started = time.perf_counter()
+    model = train(train_rows, settings, encoder)
+    train_s = time.perf_counter() - started
+    figures = score(model, test_rows)
+    figures.update(latency(model, [r.text for r in test_rows], latency_samples))
+    figures.update(
+        train_rows=len(train_rows),
+        train_seconds=round(train_s, 2),
+        categories=len(model.categories),
+        model_version=model.version,
+        temperature=round(model.temperature, 4),
+        oos_threshold=None if model.oos_threshold is None else round(model.oos_threshold, 4),
+    )
+    return figures
+
+
+def score(model: IntentClassifier, rows: Sequence[Example]) -> dict[str, Any]:
+    truth = [r.category for r in rows]
+    predicted = model.predict([r.text for r in rows])
+    right = np.array([t == p for t, p in zip(truth, predicted, strict=True)])
+    is_oos = np.array([t == OUT_OF_SCOPE for t in truth])
+    said_oos = np.array([p == OUT_OF_SCOPE for p in predicted])
+    return {
+        "test_rows": len(rows),
+        "accuracy": round(float(right.mean()), 4),
+        "macro_f1": round(float(f1_score(truth, predicted, average="macro", zero_division=0)), 4),
+        "in_scope_accuracy": round(float(right[~is_oos].mean()), 4) if (~is_oos).any() else None,
+        "oos_recall": round(float(said_oos[is_oos].mean()), 4) if is_oos.any() else None,
+    }
+
+
+def latency(model: IntentClassifier, texts: Sequence[str], samples: int) -> dict[str, float]:
+    """Milliseconds per single utterance, as a call classifies them (after a warm-up)."""
+    picked = list(texts[:: max(1, len(texts) // samples)])[:samples] or ["hello"]
+    for text in picked[:20]:
+        model.guesses(text)
+    times = []
+    for text in picked:
+        t = time.perf_counter()
+        model.guesses(text)
+        times.append((time.perf_counter() - t) * 1000)
+    return {
+        "latency_p50_ms": round(float(np.percentile(times, 50)), 2),
+        "latency_p95_ms": round(float(np.percentile(times, 95)), 2),
+    }
