@@ -32,6 +32,7 @@ from ivr_server.telephony.ari_rest import AriRestClient
 from ivr_server.telephony.manager import CallManager
 from ivr_server.telephony.session import CallDeps
 from ivr_server.tools.client import ToolClient, services_from
+from ivr_server.tools.handoff import HandoffDesk
 
 log = structlog.get_logger(__name__)
 
@@ -85,6 +86,13 @@ class IvrServer:
                 flows=flows,
                 server_id=self.server_id,
                 voice=voice.services,
+                handoffs=HandoffDesk(
+                    self.writer.submit,
+                    s.handoff_webhook_url,
+                    s.handoff_webhook_token,
+                    s.handoff_webhook_timeout_s,
+                    s.handoff_webhook_attempts,
+                ),
             )
             self.manager = CallManager(deps, engine)
             connection = AriConnection(s, rest, self.metrics, self.manager)
@@ -142,6 +150,8 @@ class IvrServer:
             await asyncio.wait({conn_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
             log.info("server.stopping", calls=len(self.manager.sessions))
             await self.manager.shutdown(self.settings.shutdown_timeout_s)
+            if self.manager.deps.handoffs is not None:
+                await self.manager.deps.handoffs.aclose(self.settings.handoff_webhook_timeout_s)
             conn_task.cancel()
             stop_task.cancel()
             if not await self.writer.flush(self.settings.shutdown_timeout_s):

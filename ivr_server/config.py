@@ -239,6 +239,17 @@ class Settings(BaseSettings):
         "The default points at `ivr-server demo-bank`.",
     )
 
+    handoff_webhook_url: str | None = Field(
+        None,
+        description="POST each handoff to an agent here (JSON: call, intent, summary, context): the "
+        "agent's screen pop. Sent after the transfer starts; the caller never waits for it.",
+    )
+    handoff_webhook_token: SecretStr | None = Field(
+        None, description="Sent as 'Authorization: Bearer ...' with the handoff webhook."
+    )
+    handoff_webhook_timeout_s: float = Field(2.0, gt=0, description="Per webhook attempt.")
+    handoff_webhook_attempts: int = Field(3, ge=1, le=10, description="Attempts on a 5xx, 429 or no answer.")
+
     # --- Observability -----------------------------------------------------------------------
     log_format: Literal["auto", "json", "console"] = Field(
         "auto", description="json lines, console (readable), or auto (console on a terminal)."

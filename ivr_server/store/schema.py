@@ -96,3 +96,19 @@ turns = Table(
     Column("detail", JSON, nullable=False),
     UniqueConstraint("call_id", "seq"),
 )
+
+# A caller handed to a person: what the agent's screen pop gets, and whether it got there.
+handoffs = Table(
+    "handoffs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("call_id", String(36), ForeignKey("calls.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("target", String(128), nullable=False),  # context,extension,priority
+    Column("flow", String(128)),  # name@version
+    Column("intent", String(64)),
+    Column("summary", Text, nullable=False),
+    Column("context", JSON, nullable=False),  # the channel variables set (no secure slot is among them)
+    Column("webhook_status", String(64), nullable=False),  # pending, delivered, failed: ..., not_configured
+    Column("webhook_attempts", Integer, nullable=False),
+)

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ivr_server.observability.logging import RateLimitedLog
 from ivr_server.observability.metrics import Metrics
-from ivr_server.store.schema import SIZES, call_events, calls, turns
+from ivr_server.store.schema import SIZES, call_events, calls, handoffs, turns
 
 log = structlog.get_logger(__name__)
 
@@ -91,7 +91,27 @@ class Turn:
     detail: dict[str, Any] | None = None
 
 
-Op = CallStarted | CallAnswered | CallEvent | CallEnded | Turn
+@dataclass(frozen=True)
+class Handoff:
+    id: str
+    call_id: str
+    at: datetime
+    target: str
+    flow: str | None
+    intent: str | None
+    summary: str
+    context: dict[str, str]
+    webhook_status: str
+
+
+@dataclass(frozen=True)
+class HandoffDelivery:
+    handoff_id: str
+    status: str
+    attempts: int
+
+
+Op = CallStarted | CallAnswered | CallEvent | CallEnded | Turn | Handoff | HandoffDelivery
 
 
 class StoreWriter:
@@ -238,6 +258,30 @@ class StoreWriter:
             for o in ops:
                 await conn.execute(
                     update(calls).where(calls.c.id == o.call_id).values(answered_at=o.answered_at)
+                )
+        elif kind is Handoff:
+            rows = [
+                {
+                    "id": o.id,
+                    "call_id": o.call_id,
+                    "at": o.at,
+                    "target": o.target[:128],
+                    "flow": None if o.flow is None else o.flow[:128],
+                    "intent": None if o.intent is None else o.intent[:64],
+                    "summary": o.summary,
+                    "context": o.context,
+                    "webhook_status": o.webhook_status[:64],
+                    "webhook_attempts": 0,
+                }
+                for o in ops
+            ]
+            await conn.execute(self._insert(handoffs).on_conflict_do_nothing(index_elements=["id"]), rows)
+        elif kind is HandoffDelivery:
+            for o in ops:
+                await conn.execute(
+                    update(handoffs)
+                    .where(handoffs.c.id == o.handoff_id)
+                    .values(webhook_status=o.status[:64], webhook_attempts=o.attempts)
                 )
         elif kind is CallEnded:
             for o in ops:  # the first end recorded wins

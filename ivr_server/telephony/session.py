@@ -37,6 +37,7 @@ from ivr_server.observability.metrics import Metrics
 from ivr_server.store.writer import CallAnswered, CallEnded, CallEvent, CallStarted, StoreWriter
 from ivr_server.telephony.ari_events import Channel
 from ivr_server.telephony.ari_rest import AriRestClient, best_effort
+from ivr_server.tools.handoff import HandoffDesk
 
 log = structlog.get_logger(__name__)
 
@@ -58,6 +59,7 @@ class CallDeps:
     flows: dict[str, Flow]
     server_id: str
     voice: VoiceServices | None = None  # None: no speech engines, DTMF only
+    handoffs: HandoffDesk | None = None  # stores handoffs and sends the screen-pop webhook
 
 
 T = TypeVar("T")
@@ -187,8 +189,21 @@ class CallSession:
         if session and self.channel.name.startswith("PJSIP/"):
             await rest.set_variable(self.channel.id, "PJSIP_HEADER(add,X-IVR-Session)", session)
         self._transfer_to = (context, extension, priority)
+        handoff_id = None
+        if self.deps.handoffs is not None:
+            handoff_id = self.deps.handoffs.hand_off(
+                self.call_id,
+                f"{context},{extension},{priority}",
+                variables,
+                self.channel.caller_number or None,
+            )
         self.record(
-            "handoff", context=context, extension=extension, priority=priority, variables=dict(variables)
+            "handoff",
+            context=context,
+            extension=extension,
+            priority=priority,
+            variables=dict(variables),
+            handoff_id=handoff_id,
         )
         self._hand_back = True
         self.end("transferred", context=context, extension=extension)
