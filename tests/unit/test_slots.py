@@ -24,6 +24,8 @@ TODAY = dt.date(2026, 11, 24)
         ("four four two one", "", "4421", None),
         ("it's 4 4 2 1", "", "4421", None),
         ("double four two one", "", "4421", None),
+        ("my card ending in for four to one", "", "4421", None),  # as PocketSphinx heard it in a call
+        ("I want to go", "", None, "no digits heard"),
         ("four four", "", None, "need 4 digits, heard 2"),
         ("", "4421", "4421", None),
         ("", "44", None, "need 4 digits, heard 2"),

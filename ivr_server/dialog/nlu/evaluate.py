@@ -22,11 +22,21 @@ def evaluate(
     latency_samples: int = 500,
 ) -> dict[str, Any]:
     """Train on one set, score on the other: one flat dict of figures."""
+    model, figures = train_and_score(train_rows, test_rows, settings, encoder)
+    figures.update(latency(model, [r.text for r in test_rows], latency_samples))
+    return figures
+
+
+def train_and_score(
+    train_rows: Sequence[Example],
+    test_rows: Sequence[Example],
+    settings: NluSettings | None = None,
+    encoder: SentenceEncoder | None = None,
+) -> tuple[IntentClassifier, dict[str, Any]]:
     started = time.perf_counter()
     model = train(train_rows, settings, encoder)
     train_s = time.perf_counter() - started
     figures = score(model, test_rows)
-    figures.update(latency(model, [r.text for r in test_rows], latency_samples))
     figures.update(
         train_rows=len(train_rows),
         train_seconds=round(train_s, 2),
@@ -35,7 +45,7 @@ def evaluate(
         temperature=round(model.temperature, 4),
         oos_threshold=None if model.oos_threshold is None else round(model.oos_threshold, 4),
     )
-    return figures
+    return model, figures
 
 
 def score(model: IntentClassifier, rows: Sequence[Example]) -> dict[str, Any]:

@@ -29,6 +29,13 @@ REPEATS = {"double": 2, "triple": 3}
 _TOKEN = re.compile(r"[a-z]+|\d+(?:\.\d+)?")
 
 
+_HOMOPHONES = ("to", "too", "for", "o")
+
+
+def _plain(tok: str) -> bool:
+    return tok.isdigit() or (tok in DIGIT_WORDS and tok not in _HOMOPHONES)
+
+
 def tokens(text: str) -> list[str]:
     return _TOKEN.findall(text.lower().replace(",", ""))
 
@@ -38,14 +45,20 @@ def digit_runs(text: str) -> list[str]:
     Filler words end a run; "double"/"triple" repeat the next digit."""
     runs: list[str] = []
     current, repeat = "", 1
-    for tok in tokens(text):
+    toks = tokens(text)
+    for i, tok in enumerate(toks):
+        after = toks[i + 1] if i + 1 < len(toks) else ""
         if tok.isdigit():
             current += tok * repeat
             repeat = 1
         elif tok in REPEATS:
             repeat = REPEATS[tok]
-        elif tok in DIGIT_WORDS and not (tok in ("to", "too", "for", "o") and not current and repeat == 1):
-            current += DIGIT_WORDS[tok] * repeat  # "to"/"for"/"o" only inside a run: they are words too
+        elif tok in DIGIT_WORDS and not (
+            tok in _HOMOPHONES and not current and repeat == 1 and not _plain(after)
+        ):
+            # "to"/"for"/"o" are words too: digits only inside a run, or starting one that a
+            # plain digit follows ("ending in for four to one": how ASR hears "four four two one")
+            current += DIGIT_WORDS[tok] * repeat
             repeat = 1
         else:
             if current:
