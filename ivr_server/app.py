@@ -16,8 +16,8 @@ import structlog
 
 from ivr_server import __version__
 from ivr_server.config import Settings, mask_url
-from ivr_server.dialog.declarative import load_flows
-from ivr_server.dialog.flows import FLOWS
+from ivr_server.dialog.declarative import FlowLibrary
+from ivr_server.dialog.flows import FLOWS, Flow
 from ivr_server.errors import AriAuthError, ConfigError, StoreError
 from ivr_server.media.clock import MediaClock
 from ivr_server.media.formats import FORMATS
@@ -46,9 +46,26 @@ class IvrServer:
         self.writer: StoreWriter | None = None
         self.voice: LoadedVoice | None = None
         self.stop_requested = asyncio.Event()
+        self.flow_library: FlowLibrary | None = None
+        self._reloading: asyncio.Task[dict[str, Flow]] | None = None
 
     def stop(self) -> None:
         self.stop_requested.set()
+
+    def request_reload(self) -> None:
+        """SIGHUP: read the flow files again (off the event loop: models may train)."""
+        if self._reloading is None or self._reloading.done():
+            self._reloading = asyncio.get_running_loop().create_task(self.reload_flows())
+
+    async def reload_flows(self) -> dict[str, Flow]:
+        """New calls get the flows as the files are now; calls in progress keep theirs."""
+        assert self.flow_library is not None and self.manager is not None
+        loaded = await asyncio.to_thread(self.flow_library.load)
+        flows = self.manager.deps.flows
+        flows.clear()
+        flows.update({**FLOWS, **loaded})
+        log.info("flows.reloaded", flows=sorted(flows))
+        return flows
 
     async def run(self, *, install_signal_handlers: bool = True) -> None:
         """Serve until stopped. Raises ConfigError/AriAuthError/StoreError for what an admin
@@ -74,7 +91,8 @@ class IvrServer:
             )
             self.writer = StoreWriter(engine, self.metrics)
             tools = ToolClient(services_from(s.tools_services))
-            flows = {**FLOWS, **load_flows(s.flows_dir, tools, set(FLOWS), s.data_dir / "nlu-cache")}
+            self.flow_library = FlowLibrary(s.flows_dir, tools, set(FLOWS), s.data_dir / "nlu-cache")
+            flows = {**FLOWS, **self.flow_library.load()}
             deps = CallDeps(
                 settings=s,
                 rest=rest,
@@ -107,6 +125,7 @@ class IvrServer:
                 loop = asyncio.get_running_loop()
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.add_signal_handler(sig, self.stop)
+                loop.add_signal_handler(signal.SIGHUP, self.request_reload)
             log.info(
                 "server.started",
                 version=__version__,

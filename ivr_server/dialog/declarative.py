@@ -1,7 +1,7 @@
 """The flow files in flows_dir as flows the call manager can run (``Stasis(ivr-server,banking)``).
 
 An invalid file is not served: every problem is logged with its place, and the other flows
-load. The server keeps what it loaded at start-up.
+load. On a reload (SIGHUP) a file that has turned invalid keeps serving its last good version.
 """
 
 from __future__ import annotations
@@ -22,30 +22,63 @@ from ivr_server.tools.client import ToolClient
 log = structlog.get_logger(__name__)
 
 
-def load_flows(
-    directory: Path, tools: ToolClient, taken: set[str], nlu_cache: Path | None = None
-) -> dict[str, Flow]:
-    """Each valid flow with its intent model trained (or read from ``nlu_cache``)."""
-    flows: dict[str, Flow] = {}
-    for path in sorted(directory.glob("*.yaml")) if directory.is_dir() else []:
+class FlowLibrary:
+    """The flow files of a directory as runnable flows, each with its intent model.
+
+    ``load()`` is called at start-up and on every reload (SIGHUP): a file that has turned
+    invalid keeps serving its last good version (logged), a file that never was valid is not
+    served, and a file whose text did not change is not trained again.
+    """
+
+    def __init__(
+        self, directory: Path, tools: ToolClient, taken: set[str], nlu_cache: Path | None = None
+    ) -> None:
+        self.directory, self.tools, self.taken, self.nlu_cache = directory, tools, taken, nlu_cache
+        self._good: dict[Path, tuple[FlowSpec, Flow]] = {}
+
+    def load(self) -> dict[str, Flow]:
+        flows: dict[str, Flow] = {}
+        paths = sorted(self.directory.glob("*.yaml")) if self.directory.is_dir() else []
+        for path in paths:
+            entry = self._load_file(path)
+            if entry is None:
+                entry = self._good.get(path)
+                if entry is None:
+                    continue
+                log.warning(
+                    "flows.kept_last_good", file=str(path), flow=entry[0].name, version=entry[0].version
+                )
+            spec = entry[0]
+            if spec.name in flows:
+                log.error("flows.name_taken", file=str(path), flow=spec.name)
+                continue
+            self._good[path] = entry
+            flows[spec.name] = entry[1]
+        for gone in set(self._good) - set(paths):
+            log.warning("flows.removed", file=str(gone), flow=self._good.pop(gone)[0].name)
+        return flows
+
+    def _load_file(self, path: Path) -> tuple[FlowSpec, Flow] | None:
         spec, problems = check_file(path)
         if spec is None:
             log.error(
                 "flows.invalid", file=str(path), problems=[str(p) for p in problems[:20]], count=len(problems)
             )
-            continue
-        if spec.name in taken or spec.name in flows:
+            return None
+        if spec.name in self.taken:
             log.error("flows.name_taken", file=str(path), flow=spec.name)
-            continue
+            return None
+        old = self._good.get(path)
+        if old is not None and old[0].version == spec.version:
+            return old
         try:
-            model = model_for_flow(spec, cache_dir=nlu_cache)
+            model = model_for_flow(spec, cache_dir=self.nlu_cache)
         except NluError as err:
             log.error("flows.invalid", file=str(path), problems=[str(err)], count=1)
-            continue
-        flows[spec.name] = _runner(spec, tools, model)
+            return None
         log.info("flows.loaded", flow=spec.name, version=spec.version, file=str(path),
                  model_version=model.version if model is not None else None)  # fmt: skip
-    return flows
+        return spec, _runner(spec, self.tools, model)
 
 
 def _runner(spec: FlowSpec, tools: ToolClient, model: IntentModel | None) -> Flow:

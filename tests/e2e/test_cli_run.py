@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import fresh_database
+from tests.conftest import REPO, fresh_database
 from tests.support.sipp import Keys, SippCall, scenario
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("asterisk")]
@@ -56,9 +56,14 @@ async def read_until(proc: asyncio.subprocess.Process, event: str, lines: list[d
 
 async def test_run_serves_a_call_logs_json_and_exits_0_on_sigterm(tmp_path: Path) -> None:
     """The server process answers a call, writes JSON lines with the call's id on each call
-    line and no password anywhere, and on SIGTERM stops cleanly with exit code 0."""
+    line and no password anywhere, on SIGHUP reloads its flows (a file broken meanwhile keeps
+    its last good version), and on SIGTERM stops cleanly with exit code 0."""
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "phone-tree.yaml").write_text((REPO / "flows" / "phone-tree.yaml").read_text())
     async with fresh_database("sqlite", tmp_path) as url:
         env = {
+            "IVR_FLOWS_DIR": str(flows),
             "IVR_DATABASE_URL": url,
             "IVR_METRICS_PORT": "0",
             "IVR_MEDIA_PORT_MIN": "41200",
@@ -72,6 +77,12 @@ async def test_run_serves_a_call_logs_json_and_exits_0_on_sigterm(tmp_path: Path
         call = SippCall(scenario([Keys("7#")], tmp_path), service="100", workdir=tmp_path)
         assert await call.run() == 0, call.errors()
         await read_until(proc, "call.ended", lines)
+        (flows / "phone-tree.yaml").write_text("flow: phone-tree\nstates: [oops\n")
+        proc.send_signal(signal.SIGHUP)
+        await read_until(proc, "flows.reloaded", lines)
+        assert "phone-tree" in lines[-1]["flows"]
+        (kept,) = [line for line in lines if line["event"] == "flows.kept_last_good"]
+        assert kept["flow"] == "phone-tree" and kept["file"] == str(flows / "phone-tree.yaml")
         proc.send_signal(signal.SIGTERM)
         _, rest = await asyncio.wait_for(proc.communicate(), 20)
         lines += [json.loads(line) for line in rest.decode().splitlines()]

@@ -123,7 +123,7 @@ async def test_the_server_serves_valid_flow_files_and_names_what_is_wrong_with_t
 ) -> None:
     from structlog.testing import capture_logs
 
-    from ivr_server.dialog.declarative import load_flows
+    from ivr_server.dialog.declarative import FlowLibrary
     from ivr_server.tools.client import ToolClient
 
     (tmp_path / "banking.yaml").write_text((FLOWS / "banking.yaml").read_text())
@@ -131,13 +131,32 @@ async def test_the_server_serves_valid_flow_files_and_names_what_is_wrong_with_t
     (tmp_path / "digits.yaml").write_text("flow: digits\nstates:\n  a: {end: true}\n")  # a built-in's name
     tools = ToolClient({})
     try:
+        library = FlowLibrary(tmp_path, tools, taken={"digits"})
         with capture_logs() as logs:
-            flows = load_flows(tmp_path, tools, taken={"digits"})
+            flows = library.load()
+        assert sorted(flows) == ["banking"]
+        (invalid,) = [e for e in logs if e["event"] == "flows.invalid"]
+        assert invalid["problems"] == [
+            f"{tmp_path / 'broken.yaml'}:3:12: prompt 'nothing_here' is not defined; the flow's prompts: none"
+        ]
+        assert [e["flow"] for e in logs if e["event"] == "flows.name_taken"] == ["digits"]
+
+        # A reload: an unchanged file is not loaded again; one broken by an edit keeps serving
+        # its last good version; one removed is no longer served.
+        with capture_logs() as logs:
+            assert library.load()["banking"] is flows["banking"]
+        assert [e["event"] for e in logs] == ["flows.invalid", "flows.name_taken"]  # broken, digits
+        (tmp_path / "banking.yaml").write_text(
+            (FLOWS / "banking.yaml").read_text().replace("states:", "sttes:")
+        )
+        with capture_logs() as logs:
+            assert library.load()["banking"] is flows["banking"]
+        kept = [e for e in logs if e["event"] == "flows.kept_last_good"]
+        assert [(e["flow"], e["file"]) for e in kept] == [("banking", str(tmp_path / "banking.yaml"))]
+        assert any("sttes" in p for e in logs if e["event"] == "flows.invalid" for p in e["problems"])
+        (tmp_path / "banking.yaml").unlink()
+        with capture_logs() as logs:
+            assert library.load() == {}
+        assert [e["flow"] for e in logs if e["event"] == "flows.removed"] == ["banking"]
     finally:
         await tools.aclose()
-    assert sorted(flows) == ["banking"]
-    (invalid,) = [e for e in logs if e["event"] == "flows.invalid"]
-    assert invalid["problems"] == [
-        f"{tmp_path / 'broken.yaml'}:3:12: prompt 'nothing_here' is not defined; the flow's prompts: none"
-    ]
-    assert [e["flow"] for e in logs if e["event"] == "flows.name_taken"] == ["digits"]
