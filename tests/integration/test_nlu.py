@@ -192,6 +192,7 @@ def test_nlu_eval_prints_every_figure_as_json(tmp_path: Path) -> None:
         "accuracy",
         "macro_f1",
         "in_scope_accuracy",
+        "ece",
         "oos_recall",
         "latency_p50_ms",
         "latency_p95_ms",
@@ -205,3 +206,13 @@ def test_nlu_eval_prints_every_figure_as_json(tmp_path: Path) -> None:
         check=False,
     )
     assert bad.returncode == 6 and "none.csv: cannot read" in bad.stderr
+
+
+def test_the_calibration_error_is_the_gap_between_confidence_and_accuracy() -> None:
+    from ivr_server.dialog.nlu.evaluate import calibration_error
+
+    # Four answers at confidence 0.9, three right: 0.9 vs 0.75 -> 0.15; two at 0.6, both right: 0.4.
+    probs = np.array([[0.9, 0.1]] * 4 + [[0.6, 0.4]] * 2)
+    top = ["a"] * 6
+    truth = ["a", "a", "a", "b", "a", "a"]
+    assert calibration_error(probs, top, truth) == pytest.approx(4 / 6 * 0.15 + 2 / 6 * 0.4)

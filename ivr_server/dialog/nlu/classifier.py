@@ -127,7 +127,10 @@ class IntentClassifier:
         return _softmax(logits / self.temperature)
 
     def predict(self, texts: Sequence[str]) -> list[str]:
-        probs = self.probabilities(texts)
+        return self.predict_from(self.probabilities(texts))
+
+    def predict_from(self, probs: np.ndarray) -> list[str]:
+        """The category per row of probabilities, out-of-scope rule applied."""
         return [self.categories[i] if i >= 0 else OUT_OF_SCOPE for i in self._decide(probs)]
 
     def guesses(self, text: str) -> list[Guess]:

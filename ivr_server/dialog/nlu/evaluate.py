@@ -50,7 +50,8 @@ def train_and_score(
 
 def score(model: IntentClassifier, rows: Sequence[Example]) -> dict[str, Any]:
     truth = [r.category for r in rows]
-    predicted = model.predict([r.text for r in rows])
+    probs = model.probabilities([r.text for r in rows])
+    predicted = model.predict_from(probs)
     right = np.array([t == p for t, p in zip(truth, predicted, strict=True)])
     is_oos = np.array([t == OUT_OF_SCOPE for t in truth])
     said_oos = np.array([p == OUT_OF_SCOPE for p in predicted])
@@ -60,7 +61,22 @@ def score(model: IntentClassifier, rows: Sequence[Example]) -> dict[str, Any]:
         "macro_f1": round(float(f1_score(truth, predicted, average="macro", zero_division=0)), 4),
         "in_scope_accuracy": round(float(right[~is_oos].mean()), 4) if (~is_oos).any() else None,
         "oos_recall": round(float(said_oos[is_oos].mean()), 4) if is_oos.any() else None,
+        "ece": round(calibration_error(probs, [model.categories[i] for i in probs.argmax(axis=1)], truth), 4),
     }
+
+
+def calibration_error(probs: np.ndarray, top: Sequence[str], truth: Sequence[str], bins: int = 15) -> float:
+    """Expected calibration error of the top probability (15 equal-width bins): how far the
+    confidence the model reports is from how often it is right."""
+    confidence = probs.max(axis=1)
+    right = np.array([t == p for t, p in zip(top, truth, strict=True)], dtype=float)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    error = 0.0
+    for low, high in zip(edges[:-1], edges[1:], strict=True):
+        inside = (confidence > low) & (confidence <= high)
+        if inside.any():
+            error += inside.mean() * abs(right[inside].mean() - confidence[inside].mean())
+    return float(error)
 
 
 def latency(model: IntentClassifier, texts: Sequence[str], samples: int) -> dict[str, float]:
