@@ -11,7 +11,7 @@ from pathlib import Path
 import structlog
 
 from ivr_server.dialog.call_port import CallPort
-from ivr_server.dialog.engine import Engine, IntentModel
+from ivr_server.dialog.engine import DecisionRecord, Engine, IntentModel
 from ivr_server.dialog.flows import CallControl, Flow
 from ivr_server.dialog.nlu.flow_model import model_for_flow
 from ivr_server.dialog.spec.loader import check_file
@@ -83,8 +83,13 @@ class FlowLibrary:
 
 def _runner(spec: FlowSpec, tools: ToolClient, model: IntentModel | None) -> Flow:
     async def run(call: CallControl) -> None:
-        port = CallPort(call)
-        session = await Engine(spec, port, tools, model).run()
+        def record(r: DecisionRecord) -> None:
+            d = r.decision
+            call.record("decision", state=r.state, kind=d.kind, intent=d.intent, source=d.source,
+                        confidence=d.confidence, reason=d.reason, flow_version=r.flow_version,
+                        model_version=r.model_version)  # fmt: skip
+
+        session = await Engine(spec, CallPort(call), tools, model, on_decision=record).run()
         call.record(
             "flow_ended",
             flow=spec.name,
@@ -96,10 +101,5 @@ def _runner(spec: FlowSpec, tools: ToolClient, model: IntentModel | None) -> Flo
             tools=session.tool_calls,
             intent=session.intent,
         )
-        for record in session.decisions:
-            d = record.decision
-            call.record("decision", state=record.state, kind=d.kind, intent=d.intent, source=d.source,
-                        confidence=d.confidence, reason=d.reason, flow_version=record.flow_version,
-                        model_version=record.model_version)  # fmt: skip
 
     return run

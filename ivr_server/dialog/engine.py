@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -108,8 +108,10 @@ class Engine:
         tools: ToolClient | None = None,
         model: IntentModel | None = None,
         today: dt.date | None = None,
+        on_decision: Callable[[DecisionRecord], None] | None = None,
     ) -> None:
         self.flow, self.port, self.tools, self.model = flow, port, tools, model
+        self.on_decision = on_decision  # recorded as it is made, not when the call ends
         self.today = today
         self.session = Session(flow)
         self._misses: dict[str, Misses] = {}
@@ -333,12 +335,13 @@ class Engine:
     async def _decide(self, state: State, intents: Sequence[Intent], heard: CallerInput) -> Decision:
         guesses = self.model.guesses(heard.said) if self.model is not None and heard.said else ()
         decision = decide(intents, state.settings, heard.said, heard.keyed, guesses)
-        self.session.decisions.append(
-            DecisionRecord(
-                state.name, heard.said, heard.keyed, decision, self.flow.version,
-                self.model.version if self.model is not None else None,
-            )
+        record = DecisionRecord(
+            state.name, heard.said, heard.keyed, decision, self.flow.version,
+            self.model.version if self.model is not None else None,
         )  # fmt: skip
+        self.session.decisions.append(record)
+        if self.on_decision is not None:
+            self.on_decision(record)
         log.info("flow.decision", flow=self.flow.name, flow_version=self.flow.version, state=state.name,
                  kind=decision.kind, intent=decision.intent, source=decision.source,
                  confidence=decision.confidence, reason=decision.reason)  # fmt: skip

@@ -95,6 +95,9 @@ async def test_a_lost_card_is_blocked_after_the_caller_says_its_last_four_digits
     assert ended["tools"] == [["block_card", "ok"]] and ended["intent"] == "done"  # the last one: key 9
     decisions = [e.payload for e in events if e.type == "decision"]
     assert decisions[0]["intent"] == "lost_card" and decisions[0]["flow_version"] == FLOW.version
+    assert decisions[0]["model_version"] == ended["model_version"] and ended["model_version"]
+    types = [e.type for e in events]  # each decision is recorded when made, not at the end
+    assert types.index("decision") < types.index("dtmf") < types.index("flow_ended"), types
 
     # The caller heard the confirmation: its first sentence, as the server's Piper renders it,
     # is in what reached the caller's side (PocketSphinx alone reads Piper's "blocked" poorly).
