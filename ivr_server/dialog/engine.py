@@ -333,7 +333,13 @@ class Engine:
             await self._retry(state, step, intents)
 
     async def _decide(self, state: State, intents: Sequence[Intent], heard: CallerInput) -> Decision:
-        guesses = self.model.guesses(heard.said) if self.model is not None and heard.said else ()
+        guesses: Sequence[Guess] = ()
+        if self.model is not None and heard.said:
+            try:
+                guesses = self.model.guesses(heard.said)
+            except Exception as err:  # a broken model must not end the call: rules and keys still work
+                log.error("nlu.failed", flow=self.flow.name, model_version=self.model.version,
+                          error=f"{type(err).__name__}: {err}")  # fmt: skip
         decision = decide(intents, state.settings, heard.said, heard.keyed, guesses)
         record = DecisionRecord(
             state.name, heard.said, heard.keyed, decision, self.flow.version,

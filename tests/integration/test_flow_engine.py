@@ -102,6 +102,36 @@ async def test_keywords_of_two_intents_are_disambiguated_by_key() -> None:
     assert kinds == [("disambiguate", BANKING.version)]
 
 
+async def test_a_broken_intent_model_leaves_the_rules_and_the_keypad_working() -> None:
+    import copy
+
+    from structlog.testing import capture_logs
+
+    from ivr_server.dialog.engine import Engine
+    from ivr_server.dialog.nlu.flow_model import model_for_flow
+
+    model = copy.copy(model_for_flow(BANKING))
+    model.lr = None  # type: ignore[assignment]  # classifying now raises, as a corrupt model would
+    port = ScriptPort(
+        [
+            {"say": "how much money have I got"},
+            {"say": "I lost my card"},
+            {"keys": "4421"},
+            {"keys": "1"},
+            {"keys": "9"},
+        ]
+    )
+    engine = Engine(BANKING, port, today=TODAY, model=model)
+    port.engine = engine
+    with capture_logs() as logs:
+        session = await engine.run()
+    failed = [e for e in logs if e["event"] == "nlu.failed"]
+    assert failed and failed[0]["model_version"] == model.version and "AttributeError" in failed[0]["error"]
+    decisions = [(r.decision.kind, r.decision.source, r.decision.intent) for r in session.decisions]
+    assert decisions[:2] == [("no_match", "model", None), ("act", "keyword", "lost_card")]
+    assert session.slots.get("last4") == "4421" and session.tool_calls[0][0] == "block_card"
+
+
 def test_the_cli_runs_flow_tests_and_the_simulator() -> None:
     import subprocess
     import sys
