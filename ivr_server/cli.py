@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="answer calls: connect to Asterisk and serve the flows",
         description="Connect to Asterisk over ARI and serve calls until "
-        "SIGTERM/SIGINT. Refuses an un-migrated database.",
+        "SIGTERM/SIGINT. SIGHUP reads the flow files again (a file that has turned invalid keeps "
+        "its last good version). Refuses an un-migrated database.",
         epilog=EPILOG,
     )
     run.set_defaults(handler=cmd_run)
