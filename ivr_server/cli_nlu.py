@@ -18,8 +18,8 @@ def add_commands(commands: Any, epilog: str) -> None:
         help="train on one CSV, score on another",
         description="Train the intent model on --train (columns text,category; category 'oos' "
         "is out of scope) and score it on --test: accuracy, macro-F1, in-scope accuracy, "
-        "out-of-scope recall, calibration error (ECE), p50/p95 milliseconds to classify one utterance. Exit 6 when a "
-        "file is unusable (the message names the file and row).",
+        "out-of-scope recall, calibration error (ECE), p50/p95 milliseconds to classify one "
+        "utterance. Exit 6 when a file is unusable (the message names the file and row).",
         epilog=epilog,
     )
     evaluation.add_argument("--train", type=Path, required=True, metavar="FILE.csv")
