@@ -24,10 +24,16 @@ def add_commands(commands: Any, epilog: str) -> None:
     )
     evaluation.add_argument("--train", type=Path, required=True, metavar="FILE.csv")
     evaluation.add_argument("--test", type=Path, required=True, metavar="FILE.csv")
-    evaluation.add_argument("--shots", type=int, metavar="N", help="train on N examples per category")
+    evaluation.add_argument("--shots", type=_positive, metavar="N", help="train on N examples per category")
     evaluation.add_argument("--seed", type=int, default=0, help="draws the --shots examples (default 0)")
     evaluation.add_argument("--json", action="store_true", help="one JSON object")
     evaluation.set_defaults(handler=cmd_nlu_eval)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of 1 or more, not {text!r}")
+    return int(text)
 
 
 def cmd_nlu_eval(args: argparse.Namespace, _settings: Settings) -> int:
@@ -37,8 +43,6 @@ def cmd_nlu_eval(args: argparse.Namespace, _settings: Settings) -> int:
 
     train_rows, test_rows = read_csv(args.train), read_csv(args.test)
     if args.shots is not None:
-        if args.shots < 1:
-            raise SystemExit("ivr-server: error: --shots must be 1 or more")
         train_rows = take_shots(train_rows, args.shots, args.seed)
     figures = evaluate(train_rows, test_rows, NluSettings(seed=args.seed))
     figures = {

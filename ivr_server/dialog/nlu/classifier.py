@@ -133,7 +133,8 @@ class IntentClassifier:
 
     def predict_from(self, probs: np.ndarray) -> list[str]:
         """The category per row of probabilities, out-of-scope rule applied."""
-        return [self.categories[i] if i >= 0 else OUT_OF_SCOPE for i in self._decide(probs)]
+        decided = _decide(probs, self._oos, self.oos_threshold)
+        return [self.categories[i] if i >= 0 else OUT_OF_SCOPE for i in decided]
 
     def guesses(self, text: str) -> list[Guess]:
         """Calibrated guesses, best first; ``oos`` first when the utterance is out of scope."""
@@ -142,18 +143,15 @@ class IntentClassifier:
         probs = self.probabilities([text])[0]
         order = [int(i) for i in np.argsort(-probs) if int(i) != self._oos][:TOP_GUESSES]
         guesses = [Guess(self.categories[i], round(float(probs[i]), 4)) for i in order]
-        if self._decide(probs[None, :])[0] < 0:
+        if _decide(probs[None, :], self._oos, self.oos_threshold)[0] < 0:
             top_in = float(probs[order[0]]) if order else 0.0
             oos = float(probs[self._oos]) if self._oos is not None else 0.0
             guesses.insert(0, Guess(OUT_OF_SCOPE, round(max(oos, 1.0 - top_in), 4)))
         return guesses
 
-    def _decide(self, probs: np.ndarray) -> np.ndarray:
-        """Category index per row, -1 for out of scope."""
-        return _decide(probs, self._oos, self.oos_threshold)
-
 
 def _decide(probs: np.ndarray, oos: int | None, threshold: float | None) -> np.ndarray:
+    """Category index per row, -1 for out of scope."""
     best: np.ndarray = probs.argmax(axis=1)
     if oos is None and threshold is None:
         return best
@@ -184,7 +182,8 @@ def train(
     temperature, threshold = 1.0, None
     folds = min(settings.calibration_folds, *counts.values())
     if folds >= 2:
-        temperature, threshold = _calibrate(texts, labels, embeddings, settings, encoder, folds)
+        sharpen = min(counts.values()) >= SHARPEN_MIN
+        temperature, threshold = _calibrate(texts, labels, embeddings, settings, encoder, folds, sharpen)
     features = _Features(settings, encoder)
     lr = _fit_lr(features.fit(texts, embeddings), labels, settings)
     version = model_version(examples, settings, encoder.version)
@@ -198,6 +197,7 @@ def _calibrate(
     settings: NluSettings,
     encoder: SentenceEncoder,
     folds: int,
+    sharpen: bool,
 ) -> tuple[float, float | None]:
     """Temperature (and the out-of-scope threshold) from out-of-fold logits on the training data."""
     categories = sorted(set(labels))
@@ -225,7 +225,7 @@ def _calibrate(
     # out-of-fold accuracy on a flow's few tidy examples overstates how sure the model should
     # be of a caller's words after ASR. With more, it may sharpen too (banking77 10-shot: ECE
     # 14.6 % -> 2.9 % on fold 0).
-    low = -3.0 if min(Counter(labels).values()) >= SHARPEN_MIN else 0.0
+    low = -3.0 if sharpen else 0.0
     temperature = float(np.exp(minimize_scalar(nll, bounds=(low, 3.0), method="bounded").x))
     if OUT_OF_SCOPE not in index:
         return temperature, None

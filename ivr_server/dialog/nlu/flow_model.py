@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pickle
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 import structlog
@@ -18,7 +19,8 @@ from ivr_server.errors import NluError
 
 log = structlog.get_logger(__name__)
 GENERIC_OUT_OF_SCOPE = Path(__file__).parent / "bundled" / "out_of_scope.txt"
-_trained: dict[str, IntentClassifier] = {}
+KEEP_IN_MEMORY = 8  # trained models by version: reloads of edited flows must not grow memory
+_trained: OrderedDict[str, IntentClassifier] = OrderedDict()
 
 
 def generic_out_of_scope() -> list[str]:
@@ -52,6 +54,7 @@ def model_for_flow(
         return None
     version = model_version(examples, settings, bundled_encoder().version)
     if version in _trained:
+        _trained.move_to_end(version)
         return _trained[version]
     model = _load(cache_dir, version)
     if model is None:
@@ -61,6 +64,8 @@ def model_for_flow(
                  intents=len(model.categories), seconds=round(time.perf_counter() - started, 2))  # fmt: skip
         _save(cache_dir, model)
     _trained[version] = model
+    while len(_trained) > KEEP_IN_MEMORY:
+        _trained.popitem(last=False)
     return model
 
 
