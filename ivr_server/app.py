@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
 from ivr_server import __version__
-from ivr_server.config import Settings, mask_url
+from ivr_server.config import Settings, effective_settings, mask_url
 from ivr_server.dialog.declarative import FlowLibrary
 from ivr_server.dialog.flows import FLOWS, Flow
 from ivr_server.errors import AriAuthError, ConfigError, StoreError
@@ -26,7 +27,7 @@ from ivr_server.media.prompts import PromptLibrary
 from ivr_server.observability.metrics import Metrics, serve_metrics
 from ivr_server.speech.voice_services import LoadedVoice, load_voice
 from ivr_server.store.database import create_engine, require_current_schema
-from ivr_server.store.writer import StoreWriter
+from ivr_server.store.writer import AuditEvent, StoreWriter
 from ivr_server.telephony.ari_connection import AriConnection
 from ivr_server.telephony.ari_rest import AriRestClient
 from ivr_server.telephony.manager import CallManager
@@ -89,9 +90,18 @@ class IvrServer:
                 connect_timeout_s=s.ari_connect_timeout_s,
                 request_timeout_s=s.ari_request_timeout_s,
             )
-            self.writer = StoreWriter(engine, self.metrics)
+            self.writer = writer = StoreWriter(engine, self.metrics, audit_key=s.audit_key_bytes)
             tools = ToolClient(services_from(s.tools_services))
-            self.flow_library = FlowLibrary(s.flows_dir, tools, set(FLOWS), s.data_dir / "nlu-cache")
+            shown = {env: value for env, value, _ in effective_settings(s, None)}  # secrets masked
+            started = {"change": "server_started", "version": __version__, "server_id": self.server_id}
+            writer.submit(AuditEvent("config_change", _utcnow(), {**started, "settings": shown}))
+            self.flow_library = FlowLibrary(
+                s.flows_dir,
+                tools,
+                set(FLOWS),
+                s.data_dir / "nlu-cache",
+                on_change=lambda what: writer.submit(AuditEvent("config_change", _utcnow(), what)),
+            )
             flows = {**FLOWS, **self.flow_library.load()}
             deps = CallDeps(
                 settings=s,
@@ -181,3 +191,7 @@ class IvrServer:
             raise fatal[0]
         if self.writer.pending:
             raise StoreError(f"{self.writer.pending} store writes not committed at exit")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)

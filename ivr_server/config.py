@@ -250,6 +250,14 @@ class Settings(BaseSettings):
     handoff_webhook_timeout_s: float = Field(2.0, gt=0, description="Per webhook attempt.")
     handoff_webhook_attempts: int = Field(3, ge=1, le=10, description="Attempts on a 5xx, 429 or no answer.")
 
+    # --- Audit trail -------------------------------------------------------------------------
+    audit_key: SecretStr | None = Field(
+        None,
+        description="Key of the audit chain's HMAC. Without one the chain is plain SHA-256: it shows "
+        "edits, deletions and reordering, but someone who can write the table could rebuild it. "
+        "`ivr-server audit verify` needs the same key.",
+    )
+
     # --- Observability -----------------------------------------------------------------------
     log_format: Literal["auto", "json", "console"] = Field(
         "auto", description="json lines, console (readable), or auto (console on a terminal)."
@@ -297,6 +305,10 @@ class Settings(BaseSettings):
         return self
 
     # --- Derived values ----------------------------------------------------------------------
+    @property
+    def audit_key_bytes(self) -> bytes | None:
+        return self.audit_key.get_secret_value().encode() if self.audit_key else None
+
     @property
     def effective_database_url(self) -> str:
         if self.database_url:

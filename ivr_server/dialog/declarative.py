@@ -6,7 +6,9 @@ load. On a reload (SIGHUP) a file that has turned invalid keeps serving its last
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -31,13 +33,21 @@ class FlowLibrary:
     """
 
     def __init__(
-        self, directory: Path, tools: ToolClient, taken: set[str], nlu_cache: Path | None = None
+        self,
+        directory: Path,
+        tools: ToolClient,
+        taken: set[str],
+        nlu_cache: Path | None = None,
+        on_change: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.directory, self.tools, self.taken, self.nlu_cache = directory, tools, taken, nlu_cache
+        self.on_change = on_change  # configuration changes, for the audit trail
         self._good: dict[Path, tuple[FlowSpec, Flow]] = {}
+        self._served: dict[str, str] = {}  # flow name -> version, as of the last load
 
     def load(self) -> dict[str, Flow]:
         flows: dict[str, Flow] = {}
+        served: dict[str, str] = {}
         paths = sorted(self.directory.glob("*.yaml")) if self.directory.is_dir() else []
         for path in paths:
             entry = self._load_file(path)
@@ -48,15 +58,29 @@ class FlowLibrary:
                 log.warning(
                     "flows.kept_last_good", file=str(path), flow=entry[0].name, version=entry[0].version
                 )
+                self._changed(change="flow_rejected", file=str(path), flow=entry[0].name,
+                              kept_version=entry[0].version)  # fmt: skip
             spec = entry[0]
             if spec.name in flows:
                 log.error("flows.name_taken", file=str(path), flow=spec.name)
                 continue
             self._good[path] = entry
-            flows[spec.name] = entry[1]
+            flows[spec.name], served[spec.name] = entry[1], spec.version
         for gone in set(self._good) - set(paths):
             log.warning("flows.removed", file=str(gone), flow=self._good.pop(gone)[0].name)
+        for name, version in sorted(served.items()):
+            if self._served.get(name) != version:
+                self._changed(
+                    change="flow_served", flow=name, version=version, previous=self._served.get(name)
+                )
+        for name in sorted(set(self._served) - set(served)):
+            self._changed(change="flow_removed", flow=name, version=self._served[name])
+        self._served = served
         return flows
+
+    def _changed(self, **what: Any) -> None:
+        if self.on_change is not None:
+            self.on_change(what)
 
     def _load_file(self, path: Path) -> tuple[FlowSpec, Flow] | None:
         spec, problems = check_file(path)
@@ -89,7 +113,10 @@ def _runner(spec: FlowSpec, tools: ToolClient, model: IntentModel | None) -> Flo
                         confidence=d.confidence, reason=d.reason, flow_version=r.flow_version,
                         model_version=r.model_version)  # fmt: skip
 
-        session = await Engine(spec, CallPort(call), tools, model, on_decision=record).run()
+        def audit(kind: str, payload: dict[str, Any]) -> None:
+            call.audit(kind, **payload)
+
+        session = await Engine(spec, CallPort(call), tools, model, on_decision=record, audit=audit).run()
         call.record(
             "flow_ended",
             flow=spec.name,

@@ -11,10 +11,11 @@ Every decision is recorded with the flow's version and the model's, so it can be
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import structlog
 
@@ -22,6 +23,7 @@ from ivr_server.dialog.decide import Decision, Guess, Misses, decide
 from ivr_server.dialog.slots.parsers import entities, parse
 from ivr_server.dialog.spec.model import Action, Flow, Intent, Settings, Slot, State, Transition
 from ivr_server.errors import ToolError
+from ivr_server.privacy.redact import SECURE_VALUES
 from ivr_server.tools.client import ToolClient
 
 log = structlog.get_logger(__name__)
@@ -109,9 +111,11 @@ class Engine:
         model: IntentModel | None = None,
         today: dt.date | None = None,
         on_decision: Callable[[DecisionRecord], None] | None = None,
+        audit: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         self.flow, self.port, self.tools, self.model = flow, port, tools, model
         self.on_decision = on_decision  # recorded as it is made, not when the call ends
+        self.audit = audit or (lambda _kind, _payload: None)  # decisions, tool calls, transfers
         self.today = today
         self.session = Session(flow)
         self._misses: dict[str, Misses] = {}
@@ -135,6 +139,8 @@ class Engine:
             s.outcome = s.outcome or "ended"
         except Ended:
             pass
+        finally:
+            SECURE_VALUES.forget(s.id)
         return s
 
     # --- a state --------------------------------------------------------------------------------
@@ -202,13 +208,37 @@ class Engine:
             if tool.filler:
                 await self._say(tool.filler, state)
 
+        started = time.monotonic()
+        audited = {
+            "tool": name,
+            "service": tool.service,
+            "method": tool.method,
+            "state": state.name,
+            "flow_version": self.flow.version,
+        }
         try:
             result = await self.tools.call(tool, self.session.slots, on_slow=filler)
         except ToolError as err:
             self.session.tool_calls.append((name, err.code))
+            self.audit(
+                "tool_call",
+                {**audited, "outcome": err.code, "error": str(err)[:300], "latency_ms": _ms_since(started)},
+            )
             return False
         self.session.slots.update(result.slots)
         self.session.tool_calls.append((name, "ok"))
+        self.audit(
+            "tool_call",
+            {
+                **audited,
+                "outcome": "ok",
+                "status": result.status,
+                "attempts": result.attempts,
+                "slow": result.slow,
+                "latency_ms": _ms_since(started),
+                "slots_set": sorted(result.slots),
+            },
+        )
         return True
 
     async def _transfer(self, target: Mapping[str, str]) -> None:
@@ -219,6 +249,17 @@ class Engine:
         variables.update({f"IVR_SLOT_{k.upper()}": v for k, v in s.public_slots().items()})
         s.transfer_variables, s.outcome = variables, "transfer"
         log.info("flow.transfer", flow=self.flow.name, session=s.id, target=dict(target), intent=s.intent)
+        self.audit(
+            "transfer",
+            {
+                "flow": self.flow.name,
+                "flow_version": self.flow.version,
+                "session": s.id,
+                "target": dict(target),
+                "intent": s.intent,
+                "variables": variables,
+            },
+        )
         await self.port.transfer(target, variables)
         raise Ended
 
@@ -284,6 +325,10 @@ class Engine:
                         return "no_input"
                     continue
                 got = parse(slot, heard.said, heard.keyed, self.today)
+                if slot.secure:  # from now on every log line, record and webhook masks it
+                    for secret in (got.value, heard.keyed):
+                        if secret:
+                            SECURE_VALUES.add(self.session.id, secret)
                 if got.value is None:
                     await self._say_text(f"Sorry, {got.reason}.", state)
                     if self._missed(state, "no_match") == "escalate":
@@ -334,6 +379,7 @@ class Engine:
 
     async def _decide(self, state: State, intents: Sequence[Intent], heard: CallerInput) -> Decision:
         guesses: Sequence[Guess] = ()
+        started = time.monotonic()
         if self.model is not None and heard.said:
             try:
                 guesses = self.model.guesses(heard.said)
@@ -345,6 +391,26 @@ class Engine:
             state.name, heard.said, heard.keyed, decision, self.flow.version,
             self.model.version if self.model is not None else None,
         )  # fmt: skip
+        self.audit(
+            "decision",
+            {
+                "flow": self.flow.name,
+                "flow_version": self.flow.version,
+                "model_version": record.model_version,
+                "state": state.name,
+                "inputs": {
+                    "said": heard.said,
+                    "keyed": heard.keyed,
+                    "guesses": [[g.intent, round(g.confidence, 4)] for g in guesses[:3]],
+                },
+                "intent": decision.intent,
+                "confidence": decision.confidence,
+                "source": decision.source,
+                "action": decision.kind,
+                "outcome": decision.reason,
+                "latency_ms": _ms_since(started),
+            },
+        )
         self.session.decisions.append(record)
         if self.on_decision is not None:
             self.on_decision(record)
@@ -388,3 +454,7 @@ def _grammar_for(slot: Slot) -> str | None:
     if slot.type in ("digits", "card_number"):
         return "digits"
     return "yesno" if slot.type == "yes_no" else None
+
+
+def _ms_since(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 2)

@@ -79,6 +79,10 @@ class CallControl(Protocol):
         """Send one 20 ms frame to the caller as soon as the media clock allows."""
         ...
 
+    def audit(self, kind: str, **payload: Any) -> None:
+        """An append-only, hash-chained audit event of this call (redacted on the way)."""
+        ...
+
     def record(self, event_type: str, **payload: Any) -> None:
         """Append an event to the call's record in the store."""
         ...

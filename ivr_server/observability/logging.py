@@ -2,7 +2,8 @@
 
 Per-call context (``call_id``, ``channel_id``) is bound with ``structlog.contextvars`` in the
 call's task, so every line a call writes carries it. Secret-looking keys are masked before
-rendering, whatever the caller passed.
+rendering, whatever the caller passed, and personal data (card numbers, phone numbers, e-mail
+addresses, national ids, secure slot values) passes the redaction step every output shares.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any, TextIO
 
 import structlog
 from pydantic import SecretStr
+
+from ivr_server.privacy.redact import Redactor, is_id_key
 
 MASK = "********"
 _configured: list[tuple[str, str]] = []  # (format, level) of the last configure_logging
@@ -30,6 +33,18 @@ def redact_secrets(
     return event_dict
 
 
+_REDACTOR = Redactor()
+
+
+def redact_personal_data(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    for key, value in event_dict.items():
+        if not is_id_key(key) and isinstance(value, str | list | tuple | dict):
+            event_dict[key] = _REDACTOR.value(value)
+    return event_dict
+
+
 def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
     """Configure structlog and the standard library (third-party loggers) to render alike."""
     _configured[:] = [(fmt, level)]
@@ -40,6 +55,7 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact_secrets,
+        redact_personal_data,
     ]
     renderer: Any
     if use_json:

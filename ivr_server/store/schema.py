@@ -112,3 +112,19 @@ handoffs = Table(
     Column("webhook_status", String(64), nullable=False),  # pending, delivered, failed: ..., not_configured
     Column("webhook_attempts", Integer, nullable=False),
 )
+
+# The audit trail: append-only and hash-chained (ivr_server/audit/chain.py). ``seq`` is the place
+# in the chain, given when the row is written; ``body`` is the canonical text the hash covers.
+# No foreign key to calls: the trail outlives the call records that retention removes.
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+    Column("event_id", String(36), nullable=False, unique=True),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("kind", String(64), nullable=False, index=True),
+    Column("call_id", String(36), index=True),
+    Column("body", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)

@@ -5,6 +5,10 @@ database that is down is retried with capped exponential backoff, keeping the op
 memory meanwhile; inserts ignore rows already present, so a batch whose commit outcome was
 unknown can be sent again without duplicates. A row the database rejects outright (too long,
 constraint) is logged with its content and dropped so it cannot block the calls behind it.
+
+Everything submitted passes the one redaction step (ivr_server/privacy) first; what it masks is
+itself an audit event. Audit events are chained here, inside the transaction that writes them,
+so the chain follows commit order whichever process writes.
 """
 
 from __future__ import annotations
@@ -12,21 +16,24 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
-from collections import deque
-from dataclasses import dataclass
-from datetime import datetime
+import uuid
+from collections import Counter, deque
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import update
+from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ivr_server.audit import chain
 from ivr_server.observability.logging import RateLimitedLog
 from ivr_server.observability.metrics import Metrics
-from ivr_server.store.schema import SIZES, call_events, calls, handoffs, turns
+from ivr_server.privacy.redact import Redactor
+from ivr_server.store.schema import SIZES, audit_events, call_events, calls, handoffs, turns
 
 log = structlog.get_logger(__name__)
 
@@ -111,12 +118,32 @@ class HandoffDelivery:
     attempts: int
 
 
-Op = CallStarted | CallAnswered | CallEvent | CallEnded | Turn | Handoff | HandoffDelivery
+@dataclass(frozen=True)
+class AuditEvent:
+    kind: str
+    at: datetime
+    payload: dict[str, Any]
+    call_id: str | None = None
+    event_id: str = ""  # given at submit when empty; a replay keeps it, so nothing is chained twice
+
+
+Op = CallStarted | CallAnswered | CallEvent | CallEnded | Turn | Handoff | HandoffDelivery | AuditEvent
+AUDIT_LOCK = 0x1A0D17  # PostgreSQL advisory lock: one writer extends the chain at a time
 
 
 class StoreWriter:
-    def __init__(self, engine: AsyncEngine, metrics: Metrics, *, batch_max: int = 500) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        metrics: Metrics,
+        *,
+        batch_max: int = 500,
+        audit_key: bytes | None = None,
+        redactor: Redactor | None = None,
+    ) -> None:
         self.engine = engine
+        self.audit_key = audit_key or None
+        self.redactor = redactor or Redactor()
         self.metrics = metrics
         self.batch_max = batch_max
         self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
@@ -133,10 +160,29 @@ class StoreWriter:
         return len(self._pending)
 
     def submit(self, op: Op) -> None:
+        found: Counter[str] = Counter()
+        op = self._redacted(op, found)
         self._pending.append(op)
+        if found:
+            where = type(op).__name__ if not isinstance(op, AuditEvent) else f"audit:{op.kind}"
+            call_id = getattr(op, "call_id", None)
+            self._pending.append(self._redacted(AuditEvent("redaction", _utcnow(), {"where": where,
+                                 "masked": dict(sorted(found.items()))}, call_id), Counter()))  # fmt: skip
         self.metrics.store_pending.set(len(self._pending))
         self._idle.clear()
         self._wake.set()
+
+    def _redacted(self, op: Op, found: Counter[str]) -> Op:
+        r = self.redactor
+        if isinstance(op, AuditEvent):
+            return replace(op, payload=r.value(op.payload, found), event_id=op.event_id or str(uuid.uuid4()))
+        if isinstance(op, CallEvent):
+            return replace(op, payload=r.value(op.payload, found))
+        if isinstance(op, Turn):
+            return replace(op, text=r.value(op.text, found), detail=r.value(op.detail, found))
+        if isinstance(op, Handoff):
+            return replace(op, summary=r.value(op.summary, found), context=r.value(op.context, found))
+        return op
 
     async def flush(self, timeout_s: float) -> bool:
         """Wait until everything submitted is committed; False if the time ran out."""
@@ -202,7 +248,9 @@ class StoreWriter:
                 await self._write_group(conn, kind, list(group))
 
     async def _write_group(self, conn: AsyncConnection, kind: type, ops: list[Any]) -> None:
-        if kind is CallEvent:
+        if kind is AuditEvent:
+            await self._append_audit(conn, ops)
+        elif kind is CallEvent:
             rows = [
                 {
                     "call_id": o.call_id,
@@ -290,3 +338,37 @@ class StoreWriter:
                     .where(calls.c.id == o.call_id, calls.c.ended_at.is_(None))
                     .values(ended_at=o.ended_at, end_reason=_clip(o.end_reason, "end_reason"))
                 )
+
+    async def _append_audit(self, conn: AsyncConnection, ops: list[AuditEvent]) -> None:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": AUDIT_LOCK})
+        ids = [o.event_id for o in ops]
+        present = set(
+            (
+                await conn.execute(select(audit_events.c.event_id).where(audit_events.c.event_id.in_(ids)))
+            ).scalars()
+        )  # written by a commit whose outcome was lost: not again
+        last = (
+            await conn.execute(
+                select(audit_events.c.seq, audit_events.c.hash).order_by(audit_events.c.seq.desc()).limit(1)
+            )
+        ).first()
+        seq, prev = (last[0], last[1]) if last else (0, chain.GENESIS)
+        rows = []
+        for o in ops:
+            if o.event_id in present:
+                continue
+            present.add(o.event_id)
+            seq += 1
+            kind_ = _clip(o.kind, "type") or ""
+            body = chain.body(seq, o.event_id, o.at, kind_, o.call_id, o.payload)
+            digest = chain.link(prev, body, self.audit_key)
+            rows.append({"seq": seq, "event_id": o.event_id, "at": o.at, "kind": kind_, "call_id": o.call_id,
+                         "body": body, "prev_hash": prev, "hash": digest})  # fmt: skip
+            prev = digest
+        if rows:
+            await conn.execute(audit_events.insert(), rows)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)

@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ivr_server.store.queries import open_call_ids
-from ivr_server.store.writer import CallEnded, CallEvent
+from ivr_server.store.writer import AuditEvent, CallEnded, CallEvent
 from ivr_server.telephony.ari_connection import Snapshot
 from ivr_server.telephony.ari_events import (
     ApplicationReplaced,
@@ -178,3 +178,4 @@ class CallManager:
             # seq far above anything a live call writes, so it never collides with one.
             self.deps.writer.submit(CallEvent(call_id, 1_000_000, now, "call_ended", {"reason": "orphaned"}))
             self.deps.writer.submit(CallEnded(call_id, now, "orphaned"))
+            self.deps.writer.submit(AuditEvent("call_ended", now, {"reason": "orphaned"}, call_id))

@@ -34,7 +34,7 @@ from ivr_server.media.prompts import PromptLibrary
 from ivr_server.media.receiver import RtpReceiver
 from ivr_server.media.sender import RtpSender
 from ivr_server.observability.metrics import Metrics
-from ivr_server.store.writer import CallAnswered, CallEnded, CallEvent, CallStarted, StoreWriter
+from ivr_server.store.writer import AuditEvent, CallAnswered, CallEnded, CallEvent, CallStarted, StoreWriter
 from ivr_server.telephony.ari_events import Channel
 from ivr_server.telephony.ari_rest import AriRestClient, best_effort
 from ivr_server.tools.handoff import HandoffDesk
@@ -281,6 +281,10 @@ class CallSession:
         if self._sender is not None:
             self._sender.push_live(pcm)
 
+    def audit(self, kind: str, **payload: Any) -> None:
+        clean = json.loads(json.dumps(payload, default=str))
+        self.deps.writer.submit(AuditEvent(kind, _utcnow(), clean, self.call_id))
+
     def record(self, event_type: str, **payload: Any) -> None:
         self._seq += 1
         clean = json.loads(json.dumps(payload, default=str))
@@ -476,6 +480,7 @@ class CallSession:
             self._port = None
         reason = self.end_reason or "cancelled"
         self.record("call_ended", reason=reason, **self._end_detail)
+        self.audit("call_ended", **{"flow": self.flow_name, **self._end_detail, "reason": reason})
         self.deps.writer.submit(CallEnded(self.call_id, _utcnow(), reason))
         self.deps.metrics.calls_ended.labels(end_reason=reason).inc()
         log.info("call.ended", reason=reason, speech_ms=self.speech.speech_ms)

@@ -4,6 +4,8 @@ The caller is transferred first and never waits for the webhook: it is sent in t
 with a timeout per attempt and a few retries (the handoff id is its idempotency key, so a
 receiver that saw an attempt whose answer was lost can ignore the repeat). Its outcome is
 written to the handoff's row. A server that stops waits a moment for deliveries in flight.
+Summary and context pass the redaction step; the caller's number is sent as it is, since the
+agent's CRM looks the caller up by it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import structlog
 from pydantic import SecretStr
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from ivr_server.privacy.redact import Redactor
 from ivr_server.store.writer import Handoff, HandoffDelivery, Op
 
 log = structlog.get_logger(__name__)
@@ -44,12 +47,14 @@ class HandoffDesk:
         self.attempts = attempts
         self._tasks: set[asyncio.Task[None]] = set()
         self._http: httpx.AsyncClient | None = None
+        self.redactor = Redactor()
 
     def hand_off(self, call_id: str, target: str, variables: Mapping[str, str], caller: str | None) -> str:
         """Store the handoff and start its webhook; returns the handoff id."""
         handoff_id = str(uuid.uuid4())
         at = datetime.now(UTC)
         status = "pending" if self.webhook_url else "not_configured"
+        variables = self.redactor.value(dict(variables))  # what the agent sees: no card, no secret
         record = Handoff(
             id=handoff_id,
             call_id=call_id,

@@ -24,6 +24,9 @@ COMMANDS = [
     ["calls", "show"],
     ["config"],
     ["config", "show"],
+    ["audit"],
+    ["audit", "verify"],
+    ["audit", "list"],
 ]
 
 

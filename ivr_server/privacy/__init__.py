@@ -1,0 +1,1 @@
+"""Personal data: one redaction step for logs, transcripts, audit inputs and webhooks."""
