@@ -1,8 +1,9 @@
 """Wiring: builds the store, media, ARI connection and call manager, and runs them together.
 
 Start-up refuses an un-migrated database and missing prompts before touching Asterisk.
-Shutdown (SIGTERM/SIGINT or ``stop``): stop taking calls, hand active callers back to the
-dialplan, close the events socket, flush the store, all within ``shutdown_timeout_s``.
+Shutdown (SIGTERM/SIGINT or ``stop``): stop taking calls (new ones go on in the dialplan), let
+the calls in progress finish for up to ``drain_timeout_s`` (a second signal cuts this short),
+hand callers still in a flow back to the dialplan, close the events socket, flush the store.
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ class IvrServer:
         self._reloading: asyncio.Task[dict[str, Flow]] | None = None
 
     def stop(self) -> None:
+        """The first call drains (calls in progress may finish); a second one hurries."""
+        if self.stop_requested.is_set() and self.manager is not None:
+            log.warning("server.stop_hurried", calls=len(self.manager.sessions))
+            self.manager.hurry.set()
         self.stop_requested.set()
 
     def request_reload(self) -> None:
@@ -178,6 +183,8 @@ class IvrServer:
             stop_task = tg.create_task(self.stop_requested.wait(), name="stop")
             await asyncio.wait({conn_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
             log.info("server.stopping", calls=len(self.manager.sessions))
+            if stop_task.done() and not conn_task.done():  # asked to stop, with Asterisk still there
+                await self.manager.drain(self.settings.drain_timeout_s)
             await self.manager.shutdown(self.settings.shutdown_timeout_s)
             if self.manager.deps.handoffs is not None:
                 await self.manager.deps.handoffs.aclose(self.settings.handoff_webhook_timeout_s)

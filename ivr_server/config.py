@@ -225,7 +225,20 @@ class Settings(BaseSettings):
         5.0, gt=0, description="Per-call cleanup (hangups, bridge, ports) is cut off after this."
     )
     shutdown_timeout_s: float = Field(
-        10.0, gt=0, description="On SIGTERM, how long to wait for calls to close and the store."
+        10.0, gt=0, description="After draining, how long to wait for calls to close and the store."
+    )
+    drain_timeout_s: float = Field(
+        120.0,
+        ge=0,
+        description="On SIGTERM new calls go on in the dialplan (IVR_STATUS=server_draining) and calls in "
+        "progress may finish on their own this long; then callers still in a flow are handed back "
+        "(IVR_STATUS=server_shutdown). A second SIGTERM hands them back at once.",
+    )
+    max_calls: int = Field(
+        0,
+        ge=0,
+        description="Concurrent calls served; above it new calls are declined at once back to the "
+        "dialplan with IVR_STATUS=busy (a busy prompt or a queue there). 0: no limit.",
     )
 
     flows_dir: Path = Field(

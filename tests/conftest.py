@@ -139,6 +139,7 @@ async def running_server(settings: Settings) -> AsyncIterator[IvrServer]:
         yield server
     finally:
         server.stop()
+        server.stop()  # twice: callers still in a flow are handed back at once, not drained
         await asyncio.wait_for(task, 30)
 
 

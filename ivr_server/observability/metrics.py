@@ -25,6 +25,12 @@ class Metrics:
         )
         self.calls_active = Gauge("ivr_calls_active", "Calls in progress", registry=r)
         self.calls_ended = Counter("ivr_calls_ended", "Calls ended, by reason", ["end_reason"], registry=r)
+        self.calls_declined = Counter(
+            "ivr_calls_declined",
+            "Calls sent back to the dialplan unserved (busy, server_draining)",
+            ["reason"],
+            registry=r,
+        )
         self.rtp_received = Counter("ivr_rtp_packets_received", "RTP packets accepted", registry=r)
         self.rtp_sent = Counter("ivr_rtp_packets_sent", "RTP packets sent", registry=r)
         self.rtp_lost = Counter("ivr_rtp_packets_lost", "Inbound RTP packets missing by sequence", registry=r)

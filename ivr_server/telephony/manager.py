@@ -33,7 +33,7 @@ from ivr_server.telephony.ari_events import (
     StasisStart,
 )
 from ivr_server.telephony.ari_rest import best_effort
-from ivr_server.telephony.session import CallDeps, CallSession
+from ivr_server.telephony.session import STATUS_VARIABLE, CallDeps, CallSession
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +49,7 @@ class CallManager:
         self._stop = asyncio.Event()
         self.accepting = True
         self.reconciled = asyncio.Event()
+        self.hurry = asyncio.Event()  # a second stop signal: do not wait for calls to finish
 
     async def run(self) -> None:
         """Owns every call's task; returns after ``shutdown`` once the calls are closed."""
@@ -56,6 +57,22 @@ class CallManager:
             self._tg = tg
             await self._stop.wait()
         self._tg = None
+
+    async def drain(self, timeout_s: float) -> None:
+        """Stop taking calls (new ones go on in the dialplan) and let the calls in progress end
+        on their own, for up to ``timeout_s`` or until ``hurry`` is set."""
+        self.accepting = False
+        if not self.sessions or timeout_s <= 0:
+            return
+        log.info("calls.draining", calls=len(self.sessions), timeout_s=timeout_s)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self.sessions and not self.hurry.is_set():  # sessions leave from their own tasks
+            if loop.time() >= deadline:
+                log.warning("calls.drain_timeout", still_running=len(self.sessions), timeout_s=timeout_s)
+                return
+            await asyncio.sleep(0.05)
+        log.info("calls.drained", hurried=self.hurry.is_set(), still_running=len(self.sessions))
 
     async def shutdown(self, timeout_s: float) -> None:
         """Stop taking calls, hand active callers back to the dialplan, wait for cleanup."""
@@ -125,8 +142,11 @@ class CallManager:
             self._spawn(best_effort(self.deps.rest.hangup(channel.id), "orphan_hangup"))
             return
         if not self.accepting or self._tg is None:
-            log.info("call.declined", reason="shutting down", caller_channel=channel.id)
-            self._spawn(best_effort(self.deps.rest.continue_in_dialplan(channel.id), "decline"))
+            self._decline(channel.id, "server_draining")
+            return
+        limit = self.deps.settings.max_calls
+        if limit and len(self.sessions) >= limit:
+            self._decline(channel.id, "busy")  # at once: no call is degraded to take another
             return
         session = CallSession(self.deps, channel, event.args)
         self.sessions[session.call_id] = session
@@ -159,6 +179,21 @@ class CallManager:
             for channel_id in (session.channel.id, session.media_channel_id):
                 if self._by_channel.get(channel_id) is session:
                     del self._by_channel[channel_id]
+
+    def _decline(self, channel_id: str, reason: str) -> None:
+        """Back to the dialplan with IVR_STATUS=reason (ivr-fallback: a busy notice, a queue)."""
+        log.info("call.declined", reason=reason, caller_channel=channel_id, calls=len(self.sessions))
+        self.deps.metrics.calls_declined.labels(reason=reason).inc()
+        self.deps.writer.submit(AuditEvent("call_declined", datetime.now(UTC), {"reason": reason,
+                                "channel_id": channel_id, "calls": len(self.sessions)}))  # fmt: skip
+        rest = self.deps.rest
+
+        async def hand_back() -> None:
+            await rest.set_variable(channel_id, STATUS_VARIABLE, reason)
+            await rest.continue_in_dialplan(channel_id)
+
+        if self._tg is not None:
+            self._spawn(best_effort(hand_back(), "decline"))
 
     def _spawn(self, work: Coroutine[Any, Any, object]) -> None:
         assert self._tg is not None, "call manager is not running"
