@@ -25,8 +25,9 @@ def console_lines(marker: str) -> list[str]:
     return [line for line in console.read_text(errors="replace").splitlines() if marker in line]
 
 
-def server_env(url: str, **more: str) -> dict[str, str]:
-    return {
+async def serving(url: str, lines: list[dict], **more: str) -> asyncio.subprocess.Process:
+    """`ivr-server run` on a migrated ``url``, connected and reconciled."""
+    env = {
         "IVR_DATABASE_URL": url,
         "IVR_METRICS_PORT": "0",
         "IVR_MEDIA_PORT_MIN": "41400",
@@ -34,6 +35,10 @@ def server_env(url: str, **more: str) -> dict[str, str]:
         "IVR_ARI_PASSWORD": "ivr-sandbox",
         **more,
     }
+    await migrate(env)
+    proc = await start(env)
+    await read_until(proc, "ari.reconciled", lines)
+    return proc
 
 
 async def stored(url: str) -> tuple[list[str | None], set[str], bool]:
@@ -57,11 +62,8 @@ async def test_sigterm_lets_two_calls_finish_and_sends_new_ones_to_the_dialplan(
         scenario([Pause(4000), Keys("55#")], tmp_path), service="100", workdir=tmp_path, calls=2, concurrent=2
     )
     async with fresh_database(kind, tmp_path) as url:
-        env = server_env(url)
-        await migrate(env)
-        proc = await start(env)
         lines: list[dict] = []
-        await read_until(proc, "ari.reconciled", lines)
+        proc = await serving(url, lines)
         calls = asyncio.create_task(two.run())
         await read_until(proc, "call.started", lines)
         await read_until(proc, "call.started", lines)
@@ -87,11 +89,8 @@ async def test_above_max_calls_a_new_call_is_declined_at_once(tmp_path: Path) ->
     before = len(console_lines("IVR_STATUS=busy"))
     first = SippCall(scenario([Pause(4000), Keys("1#")], tmp_path), service="100", workdir=tmp_path)
     async with fresh_database("sqlite", tmp_path) as url:
-        env = server_env(url, IVR_MAX_CALLS="1")
-        await migrate(env)
-        proc = await start(env)
         lines: list[dict] = []
-        await read_until(proc, "ari.reconciled", lines)
+        proc = await serving(url, lines, IVR_MAX_CALLS="1")
         ongoing = asyncio.create_task(first.run())
         await read_until(proc, "call.started", lines)
         second = SippCall(scenario([Pause(200)], tmp_path), service="100", workdir=tmp_path)
