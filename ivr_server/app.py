@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from ivr_server import __version__
+from ivr_server.audit.append import AuditEvent
 from ivr_server.config import Settings, effective_settings, mask_url
 from ivr_server.dialog.declarative import FlowLibrary
 from ivr_server.dialog.flows import FLOWS, Flow
@@ -28,7 +29,8 @@ from ivr_server.media.prompts import PromptLibrary
 from ivr_server.observability.metrics import Metrics, serve_metrics
 from ivr_server.speech.voice_services import LoadedVoice, load_voice
 from ivr_server.store.database import create_engine, require_current_schema
-from ivr_server.store.writer import AuditEvent, StoreWriter
+from ivr_server.store.retention import apply_retention
+from ivr_server.store.writer import StoreWriter
 from ivr_server.telephony.ari_connection import AriConnection
 from ivr_server.telephony.ari_rest import AriRestClient
 from ivr_server.telephony.manager import CallManager
@@ -181,6 +183,7 @@ class IvrServer:
             tg.create_task(self.manager.run(), name="call-manager")
             conn_task = tg.create_task(stay_connected(), name="ari-connection")
             stop_task = tg.create_task(self.stop_requested.wait(), name="stop")
+            retention_task = tg.create_task(self._retention_schedule(), name="retention")
             await asyncio.wait({conn_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
             log.info("server.stopping", calls=len(self.manager.sessions))
             if stop_task.done() and not conn_task.done():  # asked to stop, with Asterisk still there
@@ -190,6 +193,7 @@ class IvrServer:
                 await self.manager.deps.handoffs.aclose(self.settings.handoff_webhook_timeout_s)
             conn_task.cancel()
             stop_task.cancel()
+            retention_task.cancel()
             if not await self.writer.flush(self.settings.shutdown_timeout_s):
                 log.error("store.unflushed_at_exit", pending=self.writer.pending)
             writer_task.cancel()
@@ -198,6 +202,26 @@ class IvrServer:
             raise fatal[0]
         if self.writer.pending:
             raise StoreError(f"{self.writer.pending} store writes not committed at exit")
+
+    async def _retention_schedule(self) -> None:
+        """Retention every ``retention_interval_s``, the first a minute after start; a failure
+        is logged and tried again next time (nothing is removed by a failed run)."""
+        interval = self.settings.retention_interval_s
+        if interval <= 0 or self.manager is None:
+            return
+        await asyncio.sleep(min(60.0, interval))
+        while True:
+            try:
+                report = await apply_retention(
+                    self.manager.engine,
+                    self.settings.retention_policy(),
+                    _utcnow(),
+                    self.settings.audit_key_bytes,
+                )
+                log.info("retention.applied", removed={k: v for k, v in report.removed.items() if v})
+            except StoreError as err:
+                log.error("retention.failed", error=str(err)[:300])
+            await asyncio.sleep(interval)
 
 
 def _utcnow() -> datetime:

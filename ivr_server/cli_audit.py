@@ -1,4 +1,5 @@
-"""`ivr-server audit ...`: check the hash chain of the audit trail, and read it."""
+"""`ivr-server audit ...` (check the hash chain of the audit trail, read it) and
+`ivr-server retention run` (remove what is past its retention window, audited)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,22 @@ def add_commands(commands: Any, epilog: str) -> None:
     listing.add_argument("--limit", type=int, default=50, help="how many (default 50)")
     listing.add_argument("--json", action="store_true", help="one JSON array")
     listing.set_defaults(handler=cmd_audit_list)
+
+    retention = commands.add_parser("retention", help="data past its retention window", epilog=epilog)
+    retention_commands = retention.add_subparsers(dest="retention_command", metavar="ACTION", required=True)
+    apply = retention_commands.add_parser(
+        "run",
+        help="delete or anonymize what is past its window, with an audit event",
+        description="Empty the words of turns, keyed digits and handoff summaries older than "
+        "IVR_RETENTION_TRANSCRIPTS_DAYS, clear caller numbers and names older than "
+        "IVR_RETENTION_CALLER_IDS_DAYS, delete calls (with their events, turns and handoffs) older "
+        "than IVR_RETENTION_CALLS_DAYS; in one transaction with a 'retention' audit event saying "
+        "how much was removed. The server does the same every IVR_RETENTION_INTERVAL_S.",
+        epilog=epilog,
+    )
+    apply.add_argument("--dry-run", action="store_true", help="count what would go; change nothing")
+    apply.add_argument("--json", action="store_true", help="one JSON object")
+    apply.set_defaults(handler=cmd_retention_run)
 
 
 def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
@@ -77,6 +94,36 @@ def cmd_audit_list(args: argparse.Namespace, settings: Settings) -> int:
         for r in records:
             payload = json.dumps(r.payload, separators=(",", ":"))
             print(f"{r.seq:>8}  {r.at}  {r.kind:<14} {r.call_id or '-':<36}  {payload[:160]}")
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_retention_run(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import UTC, datetime
+
+    from ivr_server.cli import _open_store
+    from ivr_server.store.retention import apply_retention
+
+    async def run() -> int:
+        engine = await _open_store(settings)
+        try:
+            report = await apply_retention(
+                engine,
+                settings.retention_policy(),
+                datetime.now(UTC),
+                settings.audit_key_bytes,
+                dry_run=args.dry_run,
+            )
+        finally:
+            await engine.dispose()
+        if args.json:
+            print(json.dumps({**report.as_dict(), "dry_run": args.dry_run}))
+            return 0
+        verb = "would remove" if args.dry_run else "removed"
+        for what, cutoff in report.cutoffs.items():
+            print(f"{what:<12} {'kept forever' if cutoff is None else 'before ' + cutoff}")
+        print(f"{verb}: " + (", ".join(f"{k} {v}" for k, v in report.removed.items() if v) or "nothing"))
         return 0
 
     return asyncio.run(run())

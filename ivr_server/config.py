@@ -23,6 +23,7 @@ from ivr_server.resources import resource_dir
 
 if TYPE_CHECKING:
     from ivr_server.speech.vad.endpointer import EndpointSettings
+    from ivr_server.store.retention import RetentionPolicy
 
 ENV_PREFIX = "IVR_"
 CONFIG_FILE_ENV = "IVR_CONFIG_FILE"
@@ -270,6 +271,29 @@ class Settings(BaseSettings):
         "edits, deletions and reordering, but someone who can write the table could rebuild it. "
         "`ivr-server audit verify` needs the same key.",
     )
+
+    # --- Retention (days; 0 keeps forever) ----------------------------------------------------
+    retention_transcripts_days: int = Field(
+        30, ge=0, description="Words of turns, keyed digits and handoff summaries are emptied after this."
+    )
+    retention_caller_ids_days: int = Field(
+        90, ge=0, description="The caller's number and name on call records are cleared after this."
+    )
+    retention_calls_days: int = Field(
+        365, ge=0, description="Call records with their events, turns and handoffs are deleted after this."
+    )
+    retention_interval_s: float = Field(
+        3600.0,
+        ge=0,
+        description="The server applies retention this often (0: only `ivr-server retention run`).",
+    )
+
+    def retention_policy(self) -> RetentionPolicy:
+        from ivr_server.store.retention import RetentionPolicy
+
+        return RetentionPolicy(
+            self.retention_transcripts_days, self.retention_caller_ids_days, self.retention_calls_days
+        )
 
     # --- Observability -----------------------------------------------------------------------
     log_format: Literal["auto", "json", "console"] = Field(

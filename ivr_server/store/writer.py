@@ -23,17 +23,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import select, text, update
+from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ivr_server.audit import chain
+from ivr_server.audit.append import AuditEvent, append_audit
 from ivr_server.observability.logging import RateLimitedLog
 from ivr_server.observability.metrics import Metrics
 from ivr_server.privacy.redact import Redactor
-from ivr_server.store.schema import SIZES, audit_events, call_events, calls, handoffs, turns
+from ivr_server.store.schema import SIZES, call_events, calls, handoffs, turns
 
 log = structlog.get_logger(__name__)
 
@@ -118,17 +118,7 @@ class HandoffDelivery:
     attempts: int
 
 
-@dataclass(frozen=True)
-class AuditEvent:
-    kind: str
-    at: datetime
-    payload: dict[str, Any]
-    call_id: str | None = None
-    event_id: str = ""  # given at submit when empty; a replay keeps it, so nothing is chained twice
-
-
 Op = CallStarted | CallAnswered | CallEvent | CallEnded | Turn | Handoff | HandoffDelivery | AuditEvent
-AUDIT_LOCK = 0x1A0D17  # PostgreSQL advisory lock: one writer extends the chain at a time
 
 
 class StoreWriter:
@@ -249,7 +239,7 @@ class StoreWriter:
 
     async def _write_group(self, conn: AsyncConnection, kind: type, ops: list[Any]) -> None:
         if kind is AuditEvent:
-            await self._append_audit(conn, ops)
+            await append_audit(conn, ops, self.audit_key)
         elif kind is CallEvent:
             rows = [
                 {
@@ -338,36 +328,6 @@ class StoreWriter:
                     .where(calls.c.id == o.call_id, calls.c.ended_at.is_(None))
                     .values(ended_at=o.ended_at, end_reason=_clip(o.end_reason, "end_reason"))
                 )
-
-    async def _append_audit(self, conn: AsyncConnection, ops: list[AuditEvent]) -> None:
-        if conn.dialect.name == "postgresql":
-            await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": AUDIT_LOCK})
-        ids = [o.event_id for o in ops]
-        present = set(
-            (
-                await conn.execute(select(audit_events.c.event_id).where(audit_events.c.event_id.in_(ids)))
-            ).scalars()
-        )  # written by a commit whose outcome was lost: not again
-        last = (
-            await conn.execute(
-                select(audit_events.c.seq, audit_events.c.hash).order_by(audit_events.c.seq.desc()).limit(1)
-            )
-        ).first()
-        seq, prev = (last[0], last[1]) if last else (0, chain.GENESIS)
-        rows = []
-        for o in ops:
-            if o.event_id in present:
-                continue
-            present.add(o.event_id)
-            seq += 1
-            kind_ = _clip(o.kind, "type") or ""
-            body = chain.body(seq, o.event_id, o.at, kind_, o.call_id, o.payload)
-            digest = chain.link(prev, body, self.audit_key)
-            rows.append({"seq": seq, "event_id": o.event_id, "at": o.at, "kind": kind_, "call_id": o.call_id,
-                         "body": body, "prev_hash": prev, "hash": digest})  # fmt: skip
-            prev = digest
-        if rows:
-            await conn.execute(audit_events.insert(), rows)
 
 
 def _utcnow() -> datetime:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import numpy as np
 import structlog
 
+from ivr_server.audit.append import AuditEvent
 from ivr_server.config import Settings
 from ivr_server.dialog.flows import Flow
 from ivr_server.dialog.speech_meter import SpeechMeter, SpeechSegment
@@ -34,7 +35,7 @@ from ivr_server.media.prompts import PromptLibrary
 from ivr_server.media.receiver import RtpReceiver
 from ivr_server.media.sender import RtpSender
 from ivr_server.observability.metrics import Metrics
-from ivr_server.store.writer import AuditEvent, CallAnswered, CallEnded, CallEvent, CallStarted, StoreWriter
+from ivr_server.store.writer import CallAnswered, CallEnded, CallEvent, CallStarted, StoreWriter
 from ivr_server.telephony.ari_events import Channel
 from ivr_server.telephony.ari_rest import AriRestClient, best_effort
 from ivr_server.tools.handoff import HandoffDesk

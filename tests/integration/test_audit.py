@@ -13,11 +13,12 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ivr_server.audit import chain
+from ivr_server.audit.append import AuditEvent
 from ivr_server.audit.store import chain_rows, recent, verify_store
 from ivr_server.observability.metrics import Metrics
 from ivr_server.privacy.redact import Redactor, SecureValues
 from ivr_server.store.queries import turns_of
-from ivr_server.store.writer import AuditEvent, CallStarted, StoreWriter, Turn
+from ivr_server.store.writer import CallStarted, StoreWriter, Turn
 from tests.integration.test_cli import cli
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)

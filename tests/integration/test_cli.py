@@ -27,6 +27,8 @@ COMMANDS = [
     ["audit"],
     ["audit", "verify"],
     ["audit", "list"],
+    ["retention"],
+    ["retention", "run"],
 ]
 
 
