@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 
 from ivr_server import __version__
 from ivr_server.audit.append import AuditEvent
@@ -26,11 +27,14 @@ from ivr_server.media.clock import MediaClock
 from ivr_server.media.formats import FORMATS
 from ivr_server.media.ports import PortPool
 from ivr_server.media.prompts import PromptLibrary
+from ivr_server.observability.logging import RateLimitedLog
 from ivr_server.observability.metrics import Metrics, serve_metrics
 from ivr_server.speech.voice_services import LoadedVoice, load_voice
 from ivr_server.store.database import create_engine, require_current_schema
+from ivr_server.store.deployments import Deployment, serving
+from ivr_server.store.outbox import Outbox
 from ivr_server.store.retention import apply_retention
-from ivr_server.store.writer import StoreWriter
+from ivr_server.store.writer import OP_KINDS, StoreWriter
 from ivr_server.telephony.ari_connection import AriConnection
 from ivr_server.telephony.ari_rest import AriRestClient
 from ivr_server.telephony.manager import CallManager
@@ -52,6 +56,10 @@ class IvrServer:
         self.stop_requested = asyncio.Event()
         self.flow_library: FlowLibrary | None = None
         self._reloading: asyncio.Task[dict[str, Flow]] | None = None
+        self._file_flows: dict[str, Flow] = {}
+        self._deployed_flows: dict[str, Flow] = {}
+        self._deployments_seen: tuple[tuple[int, str, int], ...] | None = None
+        self._poll_log = RateLimitedLog()
 
     def stop(self) -> None:
         """The first call drains (calls in progress may finish); a second one hurries."""
@@ -68,12 +76,40 @@ class IvrServer:
     async def reload_flows(self) -> dict[str, Flow]:
         """New calls get the flows as the files are now; calls in progress keep theirs."""
         assert self.flow_library is not None and self.manager is not None
-        loaded = await asyncio.to_thread(self.flow_library.load)
-        flows = self.manager.deps.flows
-        flows.clear()
-        flows.update({**FLOWS, **loaded})
+        self._file_flows = await asyncio.to_thread(self.flow_library.load)
+        flows = self._compose_flows()
         log.info("flows.reloaded", flows=sorted(flows))
         return flows
+
+    def _compose_flows(self) -> dict[str, Flow]:
+        """Built-in flows, then the flow files, then versions deployed into the store."""
+        assert self.manager is not None
+        flows = self.manager.deps.flows
+        flows.clear()
+        flows.update({**FLOWS, **self._file_flows, **self._deployed_flows})
+        return flows
+
+    async def _watch_deployments(self) -> None:
+        """Pick up `ivr-server flows deploy/promote/rollback` without a restart: the serving
+        versions are read every ``flows_poll_s``; a change is built off the loop, then swapped in
+        (calls in progress keep the version they started with)."""
+        assert self.manager is not None and self.flow_library is not None
+        while True:
+            await asyncio.sleep(self.settings.flows_poll_s)
+            try:
+                versions = await serving(self.manager.engine)
+            except (SQLAlchemyError, OSError) as err:
+                should, count = self._poll_log.should_log("deployments")
+                if should:
+                    log.error("flows.deployments_unreadable", error=str(err)[:300], failures=count)
+            else:
+                now = _signature(versions)
+                if now != self._deployments_seen:
+                    self._deployed_flows = await asyncio.to_thread(self.flow_library.deployed, versions)
+                    self._compose_flows()
+                    self._deployments_seen = now
+                    shown = [f"{d.flow} v{d.version_number} {d.status} {d.canary_percent}%" for d in versions]
+                    log.info("flows.deployments_applied", versions=shown)
 
     async def run(self, *, install_signal_handlers: bool = True) -> None:
         """Serve until stopped. Raises ConfigError/AriAuthError/StoreError for what an admin
@@ -97,7 +133,10 @@ class IvrServer:
                 connect_timeout_s=s.ari_connect_timeout_s,
                 request_timeout_s=s.ari_request_timeout_s,
             )
-            self.writer = writer = StoreWriter(engine, self.metrics, audit_key=s.audit_key_bytes)
+            outbox = Outbox(s.effective_outbox_path, s.effective_database_url, OP_KINDS)
+            self.writer = writer = StoreWriter(
+                engine, self.metrics, audit_key=s.audit_key_bytes, outbox=outbox
+            )
             tools = ToolClient(services_from(s.tools_services))
             shown = {env: value for env, value, _ in effective_settings(s, None)}  # secrets masked
             started = {"change": "server_started", "version": __version__, "server_id": self.server_id}
@@ -109,7 +148,14 @@ class IvrServer:
                 s.data_dir / "nlu-cache",
                 on_change=lambda what: writer.submit(AuditEvent("config_change", _utcnow(), what)),
             )
-            flows = {**FLOWS, **self.flow_library.load()}
+            self._file_flows = self.flow_library.load()
+            try:
+                versions = await serving(engine)
+            except (SQLAlchemyError, OSError) as err:
+                raise StoreError(f"reading the deployed flows failed: {err}") from err
+            self._deployed_flows = await asyncio.to_thread(self.flow_library.deployed, versions)
+            self._deployments_seen = _signature(versions)
+            flows = {**FLOWS, **self._file_flows, **self._deployed_flows}
             deps = CallDeps(
                 settings=s,
                 rest=rest,
@@ -166,6 +212,8 @@ class IvrServer:
                 await voice.close()
             if tools is not None:
                 await tools.aclose()
+            if self.writer is not None and self.writer.outbox is not None:
+                self.writer.outbox.close()
             await engine.dispose()
 
     async def _serve(self, connection: AriConnection) -> None:
@@ -184,6 +232,7 @@ class IvrServer:
             conn_task = tg.create_task(stay_connected(), name="ari-connection")
             stop_task = tg.create_task(self.stop_requested.wait(), name="stop")
             retention_task = tg.create_task(self._retention_schedule(), name="retention")
+            deployments_task = tg.create_task(self._watch_deployments(), name="deployments")
             await asyncio.wait({conn_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
             log.info("server.stopping", calls=len(self.manager.sessions))
             if stop_task.done() and not conn_task.done():  # asked to stop, with Asterisk still there
@@ -194,14 +243,17 @@ class IvrServer:
             conn_task.cancel()
             stop_task.cancel()
             retention_task.cancel()
+            deployments_task.cancel()
             if not await self.writer.flush(self.settings.shutdown_timeout_s):
-                log.error("store.unflushed_at_exit", pending=self.writer.pending)
+                journaled = self.writer.outbox.count() if self.writer.outbox is not None else 0
+                log.error("store.unflushed_at_exit", pending=self.writer.pending, kept_in_outbox=journaled,
+                          outbox=str(self.settings.effective_outbox_path))  # fmt: skip
             writer_task.cancel()
         log.info("server.stopped")
         if fatal:
             raise fatal[0]
-        if self.writer.pending:
-            raise StoreError(f"{self.writer.pending} store writes not committed at exit")
+        if self.writer.pending and self.writer.lost_on_exit():
+            raise StoreError(f"{self.writer.pending} store writes not committed at exit, nor journaled")
 
     async def _retention_schedule(self) -> None:
         """Retention every ``retention_interval_s``, the first a minute after start; a failure
@@ -222,6 +274,10 @@ class IvrServer:
             except StoreError as err:
                 log.error("retention.failed", error=str(err)[:300])
             await asyncio.sleep(interval)
+
+
+def _signature(versions: list[Deployment]) -> tuple[tuple[int, str, int], ...]:
+    return tuple((d.id, d.status, d.canary_percent) for d in versions)
 
 
 def _utcnow() -> datetime:

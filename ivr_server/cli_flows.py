@@ -35,6 +35,31 @@ def add_commands(commands: Any, epilog: str) -> None:
     test.add_argument("files", nargs="+", type=Path, metavar="FILE")
     test.set_defaults(handler=cmd_flows_test)
 
+    deploy = flow_commands.add_parser(
+        "deploy",
+        help="store a new version of a flow: active at once, or a canary for a share of new calls",
+        description="Validate FILE and store it as the flow's next version (content hash, version "
+        "number, who, when). Without --canary it serves every new call at once; with --canary P it "
+        "is the candidate for P%% of new calls until `flows promote` or `flows rollback`. Running "
+        "servers pick it up within IVR_FLOWS_POLL_S; calls in progress keep their version. Exit 6 "
+        "for an invalid file, 1 when the content is already active.",
+        epilog=epilog,
+    )
+    deploy.add_argument("file", type=Path, metavar="FILE")
+    deploy.add_argument("--canary", type=_percent, metavar="PERCENT", help="1-99: share of new calls")
+    deploy.set_defaults(handler=cmd_flows_deploy)
+    listing = flow_commands.add_parser("list", help="deployed versions, with status and canary share")
+    listing.add_argument("--flow", help="only this flow")
+    listing.add_argument("--json", action="store_true", help="one JSON array")
+    listing.set_defaults(handler=cmd_flows_list)
+    for name, helptext in (
+        ("promote", "the candidate becomes the version every new call gets"),
+        ("rollback", "withdraw the candidate; without one, put the previous active version back"),
+    ):
+        sub = flow_commands.add_parser(name, help=helptext, description=helptext + ".", epilog=epilog)
+        sub.add_argument("flow", metavar="FLOW", help="the flow's name")
+        sub.set_defaults(handler=cmd_flows_change, change=name)
+
     simulate = commands.add_parser(
         "simulate",
         help="run a flow in the terminal: type what the caller says, #digits for keys",
@@ -168,3 +193,93 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
     asyncio.run(run())
     return 0
+
+
+def _percent(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 99:
+        raise argparse.ArgumentTypeError(f"must be a whole percentage from 1 to 99, not {text!r}")
+    return int(text)
+
+
+def cmd_flows_deploy(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from ivr_server.cli import _open_store
+    from ivr_server.dialog.spec.loader import check_file
+    from ivr_server.store.deployments import DeploymentError, deploy
+
+    flow, problems = check_file(args.file)
+    if flow is None:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        return BAD_INPUT
+    source = args.file.read_text(encoding="utf-8")
+
+    async def run() -> int:
+        engine = await _open_store(settings)
+        try:
+            done = await deploy(
+                engine, flow.name, flow.version, source, args.canary, settings.audit_key_bytes
+            )
+        except DeploymentError as err:
+            print(f"ivr-server: {err}", file=sys.stderr)
+            return 1
+        finally:
+            await engine.dispose()
+        share = f", canary {done.canary_percent}% of new calls" if done.status == "candidate" else ""
+        print(f"deployed {done.flow} v{done.version_number} ({done.content_hash}) as {done.status}{share}")
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_flows_list(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from ivr_server.cli import _open_store
+    from ivr_server.store.deployments import list_deployments
+
+    async def run() -> int:
+        engine = await _open_store(settings)
+        try:
+            versions = await list_deployments(engine, args.flow)
+        finally:
+            await engine.dispose()
+        if args.json:
+            print(json.dumps([v.as_dict() for v in versions], indent=1))
+            return 0
+        if not versions:
+            print("(no flow deployed into the store: the servers run the flow files)")
+        for v in versions:
+            share = f" {v.canary_percent}%" if v.status == "candidate" else ""
+            print(f"{v.flow:<16} v{v.version_number:<4} {v.status + share:<14} {v.content_hash}  "
+                  f"{v.deployed_at:%Y-%m-%d %H:%M:%S}  {v.deployed_by}")  # fmt: skip
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_flows_change(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from ivr_server.cli import _open_store
+    from ivr_server.store.deployments import DeploymentError, promote, rollback
+
+    async def run() -> int:
+        engine = await _open_store(settings)
+        try:
+            if args.change == "promote":
+                done = await promote(engine, args.flow, settings.audit_key_bytes)
+                print(f"{done.flow} v{done.version_number} is now active for every new call")
+            else:
+                now = await rollback(engine, args.flow, settings.audit_key_bytes)
+                serving = f"v{now.version_number}" if now is not None else "the flow file"
+                print(f"rolled back: new {args.flow} calls get {serving}")
+        except DeploymentError as err:
+            print(f"ivr-server: {err}", file=sys.stderr)
+            return 1
+        finally:
+            await engine.dispose()
+        return 0
+
+    return asyncio.run(run())

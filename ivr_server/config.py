@@ -242,6 +242,9 @@ class Settings(BaseSettings):
         "dialplan with IVR_STATUS=busy (a busy prompt or a queue there). 0: no limit.",
     )
 
+    flows_poll_s: float = Field(
+        2.0, gt=0, description="How often the server looks for flow versions deployed into the store."
+    )
     flows_dir: Path = Field(
         default_factory=lambda: resource_dir("flows"), description="Directory of flow files (*.yaml)."
     )
@@ -270,6 +273,12 @@ class Settings(BaseSettings):
         description="Key of the audit chain's HMAC. Without one the chain is plain SHA-256: it shows "
         "edits, deletions and reordering, but someone who can write the table could rebuild it. "
         "`ivr-server audit verify` needs the same key.",
+    )
+
+    outbox_path: Path | None = Field(
+        None,
+        description="The durable local journal of store writes not yet committed (default: outbox.sqlite3 "
+        "in data_dir): a database outage or a crash loses nothing. One per server process.",
     )
 
     # --- Retention (days; 0 keeps forever) ----------------------------------------------------
@@ -342,6 +351,10 @@ class Settings(BaseSettings):
         return self
 
     # --- Derived values ----------------------------------------------------------------------
+    @property
+    def effective_outbox_path(self) -> Path:
+        return self.outbox_path or self.data_dir / "outbox.sqlite3"
+
     @property
     def audit_key_bytes(self) -> bytes | None:
         return self.audit_key.get_secret_value().encode() if self.audit_key else None

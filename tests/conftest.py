@@ -19,6 +19,7 @@ from ivr_server.app import IvrServer
 from ivr_server.config import CONFIG_FILE_ENV, Settings, env_name
 from ivr_server.store.database import create_engine, upgrade
 from tests.support import postgres
+from tests.support.pg_cluster import ThrowawayCluster
 
 # Shared machines: a slow example is load, not a bug; correctness is what the tests check.
 hypothesis_settings.register_profile("ivr", deadline=None)
@@ -119,6 +120,7 @@ def server_settings(database_url: str, **overrides: Any) -> Settings:
         "log_format": "json",
         # Shared across tests: prompts are rendered once, not at every server start.
         "tts_cache_dir": Path(tempfile.gettempdir()) / "ivr-test-tts-cache",
+        "outbox_path": Path(tempfile.mkdtemp(prefix="ivr-outbox-")) / "outbox.sqlite3",
     }
     values.update(overrides)
     return Settings(**values)
@@ -162,3 +164,15 @@ async def bank() -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def cluster() -> AsyncIterator[ThrowawayCluster]:
+    """A migrated database in a PostgreSQL cluster of its own, which the test may stop and start."""
+    c = ThrowawayCluster()
+    try:
+        await c.create()
+        await asyncio.to_thread(upgrade, c.url)
+        yield c
+    finally:
+        c.destroy()

@@ -6,7 +6,9 @@ load. On a reload (SIGHUP) a file that has turned invalid keeps serving its last
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+import uuid
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +18,10 @@ from ivr_server.dialog.call_port import CallPort
 from ivr_server.dialog.engine import DecisionRecord, Engine, IntentModel
 from ivr_server.dialog.flows import CallControl, Flow
 from ivr_server.dialog.nlu.flow_model import model_for_flow
-from ivr_server.dialog.spec.loader import check_file
+from ivr_server.dialog.spec.loader import check_file, check_text
 from ivr_server.dialog.spec.model import Flow as FlowSpec
 from ivr_server.errors import NluError
+from ivr_server.store.deployments import Deployment
 from ivr_server.tools.client import ToolClient
 
 log = structlog.get_logger(__name__)
@@ -44,6 +47,8 @@ class FlowLibrary:
         self.on_change = on_change  # configuration changes, for the audit trail
         self._good: dict[Path, tuple[FlowSpec, Flow]] = {}
         self._served: dict[str, str] = {}  # flow name -> version, as of the last load
+        self._files: dict[str, Flow] = {}  # the flow files' runners, as of the last load
+        self._built: dict[str, Flow] = {}  # deployed versions' runners, by content hash
 
     def load(self) -> dict[str, Flow]:
         flows: dict[str, Flow] = {}
@@ -75,7 +80,7 @@ class FlowLibrary:
                 )
         for name in sorted(set(self._served) - set(served)):
             self._changed(change="flow_removed", flow=name, version=self._served[name])
-        self._served = served
+        self._served, self._files = served, dict(flows)
         return flows
 
     def _changed(self, **what: Any) -> None:
@@ -103,6 +108,83 @@ class FlowLibrary:
         log.info("flows.loaded", flow=spec.name, version=spec.version, file=str(path),
                  model_version=model.version if model is not None else None)  # fmt: skip
         return spec, _runner(spec, self.tools, model)
+
+    # --- versions deployed into the store ----------------------------------------------------
+    def deployed(self, versions: Sequence[Deployment]) -> dict[str, Flow]:
+        """The deployed flows new calls get: each flow's active version, or a canary router
+        between it and its candidate. A version whose text no longer loads is skipped (logged):
+        its flow falls back to the other version, or to the flow file."""
+        built: dict[str, dict[str, tuple[Deployment, Flow]]] = {}
+        for d in versions:
+            runner = self._version(d)
+            if runner is not None:
+                built.setdefault(d.flow, {})[d.status] = (d, runner)
+        self._built = {
+            d.content_hash: self._built[d.content_hash] for d in versions if d.content_hash in self._built
+        }
+        flows: dict[str, Flow] = {}
+        for name, roles in built.items():
+            active, candidate = roles.get("active"), roles.get("candidate")
+            if candidate is not None and active is None and name in self._served:  # vs the file
+                flows[name] = CanaryFlow(None, candidate, self._files.get(name))
+            elif candidate is not None and active is not None:
+                flows[name] = CanaryFlow(active, candidate)
+            elif active is not None:
+                flows[name] = CanaryFlow(active, None)
+            elif candidate is not None:
+                flows[name] = CanaryFlow(None, candidate, None)
+        return flows
+
+    def _version(self, d: Deployment) -> Flow | None:
+        if d.content_hash in self._built:
+            return self._built[d.content_hash]
+        spec, problems = check_text(d.source, f"{d.flow} v{d.version_number} (deployed)")
+        messages, model = [str(p) for p in problems[:20]], None
+        if spec is not None:
+            try:
+                model = model_for_flow(spec, cache_dir=self.nlu_cache)
+            except NluError as err:
+                messages, spec = [*messages, str(err)], None
+        if spec is None:
+            log.error(
+                "flows.deployed_invalid", flow=d.flow, version_number=d.version_number, problems=messages
+            )
+            return None
+        self._built[d.content_hash] = runner = _runner(spec, self.tools, model)
+        return runner
+
+
+class CanaryFlow:
+    """A deployed flow: new calls get the active version, and a share of them (``canary_percent``,
+    by a hash of the call id: stable and even) the candidate. The call keeps the version it got;
+    which one is recorded on the call (event ``deployment``)."""
+
+    def __init__(
+        self,
+        active: tuple[Deployment, Flow] | None,
+        candidate: tuple[Deployment, Flow] | None,
+        fallback: Flow | None = None,
+    ) -> None:
+        self.active, self.candidate, self.fallback = active, candidate, fallback
+
+    def choose(self, call_id: str) -> tuple[Deployment | None, Flow | None]:
+        if self.candidate is not None:
+            bucket = int(hashlib.sha256(call_id.encode()).hexdigest()[:8], 16) % 100
+            if bucket < self.candidate[0].canary_percent or (self.active is None and self.fallback is None):
+                return self.candidate
+        if self.active is not None:
+            return self.active
+        return None, self.fallback
+
+    async def __call__(self, call: CallControl) -> None:
+        chosen, runner = self.choose(getattr(call, "call_id", "") or uuid.uuid4().hex)
+        if chosen is not None:
+            call.record("deployment", flow=chosen.flow, version_number=chosen.version_number,
+                        content_hash=chosen.content_hash, role=chosen.status,
+                        canary_percent=chosen.canary_percent)  # fmt: skip
+        if runner is None:
+            raise RuntimeError("no version of this flow can be served")
+        await runner(call)
 
 
 def _runner(spec: FlowSpec, tools: ToolClient, model: IntentModel | None) -> Flow:

@@ -128,3 +128,22 @@ audit_events = Table(
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
 )
+
+# Flows deployed into the store: each version's text, by content hash. Per flow at most one
+# version is ``active`` and at most one ``candidate`` (which takes ``canary_percent`` of new calls).
+flow_deployments = Table(
+    "flow_deployments",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("flow", String(64), nullable=False),
+    Column("version_number", Integer, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # candidate, active, retired, replaced, rolled_back
+    Column("canary_percent", Integer, nullable=False),
+    Column("deployed_at", DateTime(timezone=True), nullable=False),
+    Column("deployed_by", String(128), nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("flow", "version_number"),
+    Index("ix_flow_deployments_status", "status"),
+)

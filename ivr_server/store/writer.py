@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import sqlite3
 import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, replace
@@ -33,6 +34,7 @@ from ivr_server.audit.append import AuditEvent, append_audit
 from ivr_server.observability.logging import RateLimitedLog
 from ivr_server.observability.metrics import Metrics
 from ivr_server.privacy.redact import Redactor
+from ivr_server.store.outbox import Outbox
 from ivr_server.store.schema import SIZES, call_events, calls, handoffs, turns
 
 log = structlog.get_logger(__name__)
@@ -119,6 +121,10 @@ class HandoffDelivery:
 
 
 Op = CallStarted | CallAnswered | CallEvent | CallEnded | Turn | Handoff | HandoffDelivery | AuditEvent
+OP_KINDS: dict[str, type] = {
+    k.__name__: k
+    for k in (CallStarted, CallAnswered, CallEvent, CallEnded, Turn, Handoff, HandoffDelivery, AuditEvent)
+}
 
 
 class StoreWriter:
@@ -130,6 +136,7 @@ class StoreWriter:
         batch_max: int = 500,
         audit_key: bytes | None = None,
         redactor: Redactor | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         self.engine = engine
         self.audit_key = audit_key or None
@@ -138,9 +145,17 @@ class StoreWriter:
         self.batch_max = batch_max
         self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
         self._pending: deque[Op] = deque()
+        self._journal: deque[int] = deque()  # the outbox id of each pending op (0: none)
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self.outbox = outbox
+        if outbox is not None:
+            left = outbox.load()
+            if left:
+                log.warning("store.outbox_replay", ops=len(left), file=str(outbox.path))
+            for op_id, op in left:
+                self._queue(op, op_id)
         self._log_limit = RateLimitedLog()
         self.written = 0
         self.rejected = 0
@@ -149,18 +164,39 @@ class StoreWriter:
     def pending(self) -> int:
         return len(self._pending)
 
+    def lost_on_exit(self) -> bool:
+        """Whether some pending write is in memory only (the outbox replays the rest next start)."""
+        return any(op_id == 0 for op_id in self._journal)
+
     def submit(self, op: Op) -> None:
         found: Counter[str] = Counter()
         op = self._redacted(op, found)
-        self._pending.append(op)
+        self._queue(op)
         if found:
             where = type(op).__name__ if not isinstance(op, AuditEvent) else f"audit:{op.kind}"
             call_id = getattr(op, "call_id", None)
-            self._pending.append(self._redacted(AuditEvent("redaction", _utcnow(), {"where": where,
-                                 "masked": dict(sorted(found.items()))}, call_id), Counter()))  # fmt: skip
+            self._queue(self._redacted(AuditEvent("redaction", _utcnow(), {"where": where,
+                        "masked": dict(sorted(found.items()))}, call_id), Counter()))  # fmt: skip
+
+    def _queue(self, op: Op, op_id: int | None = None) -> None:
+        if op_id is None:
+            op_id = self._journaled(op)
+        self._pending.append(op)
+        self._journal.append(op_id)
         self.metrics.store_pending.set(len(self._pending))
         self._idle.clear()
         self._wake.set()
+
+    def _journaled(self, op: Op) -> int:
+        if self.outbox is None:
+            return 0
+        try:
+            return self.outbox.append(op)
+        except sqlite3.Error as err:  # a full disk: the write still goes to the database, from memory
+            should, count = self._log_limit.should_log("outbox")
+            if should:
+                log.error("store.outbox_failed", error=str(err)[:200], failures=count)
+            return 0
 
     def _redacted(self, op: Op, found: Counter[str]) -> Op:
         r = self.redactor
@@ -190,8 +226,15 @@ class StoreWriter:
             while self._pending:
                 batch = list(itertools.islice(self._pending, self.batch_max))
                 await self._write_with_retry(batch)
+                upto = 0
                 for _ in batch:
                     self._pending.popleft()
+                    upto = max(upto, self._journal.popleft())
+                if upto and self.outbox is not None:
+                    try:
+                        self.outbox.done(upto)
+                    except sqlite3.Error as err:  # replayed next start: idempotent, so harmless
+                        log.error("store.outbox_failed", error=str(err)[:200])
                 self.metrics.store_pending.set(len(self._pending))
             self._idle.set()
 

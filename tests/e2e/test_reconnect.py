@@ -12,9 +12,12 @@ import httpx
 import pytest
 import structlog
 
+from ivr_server.audit.store import recent, verify_store
+from ivr_server.store.database import create_engine
+from ivr_server.store.queries import call_events_of, list_calls
 from tests.conftest import running_server, sandbox, server_settings, settle
 from tests.e2e.test_call import stored_call, wait_for_event
-from tests.support.sipp import Pause, SippCall, scenario
+from tests.support.sipp import Keys, Pause, SippCall, scenario
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("asterisk")]
 
@@ -76,7 +79,8 @@ def crash_asterisk() -> None:
 
 async def test_call_is_closed_when_asterisk_crashes_and_restarts(database_url: str, tmp_path: Path) -> None:
     """A call in progress when Asterisk crashes and comes back is closed in the store (its
-    channel is gone when the server reconciles) and its port and tasks are released."""
+    channel is gone when the server reconciles) with a terminal audit event, its port and tasks
+    are released, and the server takes the next call."""
     settings = server_settings(database_url, ari_lost_call_grace_s=60)
     call = SippCall(scenario([Pause(30000)], tmp_path), service="100", workdir=tmp_path, timeout_s=40)
     async with running_server(settings) as server:
@@ -89,10 +93,23 @@ async def test_call_is_closed_when_asterisk_crashes_and_restarts(database_url: s
         assert not server.manager.deps.ports.in_use
         call.kill()
         await asyncio.gather(caller, return_exceptions=True)
-    record, events = await stored_call(database_url)
-    assert record.end_reason == "channel_gone"
-    assert record.ended_at is not None
-    assert events[-1].type == "call_ended"
+        async with asyncio.timeout(30):  # reconnected and reconciled
+            while not server.manager.reconciled.is_set():
+                await asyncio.sleep(0.05)
+        after = SippCall(scenario([Pause(1500), Keys("7#")], tmp_path), service="100", workdir=tmp_path)
+        assert await after.run() == 0, after.errors()
+        await settle(server)
+    engine = create_engine(database_url)
+    try:
+        first, second = sorted(await list_calls(engine, 5), key=lambda c: c.started_at)
+        events = await call_events_of(engine, first.id)
+        ended = [e.payload for e in await recent(engine, 50, call_id=first.id, kind="call_ended")]
+        verdict = await verify_store(engine, None)
+    finally:
+        await engine.dispose()
+    assert (first.end_reason, second.end_reason) == ("channel_gone", "completed")
+    assert first.ended_at is not None and events[-1].type == "call_ended"
+    assert [e["reason"] for e in ended] == ["channel_gone"] and verdict.intact
 
 
 async def test_call_is_closed_when_asterisk_stays_away(database_url: str, tmp_path: Path) -> None:

@@ -29,6 +29,10 @@ COMMANDS = [
     ["audit", "list"],
     ["retention"],
     ["retention", "run"],
+    ["flows", "deploy"],
+    ["flows", "list"],
+    ["flows", "promote"],
+    ["flows", "rollback"],
 ]
 
 
