@@ -60,6 +60,33 @@ def add_commands(commands: Any, epilog: str) -> None:
         sub.add_argument("flow", metavar="FLOW", help="the flow's name")
         sub.set_defaults(handler=cmd_flows_change, change=name)
 
+    stats = flow_commands.add_parser(
+        "stats",
+        help="per flow version: calls, containment, transfer rate, average turns, errors",
+        description="How calls went per flow version (content hash; version number when deployed): "
+        "containment (calls not transferred to a person), transfer rate, abandoned calls, average "
+        "caller turns, errors (flow errors, set-up failures, loops) and failed tool calls.",
+        epilog=epilog,
+    )
+    stats.add_argument("--flow", help="only this flow")
+    stats.add_argument("--since", type=float, metavar="DAYS", help="only calls of the last DAYS days")
+    stats.add_argument("--json", action="store_true", help="one JSON array")
+    stats.set_defaults(handler=cmd_flows_stats)
+    replay = flow_commands.add_parser(
+        "replay",
+        help="re-decide the last N calls' decisions with a candidate; list what would change",
+        description="Take the decisions of the last N stored calls of the flow (from the audit "
+        "trail: state, redacted words, keys) and decide each again with CANDIDATE, a flow file or "
+        "the name of a flow with a deployed candidate. Lists every call whose decisions would "
+        "change. Exit 0 when none would, 1 when some would (the regression check before "
+        "`flows promote`), 6 when CANDIDATE is unusable.",
+        epilog=epilog,
+    )
+    replay.add_argument("candidate", metavar="CANDIDATE", help="a flow file, or a flow name (its candidate)")
+    replay.add_argument("--last", type=int, default=100, metavar="N", help="how many calls (default 100)")
+    replay.add_argument("--json", action="store_true", help="one JSON object")
+    replay.set_defaults(handler=cmd_flows_replay)
+
     simulate = commands.add_parser(
         "simulate",
         help="run a flow in the terminal: type what the caller says, #digits for keys",
@@ -281,5 +308,103 @@ def cmd_flows_change(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             await engine.dispose()
         return 0
+
+    return asyncio.run(run())
+
+
+def cmd_flows_stats(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+
+    from ivr_server.cli import _open_store, _print_table
+    from ivr_server.store.flow_stats import flow_stats
+
+    since = datetime.now(UTC) - timedelta(days=args.since) if args.since else None
+
+    async def run() -> int:
+        engine = await _open_store(settings)
+        try:
+            table = [s.as_dict() for s in await flow_stats(engine, args.flow, since)]
+        finally:
+            await engine.dispose()
+        if args.json:
+            print(json.dumps(table, indent=1))
+            return 0
+        if not table:
+            print("(no calls ran a flow yet)")
+            return 0
+        rows = [
+            [
+                "FLOW",
+                "VERSION",
+                "CALLS",
+                "CONTAINED",
+                "TRANSFERRED",
+                "ABANDONED",
+                "AVG TURNS",
+                "ERRORS",
+                "TOOL FAILS",
+            ]
+        ]
+        for r in table:
+            version = f"v{r['version_number']} " if r["version_number"] else "file "
+            rates = [f"{r['containment']:.0%}", f"{r['transfer_rate']:.0%}", str(r["abandoned"])]
+            counts = [f"{r['avg_turns']:.1f}", str(r["errors"]), str(r["tool_failures"])]
+            rows.append([r["flow"], version + r["version"], str(r["calls"]), *rates, *counts])
+        _print_table(rows)
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_flows_replay(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from ivr_server.audit.store import last_decisions
+    from ivr_server.cli import _open_store
+    from ivr_server.dialog.nlu.flow_model import model_for_flow
+    from ivr_server.dialog.replay import replay
+    from ivr_server.dialog.spec.loader import check_file, check_text
+    from ivr_server.store.deployments import list_deployments
+
+    from_file = Path(args.candidate).is_file()
+
+    async def run() -> int:
+        engine = await _open_store(settings)
+        try:
+            if from_file:
+                spec, problems = check_file(Path(args.candidate))
+                where = args.candidate
+            else:
+                found = [d for d in await list_deployments(engine, args.candidate) if d.status == "candidate"]
+                if not found:
+                    print(f"ivr-server: {args.candidate}: no such file, nor a flow with a deployed candidate",
+                          file=sys.stderr)  # fmt: skip
+                    return BAD_INPUT
+                where = f"{args.candidate} v{found[0].version_number}"
+                spec, problems = check_text(found[0].source, where)
+            if spec is None:
+                for problem in problems:
+                    print(problem, file=sys.stderr)
+                return BAD_INPUT
+            calls, decisions = await last_decisions(engine, spec.name, max(1, args.last))
+        finally:
+            await engine.dispose()
+        model = model_for_flow(spec, cache_dir=settings.data_dir / "nlu-cache")
+        changed = replay(spec, model, decisions)
+        changed_calls = sorted({c.decision.call_id for c in changed})
+        if args.json:
+            print(json.dumps({"candidate": where, "flow_version": spec.version, "calls": len(calls),
+                              "decisions": len(decisions), "changed_calls": changed_calls,
+                              "changes": [c.as_dict() for c in changed]}))  # fmt: skip
+        else:
+            for c in changed:
+                d = c.decision
+                said = f'"{d.said}"' if d.said else f"keys {d.keyed}"
+                before, after = f"{d.kind} {d.intent or '-'}", f"{c.kind} {c.intent or '-'}"
+                print(f"{d.call_id}  {d.state}: {said}: {before} -> {after}")
+            print(f"{where} ({spec.version}): {len(calls)} calls, {len(decisions)} decisions replayed; "
+                  f"{len(changed_calls)} calls would change")  # fmt: skip
+        return 1 if changed else 0
 
     return asyncio.run(run())

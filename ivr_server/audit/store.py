@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ivr_server.audit.chain import StoredRow, Verdict, Walker
+from ivr_server.dialog.replay import StoredDecision
 from ivr_server.errors import StoreError
 from ivr_server.store.schema import audit_events
 
@@ -87,3 +88,38 @@ async def recent(
         except (ValueError, KeyError, TypeError):  # an edited row: `audit verify` says which
             out.append(AuditRecord(seq, "?", "?", None, {"unreadable_body": body[:200]}))
     return out
+
+
+async def last_decisions(
+    engine: AsyncEngine, flow: str, calls: int
+) -> tuple[list[str], list[StoredDecision]]:
+    """The ids of the last ``calls`` calls of ``flow`` that made decisions, and those decisions
+    (from the audit trail, in order)."""
+    t = audit_events.c
+    recent_calls = (
+        select(t.call_id)
+        .where(t.kind == "decision", t.call_id.is_not(None), t.body.contains(f'"flow":{json.dumps(flow)}'))
+        .group_by(t.call_id)
+        .order_by(func.max(t.seq).desc())
+        .limit(calls)
+    )
+    try:
+        async with engine.connect() as conn:
+            ids = [row[0] for row in (await conn.execute(recent_calls)).all()]
+            rows = (
+                await conn.execute(
+                    select(t.call_id, t.body).where(t.kind == "decision", t.call_id.in_(ids)).order_by(t.seq)
+                )
+            ).all()
+    except (SQLAlchemyError, OSError) as err:
+        raise StoreError(f"reading the audit trail failed: {err}") from err
+    decisions = []
+    for call_id, body in rows:
+        p = json.loads(body)["payload"]
+        if p.get("flow") != flow:
+            continue
+        said, keyed = (p.get("inputs") or {}).get("said", ""), (p.get("inputs") or {}).get("keyed", "")
+        decisions.append(
+            StoredDecision(call_id, p.get("state", ""), said, keyed, p.get("action", ""), p.get("intent"))
+        )
+    return ids, decisions

@@ -33,6 +33,8 @@ COMMANDS = [
     ["flows", "list"],
     ["flows", "promote"],
     ["flows", "rollback"],
+    ["flows", "stats"],
+    ["flows", "replay"],
 ]
 
 
