@@ -132,6 +132,7 @@ class IvrServer:
                 s.ari_password,
                 connect_timeout_s=s.ari_connect_timeout_s,
                 request_timeout_s=s.ari_request_timeout_s,
+                ssl_context=s.ari_ssl_context(),
             )
             outbox = Outbox(s.effective_outbox_path, s.effective_database_url, OP_KINDS)
             self.writer = writer = StoreWriter(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -70,6 +71,11 @@ class Settings(BaseSettings):
     )
     ari_password_file: Path | None = Field(
         None, description="Read the ARI password from this file instead (first line)."
+    )
+    ari_tls_ca_file: Path | None = Field(
+        None,
+        description="With an https:// IVR_ARI_URL: the CA certificate(s) (PEM) that Asterisk's "
+        "certificate must chain to, e.g. its own self-signed one. Default: the system's trusted CAs.",
     )
     ari_app: str = Field("ivr-server", min_length=1, description="Stasis application name the dialplan uses.")
     ari_connect_timeout_s: float = Field(3.0, gt=0, description="TCP/TLS connect timeout.")
@@ -351,6 +357,20 @@ class Settings(BaseSettings):
         return self
 
     # --- Derived values ----------------------------------------------------------------------
+    def ari_ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context for an https:// ARI URL (certificate and host name verified)."""
+        if urlsplit(self.ari_url).scheme != "https":
+            return None
+        context = ssl.create_default_context()
+        if self.ari_tls_ca_file is not None:
+            try:
+                context.load_verify_locations(cafile=str(self.ari_tls_ca_file))
+            except (OSError, ssl.SSLError) as err:
+                raise ConfigError(
+                    f"IVR_ARI_TLS_CA_FILE {self.ari_tls_ca_file}: not a readable PEM file: {err}"
+                ) from err
+        return context
+
     @property
     def effective_outbox_path(self) -> Path:
         return self.outbox_path or self.data_dir / "outbox.sqlite3"

@@ -14,6 +14,7 @@ never turns into a tight loop.
 from __future__ import annotations
 
 import base64
+import ssl
 import time
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -94,6 +95,7 @@ class AriConnection:
         self.metrics = metrics
         self.handler = handler
         self.url = events_url(settings.ari_url, settings.ari_app)
+        self._ssl = settings.ari_ssl_context()  # None for ws://
         token = f"{settings.ari_username}:{settings.ari_password.get_secret_value()}"
         self._headers = {"Authorization": "Basic " + base64.b64encode(token.encode()).decode()}
         self._backoff = _Backoff(settings.ari_reconnect_initial_s, settings.ari_reconnect_max_s)
@@ -162,6 +164,7 @@ class AriConnection:
                 ping_interval=10,
                 ping_timeout=10,
                 max_size=MAX_MESSAGE_BYTES,
+                ssl=self._ssl,
             )
         except InvalidStatus as err:
             status = err.response.status_code
@@ -173,6 +176,11 @@ class AriConnection:
             raise AriUnavailable(f"events socket handshake answered {status}") from err
         except InvalidURI as err:
             raise ConfigError(f"IVR_ARI_URL gives an invalid events URL: {err}") from err
+        except ssl.SSLCertVerificationError as err:
+            raise ConfigError(
+                f"IVR_ARI_URL {self.settings.ari_url}: Asterisk's TLS certificate is not trusted "
+                f"({err.verify_message}); set IVR_ARI_TLS_CA_FILE to the certificate that signed it"
+            ) from err
         except InvalidHandshake as err:
             raise AriUnavailable(f"events socket handshake failed: {err}") from err
 

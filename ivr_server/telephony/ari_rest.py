@@ -8,6 +8,7 @@ other 4xx / 5xx                                -> AriRequestError
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from ivr_server.errors import (
     AriNotFound,
     AriRequestError,
     AriUnavailable,
+    ConfigError,
     MediaError,
 )
 from ivr_server.telephony.ari_events import Channel, parse_channel
@@ -53,6 +55,7 @@ class AriRestClient:
         connect_timeout_s: float,
         request_timeout_s: float,
         transport: httpx.AsyncBaseTransport | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/") + "/ari"
         self._http = httpx.AsyncClient(
@@ -60,6 +63,7 @@ class AriRestClient:
             auth=httpx.BasicAuth(username, password.get_secret_value()),
             timeout=httpx.Timeout(request_timeout_s, connect=connect_timeout_s),
             transport=transport,
+            verify=ssl_context if ssl_context is not None else True,
         )
 
     async def aclose(self) -> None:
@@ -79,6 +83,12 @@ class AriRestClient:
         except httpx.TimeoutException as err:
             raise AriUnavailable(f"ARI {method} {path} timed out ({type(err).__name__})") from err
         except httpx.TransportError as err:
+            untrusted = _cert_error(err)
+            if untrusted is not None:  # not a passing outage: retrying will not help
+                raise ConfigError(
+                    f"IVR_ARI_URL {self.base_url}: Asterisk's TLS certificate is not trusted "
+                    f"({untrusted.verify_message}); set IVR_ARI_TLS_CA_FILE to the certificate that signed it"
+                ) from err
             raise AriUnavailable(f"ARI {method} {path} failed: {err or type(err).__name__}") from err
         if resp.status_code in (401, 403):
             raise AriAuthError(
@@ -203,3 +213,12 @@ def _param(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def _cert_error(err: BaseException) -> ssl.SSLCertVerificationError | None:
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
