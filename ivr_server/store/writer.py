@@ -276,8 +276,11 @@ class StoreWriter:
                 await asyncio.sleep(wait)
 
     async def _write(self, batch: list[Op]) -> None:
+        # One statement per kind of op, not per run of them: a call's events and audit events
+        # interleave. The stable sort keeps each kind's order (the audit chain's, a call's seq) and
+        # puts rows before what refers to them (calls, then handoffs, then the rest).
         async with self.engine.begin() as conn:
-            for kind, group in itertools.groupby(batch, key=type):
+            for kind, group in itertools.groupby(sorted(batch, key=_write_order), key=type):
                 await self._write_group(conn, kind, list(group))
 
     async def _write_group(self, conn: AsyncConnection, kind: type, ops: list[Any]) -> None:
@@ -371,6 +374,18 @@ class StoreWriter:
                     .where(calls.c.id == o.call_id, calls.c.ended_at.is_(None))
                     .values(ended_at=o.ended_at, end_reason=_clip(o.end_reason, "end_reason"))
                 )
+
+
+_ORDER = {
+    k: i
+    for i, k in enumerate(
+        (CallStarted, Handoff, CallAnswered, CallEvent, Turn, AuditEvent, CallEnded, HandoffDelivery)
+    )
+}
+
+
+def _write_order(op: Op) -> int:
+    return _ORDER[type(op)]
 
 
 def _utcnow() -> datetime:
