@@ -1,6 +1,6 @@
-"""PostgreSQL stopped during two real calls and started again (a throwaway cluster on its own
-port): the calls go on, every record and audit event arrives once, in order, and the chain
-verifies."""
+"""PostgreSQL stopped for a minute during two real calls, and a third call placed while it is
+down (a throwaway cluster on its own port): the calls go on, every record and audit event
+arrives once, in order, and the chain verifies."""
 
 from __future__ import annotations
 
@@ -43,14 +43,17 @@ async def test_calls_go_on_while_postgres_is_down_and_nothing_is_lost(
             while len(server.manager.sessions) < 2:
                 await asyncio.sleep(0.05)
         await asyncio.to_thread(cluster.stop)
+        down_at = asyncio.get_running_loop().time()
         assert await calls == 0, call.errors()  # both calls finished with the database down
+        third = SippCall(scenario([Pause(1000), Keys("7#")], tmp_path), service="100", workdir=tmp_path)
+        assert await third.run() == 0, third.errors()  # and a new one is taken
         async with asyncio.timeout(20):
             while server.manager.sessions:
                 await asyncio.sleep(0.05)
         assert server.writer.outbox is not None
         waiting = server.writer.outbox.count()
         assert waiting > 0 and server.writer.pending == waiting
-        await asyncio.sleep(3)  # down a while longer: the writer keeps retrying
+        await asyncio.sleep(max(0.0, 60 - (asyncio.get_running_loop().time() - down_at)))  # a minute down
         await asyncio.to_thread(cluster.start)
         await settle(server, 60)
         assert server.writer.outbox.count() == 0
@@ -58,7 +61,7 @@ async def test_calls_go_on_while_postgres_is_down_and_nothing_is_lost(
     engine = create_engine(cluster.url)
     try:
         calls_stored = await list_calls(engine, 10)
-        assert sorted(c.end_reason or "" for c in calls_stored) == ["completed", "completed"]
+        assert sorted(c.end_reason or "" for c in calls_stored) == ["completed"] * 3
         for record in calls_stored:
             sent = [(o.seq, o.type) for o in submitted if isinstance(o, CallEvent) and o.call_id == record.id]
             stored = [(e.seq, e.type) for e in await call_events_of(engine, record.id)]
@@ -67,7 +70,7 @@ async def test_calls_go_on_while_postgres_is_down_and_nothing_is_lost(
         sent_audit = [(o.kind, o.call_id) for o in submitted if isinstance(o, AuditEvent)]
         during = [(a["kind"], a["call_id"]) for a in audit if a["kind"] != "redaction"][-len(sent_audit) :]
         assert during == sent_audit  # the last ones in the chain, in the order submitted
-        assert sum(1 for k, _ in sent_audit if k == "call_ended") == 2
+        assert sum(1 for k, _ in sent_audit if k == "call_ended") == 3
         assert (await verify_store(engine, None)).intact
     finally:
         await engine.dispose()
