@@ -139,7 +139,10 @@ class Settings(BaseSettings):
         "a worker decodes at once, fast beyond (benchmarks/speech.md).",
     )
     asr_accurate_streams: int = Field(
-        2, ge=0, description="With asr_search=auto: streams per ASR worker that get the accurate search."
+        1,
+        ge=0,
+        description="With asr_search=auto: streams per ASR worker that get the accurate search (1: "
+        "the default box keeps 20+ calls real time; 2 halves that, benchmarks/speech.md).",
     )
     asr_warm_streams: int = Field(
         4,

@@ -23,7 +23,7 @@ def load_engine(
     vosk_language: str | None = None,
     *,
     search: str = "auto",
-    accurate_streams: int = 2,
+    accurate_streams: int = 1,
 ) -> Choice:
     """The engine ``name`` ("auto", "vosk", "pocketsphinx"), loaded; EngineUnavailable says why
     not. ``auto`` takes Vosk when a model is configured and present, else PocketSphinx.

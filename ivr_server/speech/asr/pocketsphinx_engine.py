@@ -55,7 +55,7 @@ class PocketSphinxEngine:
     languages = frozenset({"en"})
 
     def __init__(
-        self, model_dir: Path | None = None, *, search: str = "auto", accurate_streams: int = 2
+        self, model_dir: Path | None = None, *, search: str = "auto", accurate_streams: int = 1
     ) -> None:
         if search not in SEARCHES:
             raise EngineUnavailable(

@@ -39,7 +39,7 @@ class EngineSpec:
     vosk_model: Path | None = None
     vosk_language: str | None = None
     search: str = "auto"
-    accurate_streams: int = 2
+    accurate_streams: int = 1
     warm_streams: int = 0  # open-vocabulary streams each loading process builds ahead for
 
     def load(self) -> Choice:
