@@ -109,8 +109,14 @@ async def test_a_lost_card_is_blocked_after_the_caller_says_its_last_four_digits
         confirmation, _ = await synth.render("The card ending 4 4 2 1 is blocked.", 8000)
     finally:
         synth.close()
-    score, _ = best_match(heard, ulaw_decode(ulaw_encode(confirmation)))
-    assert score > 0.9, f"the confirmation did not reach the caller (score {score:.2f}): {turns}"
+    needle = ulaw_decode(ulaw_encode(confirmation))
+    score, offset = best_match(heard, needle)
+    # On failure, say whether half of it matched (a gap inside the sentence) or none (not played).
+    halves = [best_match(heard, half)[0] for half in np.array_split(needle, 2)]
+    assert score > 0.9, (
+        f"the confirmation did not reach the caller (score {score:.2f} at {offset / 8000:.2f} s; "
+        f"halves {halves[0]:.2f}, {halves[1]:.2f}; caller audio {len(heard) / 8000:.1f} s): {turns}"
+    )
 
 
 async def test_a_caller_who_asks_for_a_person_is_transferred_with_the_context(
