@@ -29,6 +29,7 @@ from ivr_server.media.ports import PortPool
 from ivr_server.media.prompts import PromptLibrary
 from ivr_server.observability.logging import RateLimitedLog
 from ivr_server.observability.metrics import Metrics, serve_metrics
+from ivr_server.speech.adapt.compile import Compiler
 from ivr_server.speech.voice_services import LoadedVoice, load_voice
 from ivr_server.store.database import create_engine, require_current_schema
 from ivr_server.store.deployments import Deployment, serving
@@ -148,6 +149,7 @@ class IvrServer:
                 set(FLOWS),
                 s.data_dir / "nlu-cache",
                 on_change=lambda what: writer.submit(AuditEvent("config_change", _utcnow(), what)),
+                compiler=Compiler(s.asr_resources_path) if s.asr_adapt else None,
             )
             self._file_flows = self.flow_library.load()
             try:

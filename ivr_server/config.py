@@ -154,6 +154,17 @@ class Settings(BaseSettings):
     asr_final_timeout_s: float = Field(
         3.0, gt=0, description="Longest wait for a final result after the caller stops; then DTMF."
     )
+    asr_adapt: bool = Field(
+        True,
+        description="Compile each flow's recognition resources (a language model from its phrases "
+        "and data, models for its closed questions, pronunciations) when it loads; off: every "
+        "question is heard with the engine's general model.",
+    )
+    asr_resources_dir: Path | None = Field(
+        None,
+        description="Where compiled recognition resources are cached by content hash (default: "
+        "asr-resources in data_dir); a restart reuses them.",
+    )
 
     # --- Voice activity, endpointing, barge-in -----------------------------------------------
     vad_detector: str = Field(
@@ -407,6 +418,10 @@ class Settings(BaseSettings):
     @property
     def tts_cache_path(self) -> Path:
         return self.tts_cache_dir or self.data_dir / "tts-cache"
+
+    @property
+    def asr_resources_path(self) -> Path:
+        return self.asr_resources_dir or self.data_dir / "asr-resources"
 
     @property
     def lexicon_path(self) -> Path | None:

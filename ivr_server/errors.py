@@ -13,7 +13,8 @@ IvrError
 │   ├── RtpParseError        a datagram that is not valid RTP
 │   └── PortsExhausted       no free UDP port in the configured range
 ├── AsrError                 speech recognition: bad audio, grammar, capability mismatch
-│   └── EngineUnavailable    an engine's package or model is missing (says how to get it; ASR and TTS)
+│   ├── EngineUnavailable    an engine's package or model is missing (says how to get it; ASR and TTS)
+│   └── ResourceError        a flow's recognition resources cannot be compiled (names file and word)
 ├── SpeechError              text to speech: nothing speakable in the text, or every engine failed
 ├── FlowError                a flow file that is not valid (names the file, line and what was expected)
 ├── NluError                 intent data that cannot train a model (names the file and row), a bad encoder
@@ -92,6 +93,10 @@ class AsrError(IvrError):
 
 class EngineUnavailable(AsrError):
     code = "asr_engine_unavailable"
+
+
+class ResourceError(AsrError):
+    code = "asr_resources_invalid"
 
 
 class SpeechError(IvrError):

@@ -8,7 +8,7 @@ then a person: never dead air.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import structlog
 
@@ -16,19 +16,33 @@ from ivr_server.dialog.dtmf import DtmfCollector
 from ivr_server.dialog.engine import CallerInput
 from ivr_server.dialog.flows import CallControl, collect_digits
 from ivr_server.dialog.spec.model import Settings
-from ivr_server.speech.asr.base import GRAMMARS
+from ivr_server.speech.adapt.compile import FlowResources
+from ivr_server.speech.asr.base import GRAMMARS, LanguageModel
 
 log = structlog.get_logger(__name__)
 MAX_KEYS = 64  # an answer with no fixed length (a card number) ends with # or a pause
 
 
 class CallPort:
-    def __init__(self, call: CallControl) -> None:
+    def __init__(self, call: CallControl, resources: FlowResources | None = None) -> None:
         self.call = call
+        self.resources = resources  # the flow's compiled recognition resources, if any
 
-    async def say(self, text: str, barge_in: bool) -> None:
+    def listening_for(self, grammar: str | None) -> tuple[Sequence[str] | None, LanguageModel | None]:
+        """What the recognizer gets for a kind of answer: digits their grammar (and the digit
+        model); other kinds the flow's model for them, open questions its open model; without
+        compiled resources yes/no keeps its two-word grammar and the rest the general model."""
+        if grammar == "digits":
+            return GRAMMARS["digits"], None
+        model = self.resources.model(grammar) if self.resources is not None else None
+        if model is None and grammar in GRAMMARS:
+            return GRAMMARS[grammar], None
+        return None, model
+
+    async def say(self, text: str, barge_in: bool, expect: str | None = None) -> None:
         if self.call.speech_ready:
-            await self.call.say(text, barge_in=barge_in)
+            phrases, model = self.listening_for(expect)
+            await self.call.say(text, barge_in=barge_in, phrases=phrases, model=model)
         else:  # no TTS at all: the flow goes on, and the caller is handed on at the first miss
             log.warning("flow.cannot_speak", chars=len(text))
 
@@ -42,8 +56,10 @@ class CallPort:
                 return CallerInput(keyed=keys)
             if not self.call.speech_ready:
                 return CallerInput(keyed=await self._keys(max_keys, settings.no_input_ms / 1000))
+            phrases, model = self.listening_for(grammar)
             heard = await self.call.listen(
-                GRAMMARS[grammar] if grammar else None,
+                phrases,
+                model=model,
                 no_input_ms=settings.no_input_ms,
                 end_silence_ms=settings.end_silence_ms,
             )

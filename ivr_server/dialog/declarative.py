@@ -20,7 +20,8 @@ from ivr_server.dialog.flows import CallControl, Flow
 from ivr_server.dialog.nlu.flow_model import model_for_flow
 from ivr_server.dialog.spec.loader import check_file, check_text
 from ivr_server.dialog.spec.model import Flow as FlowSpec
-from ivr_server.errors import NluError
+from ivr_server.errors import NluError, ResourceError
+from ivr_server.speech.adapt.compile import Compiler, FlowResources
 from ivr_server.store.deployments import Deployment
 from ivr_server.tools.client import ToolClient
 
@@ -42,9 +43,12 @@ class FlowLibrary:
         taken: set[str],
         nlu_cache: Path | None = None,
         on_change: Callable[[dict[str, Any]], None] | None = None,
+        compiler: Compiler | None = None,
     ) -> None:
         self.directory, self.tools, self.taken, self.nlu_cache = directory, tools, taken, nlu_cache
         self.on_change = on_change  # configuration changes, for the audit trail
+        self.compiler = compiler  # None: every question heard with the engine's general model
+        self._resources: dict[str, FlowResources] = {}  # flow name -> last resources that compiled
         self._good: dict[Path, tuple[FlowSpec, Flow]] = {}
         self._served: dict[str, str] = {}  # flow name -> version, as of the last load
         self._files: dict[str, Flow] = {}  # the flow files' runners, as of the last load
@@ -105,9 +109,28 @@ class FlowLibrary:
         except NluError as err:
             log.error("flows.invalid", file=str(path), problems=[str(err)], count=1)
             return None
+        resources = self._compile(spec)
         log.info("flows.loaded", flow=spec.name, version=spec.version, file=str(path),
-                 model_version=model.version if model is not None else None)  # fmt: skip
-        return spec, _runner(spec, self.tools, model)
+                 model_version=model.version if model is not None else None,
+                 asr_resources=resources.version if resources is not None else None)  # fmt: skip
+        return spec, _runner(spec, self.tools, model, resources)
+
+    def _compile(self, spec: FlowSpec) -> FlowResources | None:
+        """The flow's recognition resources; when they cannot be compiled (a word with no
+        pronunciation, a data set that cannot be read), the last ones that did, if any."""
+        if self.compiler is None:
+            return None
+        try:
+            resources = self.compiler.compile(spec)
+        except ResourceError as err:
+            kept = self._resources.get(spec.name)
+            log.error("flows.resources_invalid", flow=spec.name, file=spec.file, error=str(err),
+                      kept_version=kept.version if kept is not None else None)  # fmt: skip
+            self._changed(change="asr_resources_rejected", flow=spec.name, error=str(err)[:300],
+                          kept_version=kept.version if kept is not None else None)  # fmt: skip
+            return kept
+        self._resources[spec.name] = resources
+        return resources
 
     # --- versions deployed into the store ----------------------------------------------------
     def deployed(self, versions: Sequence[Deployment]) -> dict[str, Flow]:
@@ -150,7 +173,7 @@ class FlowLibrary:
                 "flows.deployed_invalid", flow=d.flow, version_number=d.version_number, problems=messages
             )
             return None
-        self._built[d.content_hash] = runner = _runner(spec, self.tools, model)
+        self._built[d.content_hash] = runner = _runner(spec, self.tools, model, self._compile(spec))
         return runner
 
 
@@ -187,23 +210,31 @@ class CanaryFlow:
         await runner(call)
 
 
-def _runner(spec: FlowSpec, tools: ToolClient, model: IntentModel | None) -> Flow:
+def _runner(
+    spec: FlowSpec, tools: ToolClient, model: IntentModel | None, resources: FlowResources | None = None
+) -> Flow:
+    resources_version = resources.version if resources is not None else None
+
     async def run(call: CallControl) -> None:
         def record(r: DecisionRecord) -> None:
             d = r.decision
             call.record("decision", state=r.state, kind=d.kind, intent=d.intent, source=d.source,
                         confidence=d.confidence, reason=d.reason, flow_version=r.flow_version,
-                        model_version=r.model_version)  # fmt: skip
+                        model_version=r.model_version,
+                        asr_resources_version=r.resources_version)  # fmt: skip
 
         def audit(kind: str, payload: dict[str, Any]) -> None:
             call.audit(kind, **payload)
 
-        session = await Engine(spec, CallPort(call), tools, model, on_decision=record, audit=audit).run()
+        engine = Engine(spec, CallPort(call, resources), tools, model, on_decision=record, audit=audit,
+                        resources_version=resources_version)  # fmt: skip
+        session = await engine.run()
         call.record(
             "flow_ended",
             flow=spec.name,
             flow_version=spec.version,
             model_version=model.version if model is not None else None,
+            asr_resources_version=resources_version,
             session=session.id,
             outcome=session.outcome,
             states=session.visited,

@@ -45,14 +45,18 @@ class CallerInput:
 class Port(Protocol):
     """What the engine needs from the caller's side."""
 
-    async def say(self, text: str, barge_in: bool) -> None: ...
+    async def say(self, text: str, barge_in: bool, expect: str | None = None) -> None:
+        """Speak; ``expect`` is what the caller is asked for (the grammar ``hear`` will get), for
+        a caller who answers over the prompt."""
+        ...
 
     async def hear(
         self, settings: Settings, secure: bool, max_keys: int | None, grammar: str | None
     ) -> CallerInput:
         """The caller's next turn; ``secure``: not to be kept (no audio, no digits in logs);
         ``max_keys``: keys that complete an answer (a menu key: 1; None: until # or a pause);
-        ``grammar``: "digits" or "yesno" when only those words make an answer."""
+        ``grammar``: the kind of answer asked for ("digits", "yesno", "amount", "number", "date";
+        None for an open question), which chooses what the recognizer listens for."""
         ...
 
     async def transfer(self, target: Mapping[str, str], variables: Mapping[str, str]) -> None: ...
@@ -74,6 +78,7 @@ class DecisionRecord:
     decision: Decision
     flow_version: str
     model_version: str | None
+    resources_version: str | None = None  # the recognition resources the words were heard with
 
 
 @dataclass
@@ -112,8 +117,10 @@ class Engine:
         today: dt.date | None = None,
         on_decision: Callable[[DecisionRecord], None] | None = None,
         audit: Callable[[str, dict[str, Any]], None] | None = None,
+        resources_version: str | None = None,
     ) -> None:
         self.flow, self.port, self.tools, self.model = flow, port, tools, model
+        self.resources_version = resources_version
         self.on_decision = on_decision  # recorded as it is made, not when the call ends
         self.audit = audit or (lambda _kind, _payload: None)  # decisions, tool calls, transfers
         self.today = today
@@ -145,8 +152,9 @@ class Engine:
 
     # --- a state --------------------------------------------------------------------------------
     async def _enter(self, state: State) -> str | None:
+        asked = next((self.flow.slots[n] for n in state.collect if n not in self.session.slots), None)
         for prompt in state.say:
-            await self._say(prompt, state)
+            await self._say(prompt, state, expect=_grammar_for(asked) if asked else None)
         missed = await self._collect(state)
         if missed is not None:
             return await self._escalate(state, missed)
@@ -264,14 +272,17 @@ class Engine:
         raise Ended
 
     # --- speaking and hearing -------------------------------------------------------------------
-    async def _say(self, prompt: str, state: State, extra: Mapping[str, str] | None = None) -> None:
+    async def _say(
+        self, prompt: str, state: State, extra: Mapping[str, str] | None = None, expect: str | None = None
+    ) -> None:
         """A prompt of the flow, with slot values (and ``extra`` ones not yet kept) in it."""
         values = {**self.session.slots, **extra} if extra else self.session.slots
-        await self._say_text(self.flow.prompts[prompt].text[self.flow.languages[0]].render(values), state)
+        text = self.flow.prompts[prompt].text[self.flow.languages[0]].render(values)
+        await self._say_text(text, state, expect)
 
-    async def _say_text(self, text: str, state: State) -> None:
+    async def _say_text(self, text: str, state: State, expect: str | None = None) -> None:
         self.session.transcript.append(("system", text))
-        await self.port.say(text, state.settings.barge_in)
+        await self.port.say(text, state.settings.barge_in, expect)
 
     async def _hear(
         self, state: State, secure: bool = False, max_keys: int | None = 1, grammar: str | None = None
@@ -318,7 +329,7 @@ class Engine:
             if offered is not None and (not slot.sensitive or await self._confirmed(state, name, offered)):
                 self.session.slots[name] = offered
             while name not in self.session.slots:
-                await self._say(slot.prompt or "", state)
+                await self._say(slot.prompt or "", state, expect=_grammar_for(slot))
                 heard = await self._hear(state, slot.secure, _keys_for(slot), _grammar_for(slot))
                 if heard.silent:
                     if self._missed(state, "no_input") == "escalate":
@@ -330,7 +341,7 @@ class Engine:
                         if secret:
                             SECURE_VALUES.add(self.session.id, secret)
                 if got.value is None:
-                    await self._say_text(f"Sorry, {got.reason}.", state)
+                    await self._say_text(f"Sorry, {got.reason}.", state, _grammar_for(slot))
                     if self._missed(state, "no_match") == "escalate":
                         return "no_match"
                     continue
@@ -342,9 +353,9 @@ class Engine:
     async def _confirmed(self, state: State, name: str, value: str) -> bool:
         prompt = f"confirm_{name}"
         if prompt in self.flow.prompts:
-            await self._say(prompt, state, {name: value})
+            await self._say(prompt, state, {name: value}, expect="yesno")
         else:
-            await self._say_text(f"I have {' '.join(value)}. Is that right?", state)
+            await self._say_text(f"I have {' '.join(value)}. Is that right?", state, "yesno")
         answer = await self._hear(state, grammar="yesno")
         return parse(_YES_NO, answer.said, answer.keyed).value == "yes"
 
@@ -389,7 +400,7 @@ class Engine:
         decision = decide(intents, state.settings, heard.said, heard.keyed, guesses)
         record = DecisionRecord(
             state.name, heard.said, heard.keyed, decision, self.flow.version,
-            self.model.version if self.model is not None else None,
+            self.model.version if self.model is not None else None, self.resources_version,
         )  # fmt: skip
         self.audit(
             "decision",
@@ -397,6 +408,7 @@ class Engine:
                 "flow": self.flow.name,
                 "flow_version": self.flow.version,
                 "model_version": record.model_version,
+                "asr_resources_version": record.resources_version,
                 "state": state.name,
                 "inputs": {
                     "said": heard.said,
@@ -422,9 +434,9 @@ class Engine:
     async def _confirm(self, state: State, intents: Sequence[Intent], decision: Decision) -> Decision:
         intent = self.flow.intents[decision.intent or ""]
         if intent.confirm:
-            await self._say(intent.confirm, state)
+            await self._say(intent.confirm, state, expect="yesno")
         else:
-            await self._say_text(f"You want {intent.name.replace('_', ' ')}, right?", state)
+            await self._say_text(f"You want {intent.name.replace('_', ' ')}, right?", state, "yesno")
         answer = await self._hear(state, grammar="yesno")
         if parse(_YES_NO, answer.said, answer.keyed).value == "yes":
             return Decision("act", intent.name, decision.source, decision.confidence, reason="confirmed")
@@ -450,10 +462,12 @@ def _keys_for(slot: Slot) -> int | None:
 
 
 def _grammar_for(slot: Slot) -> str | None:
-    """Digits and yes/no are heard best against their few words (the bundled digit model)."""
+    """The kind of answer a slot's question asks for: digits are heard against their few words
+    (and the bundled digit model), yes/no, amounts, numbers and dates with the flow's model
+    for that kind of question; text with the open one."""
     if slot.type in ("digits", "card_number"):
         return "digits"
-    return "yesno" if slot.type == "yes_no" else None
+    return {"yes_no": "yesno", "amount": "amount", "number": "number", "date": "date"}.get(slot.type)
 
 
 def _ms_since(started: float) -> float:

@@ -17,8 +17,9 @@ import structlog
 
 from ivr_server.config import Settings
 from ivr_server.dialog.dtmf import DtmfCollector, DtmfResult, digit_prompt
-from ivr_server.dialog.voice import Heard, Said
 from ivr_server.media.g711 import Pcm
+from ivr_server.speech.asr.base import LanguageModel
+from ivr_server.speech.voice import Heard, Said
 
 log = structlog.get_logger(__name__)
 
@@ -56,19 +57,23 @@ class CallControl(Protocol):
         barge_in: bool = True,
         min_speech_ms: int | None = None,
         phrases: Sequence[str] | None = None,
+        model: LanguageModel | None = None,
     ) -> Said:
-        """Speak ``text`` with TTS, sentence by sentence; the caller may interrupt it."""
+        """Speak ``text`` with TTS, sentence by sentence; the caller may interrupt it (heard with
+        ``phrases`` or ``model``, as listen() would)."""
         ...
 
     async def listen(
         self,
         phrases: Sequence[str] | None = None,
         *,
+        model: LanguageModel | None = None,
         no_input_ms: int | None = None,
         end_silence_ms: int | None = None,
         max_ms: int | None = None,
     ) -> Heard:
-        """The caller's next turn: their words, no input, a key, or why recognition failed."""
+        """The caller's next turn: their words, no input, a key, or why recognition failed.
+        ``phrases`` restricts recognition to those; ``model`` is a flow's compiled resources."""
         ...
 
     def open_audio(self) -> asyncio.Queue[Pcm]:

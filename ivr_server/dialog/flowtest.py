@@ -41,7 +41,7 @@ class ScriptPort:
         self.failures: list[str] = []
         self._pending: tuple[int, dict[str, Any], int] | None = None  # turn, expected, decisions then
 
-    async def say(self, text: str, barge_in: bool) -> None:
+    async def say(self, text: str, barge_in: bool, expect: str | None = None) -> None:
         self.heard.append(text)
 
     async def hear(

@@ -26,7 +26,7 @@ class TerminalPort:
     def _print(self, text: str) -> None:
         print(text, file=self.out, flush=True)
 
-    async def say(self, text: str, barge_in: bool) -> None:
+    async def say(self, text: str, barge_in: bool, expect: str | None = None) -> None:
         self._print(f"  IVR: {text}")
 
     async def hear(

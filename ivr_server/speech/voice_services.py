@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import structlog
 
 from ivr_server.config import Settings
-from ivr_server.dialog.voice import VoiceServices
 from ivr_server.errors import AsrError, EngineUnavailable, SpeechError
 from ivr_server.speech.asr.service import AsrService
 from ivr_server.speech.asr.worker import EngineSpec
@@ -22,6 +21,7 @@ from ivr_server.speech.tts.engines import load_fallback, load_tts_engine
 from ivr_server.speech.tts.lexicon import Lexicon
 from ivr_server.speech.tts.synthesizer import Synthesizer
 from ivr_server.speech.vad.detectors import load_detector
+from ivr_server.speech.voice import VoiceServices
 
 log = structlog.get_logger(__name__)
 

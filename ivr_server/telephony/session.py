@@ -23,8 +23,6 @@ import structlog
 from ivr_server.audit.append import AuditEvent
 from ivr_server.config import Settings
 from ivr_server.dialog.flows import Flow
-from ivr_server.dialog.speech_meter import SpeechMeter, SpeechSegment
-from ivr_server.dialog.voice import Heard, Said, VoiceIO, VoiceServices
 from ivr_server.errors import AriError, AriNotFound, AriUnavailable, MediaError
 from ivr_server.media.audio import frame_dbfs
 from ivr_server.media.clock import MediaClock
@@ -35,6 +33,9 @@ from ivr_server.media.prompts import PromptLibrary
 from ivr_server.media.receiver import RtpReceiver
 from ivr_server.media.sender import RtpSender
 from ivr_server.observability.metrics import Metrics
+from ivr_server.speech.asr.base import LanguageModel
+from ivr_server.speech.speech_meter import SpeechMeter, SpeechSegment
+from ivr_server.speech.voice import Heard, Said, VoiceIO, VoiceServices
 from ivr_server.store.writer import CallAnswered, CallEnded, CallEvent, CallStarted, StoreWriter
 from ivr_server.telephony.ari_events import Channel
 from ivr_server.telephony.ari_rest import AriRestClient, best_effort
@@ -247,15 +248,19 @@ class CallSession:
         barge_in: bool = True,
         min_speech_ms: int | None = None,
         phrases: Sequence[str] | None = None,
+        model: LanguageModel | None = None,
     ) -> Said:
         if self.voice is None:
             raise MediaError("no speech: the call is not set up or no TTS/ASR engine is loaded")
-        return await self.voice.say(text, barge_in=barge_in, min_speech_ms=min_speech_ms, phrases=phrases)
+        return await self.voice.say(
+            text, barge_in=barge_in, min_speech_ms=min_speech_ms, phrases=phrases, model=model
+        )
 
     async def listen(
         self,
         phrases: Sequence[str] | None = None,
         *,
+        model: LanguageModel | None = None,
         no_input_ms: int | None = None,
         end_silence_ms: int | None = None,
         max_ms: int | None = None,
@@ -263,7 +268,7 @@ class CallSession:
         if self.voice is None:
             return Heard("unavailable", reason="no speech engines")
         return await self.voice.listen(
-            phrases, no_input_ms=no_input_ms, end_silence_ms=end_silence_ms, max_ms=max_ms
+            phrases, model=model, no_input_ms=no_input_ms, end_silence_ms=end_silence_ms, max_ms=max_ms
         )
 
     async def next_dtmf(self, timeout_s: float) -> tuple[str, float] | None:

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from ivr_server.dialog.voice import Said, VoiceIO, VoiceServices
 from ivr_server.media.clock import MediaClock
 from ivr_server.media.formats import ULAW
 from ivr_server.media.g711 import Pcm
@@ -20,6 +19,7 @@ from ivr_server.observability.metrics import Metrics
 from ivr_server.speech.tts.engines import load_tts_engine
 from ivr_server.speech.tts.synthesizer import Synthesizer
 from ivr_server.speech.vad.endpointer import EndpointSettings
+from ivr_server.speech.voice import Said, VoiceIO, VoiceServices
 from ivr_server.store.writer import Turn
 from tests.support.audio import piper
 

@@ -186,3 +186,15 @@ def test_a_template_parses_or_says_why_and_renders_values_as_text(text: str, val
         return
     rendered = template.render(values)
     assert isinstance(rendered, str)
+
+
+def test_end_silence_is_the_servers_unless_the_flow_sets_it() -> None:
+    """A flow without end_silence_ms leaves it to IVR_VAD_END_SILENCE_MS (None); one that sets
+    it, in its settings or a state's, gets its own value."""
+    unset = BANKING.replace("  end_silence_ms: 300\n", "", 1)
+    flow, problems = check_text(unset, "banking.yaml")
+    assert flow is not None, problems
+    assert flow.settings.end_silence_ms is None
+    assert all(s.settings.end_silence_ms is None for s in flow.states.values())
+    flow, _ = check_text(BANKING.replace("end_silence_ms: 300", "end_silence_ms: 450", 1), "b.yaml")
+    assert flow is not None and flow.states["welcome"].settings.end_silence_ms == 450

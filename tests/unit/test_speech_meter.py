@@ -6,8 +6,8 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ivr_server.dialog.speech_meter import SpeechMeter, SpeechSegment
 from ivr_server.media.audio import frame_dbfs
+from ivr_server.speech.speech_meter import SpeechMeter, SpeechSegment
 
 LOUD, QUIET = -20.0, -60.0
 

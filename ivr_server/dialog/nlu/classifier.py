@@ -140,7 +140,10 @@ class IntentClassifier:
         """Calibrated guesses, best first; ``oos`` first when the utterance is out of scope."""
         if not text.strip():
             return []
-        probs = self.probabilities([text])[0]
+        return self.guesses_from(self.probabilities([text])[0])
+
+    def guesses_from(self, probs: np.ndarray) -> list[Guess]:
+        """Guesses from one row of probabilities (one text's, or several hypotheses' combined)."""
         order = [int(i) for i in np.argsort(-probs) if int(i) != self._oos][:TOP_GUESSES]
         guesses = [Guess(self.categories[i], round(float(probs[i]), 4)) for i in order]
         if _decide(probs[None, :], self._oos, self.oos_threshold)[0] < 0:

@@ -5,6 +5,7 @@ directory) so a reload or a restart with the same data does not train again."""
 from __future__ import annotations
 
 import pickle
+import re
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -28,16 +29,32 @@ def generic_out_of_scope() -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
+def intent_name(category: str) -> str:
+    """A data set's category as an intent name: lower case, anything but letters, digits and _
+    dropped at the ends and made _ inside ("reverted_card_payment?" -> reverted_card_payment)."""
+    return re.sub(r"[^a-z0-9_]+", "_", category.strip().lower()).strip("_")
+
+
 def flow_examples(flow: Flow) -> list[Example]:
     """Every training example the flow names; CSV rows only for the flow's intents and oos."""
     examples = [Example(text, intent.name) for intent in flow.intents.values() for text in intent.examples]
     base = Path(flow.file).parent
     for name in flow.nlu.data:
-        rows = read_csv(base / name)
+        rows = [Example(r.text, intent_name(r.category)) for r in read_csv(base / name)]
         unknown = sorted({r.category for r in rows} - set(flow.intents) - {OUT_OF_SCOPE})
         if unknown:
             raise NluError(f"{base / name}: categories the flow has no intent for: {', '.join(unknown[:10])}")
         examples.extend(rows)
+    taught = {e.category for e in examples}
+    silent = [
+        i.name
+        for i in flow.intents.values()
+        if i.name not in taught and not (i.keywords or i.patterns or i.dtmf)
+    ]
+    if silent:
+        raise NluError(
+            f"{flow.file}: intents with no examples in the flow or its data: {', '.join(silent[:10])}"
+        )
     examples.extend(Example(text, OUT_OF_SCOPE) for text in flow.nlu.out_of_scope)
     if flow.nlu.generic_out_of_scope:
         examples.extend(Example(text, OUT_OF_SCOPE) for text in generic_out_of_scope())

@@ -16,7 +16,7 @@ class Settings:
     """Per-state settings; the flow's ``settings`` are the defaults every state starts from."""
 
     barge_in: bool = True
-    end_silence_ms: int = 300
+    end_silence_ms: int | None = None  # None: the server's IVR_VAD_END_SILENCE_MS
     no_input_ms: int = 6000
     max_no_input: int = 2  # then the state's no_input transition, or the flow's escalation
     max_no_match: int = 2
@@ -111,6 +111,13 @@ class NluSpec:
 
 
 @dataclass(frozen=True)
+class RecognitionSpec:
+    """How the flow's recognition resources are compiled (speech/adapt/)."""
+
+    pronunciations: dict[str, str] = field(default_factory=dict)  # word -> ARPAbet phones
+
+
+@dataclass(frozen=True)
 class Flow:
     name: str
     start: str
@@ -125,3 +132,4 @@ class Flow:
     handoff: str | None = None  # where a caller goes when misses escalate (an agent)
     nlu: NluSpec = NluSpec()
     version: str = ""  # sha256 of the file's text, first 12 hex digits: recorded with every decision
+    recognition: RecognitionSpec = RecognitionSpec()

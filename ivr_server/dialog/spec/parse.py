@@ -17,6 +17,7 @@ from ivr_server.dialog.spec.model import (
     Intent,
     NluSpec,
     Prompt,
+    RecognitionSpec,
     Settings,
     Slot,
     State,
@@ -26,6 +27,7 @@ from ivr_server.dialog.spec.model import (
 from ivr_server.dialog.spec.source import Path_, Source
 from ivr_server.dialog.spec.template import Template, parse_template
 from ivr_server.errors import FlowError
+from ivr_server.speech.adapt.lexicon import PHONES
 
 T = TypeVar("T")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -43,9 +45,13 @@ TOP = (
     "tools",
     "states",
     "nlu",
+    "recognition",
 )
 NLU = ("data", "out_of_scope", "generic_out_of_scope")
+RECOGNITION = ("pronunciations",)
+_SPOKEN_WORD = re.compile(r"^[a-z][a-z']*$")
 SETTINGS = tuple(f.name for f in fields(Settings))
+_OPTIONAL_INTS = {"end_silence_ms"}  # unset: the server's own default applies
 STATE = ("say", "listen", "collect", "do", "on", "end", *SETTINGS)
 TRANSITION = ("intent", "event", "dtmf", "when", "do", "goto")
 INTENT = ("examples", "keywords", "patterns", "dtmf", "confirm")
@@ -74,6 +80,7 @@ def suggest(word: str, choices: Any) -> str:
 class Builder:
     def __init__(self, source: Source) -> None:
         self.src = source
+        self.has_data = False  # the flow names CSV data sets: intents may take their examples from them
 
     # --- typed readers: a wrong value is a problem and the default is used ----------------------
     def mapping(self, value: Any, path: Path_, allowed: tuple[str, ...] | None = None) -> dict[str, Any]:
@@ -151,7 +158,7 @@ class Builder:
         changes: dict[str, Any] = {}
         for f in fields(Settings):
             if f.name in raw:
-                kind = type(getattr(base, f.name))
+                kind = int if f.name in _OPTIONAL_INTS else type(getattr(base, f.name))
                 what = {bool: "true or false", int: "a whole number", float: "a number"}[kind]
                 got = self.typed(raw[f.name], (*path, f.name), kind, getattr(base, f.name), what)
                 if kind is not bool and got < 0:
@@ -193,7 +200,7 @@ class Builder:
         examples = self.strings(raw.get("examples"), (*path, "examples"))
         keywords = self.strings(raw.get("keywords"), (*path, "keywords"))
         dtmf = self.dtmf(raw.get("dtmf"), (*path, "dtmf"))
-        if not (examples or keywords or patterns or dtmf):
+        if not (examples or keywords or patterns or dtmf or self.has_data):  # data: checked at training
             self.src.problem(path, f"intent '{name}' needs examples, keywords, patterns or dtmf")
         confirm = self.typed(raw.get("confirm"), (*path, "confirm"), str, None, "a prompt name")
         return Intent(name, examples, tuple(k.lower() for k in keywords), patterns, dtmf, confirm)
@@ -358,6 +365,26 @@ class Builder:
             ),
         )
 
+    def recognition(self, value: Any, path: Path_) -> RecognitionSpec:
+        raw = self.mapping(value, path, RECOGNITION) if value is not None else {}
+        own: dict[str, str] = {}
+        for word, phones in self.mapping(raw.get("pronunciations"), (*path, "pronunciations")).items():
+            where = (*path, "pronunciations", word)
+            if not isinstance(word, str) or not _SPOKEN_WORD.match(word):
+                self.src.problem(where, f"'{word}' is not a lower-case word (letters and ')")
+                continue
+            seq = phones.upper().split() if isinstance(phones, str) else []
+            bad = [p for p in seq if p not in PHONES]
+            if not seq or bad:
+                self.src.problem(
+                    where,
+                    f"pronunciation of '{word}' must be ARPAbet phones separated by spaces "
+                    f"(e.g. R EH V AH L UW T){'; unknown: ' + ', '.join(bad) if bad else ''}",
+                )
+                continue
+            own[word] = " ".join(seq)
+        return RecognitionSpec(own)
+
     def flow(self) -> Flow | None:
         if self.src.data is None:
             if not self.src.problems:
@@ -371,6 +398,8 @@ class Builder:
         name = self.typed(top.get("flow"), ("flow",), str, "", "the flow's name")
         if not name:
             self.src.problem((), "the file needs 'flow: NAME' at the top")
+        nlu_raw = top.get("nlu")
+        self.has_data = isinstance(nlu_raw, dict) and bool(nlu_raw.get("data"))  # examples from CSV files
         languages = self.strings(top.get("languages", ["en"]), ("languages",)) or ("en",)
         settings = self.settings(top.get("settings"), ("settings",), Settings())
         built: dict[str, dict[str, Any]] = {}
@@ -392,6 +421,7 @@ class Builder:
         start = self.typed(top.get("start"), ("start",), str, next(iter(built["states"])), "a state name")
         handoff = self.typed(top.get("handoff"), ("handoff",), str, None, "a state name")
         nlu = self.nlu(top.get("nlu"), ("nlu",))
+        recognition = self.recognition(top.get("recognition"), ("recognition",))
         return Flow(
             name,
             start,
@@ -406,6 +436,7 @@ class Builder:
             handoff,
             nlu,
             self.src.version,
+            recognition,
         )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from ivr_server.errors import AsrError
@@ -29,6 +30,28 @@ class WordTiming:
 
 
 @dataclass(frozen=True)
+class LanguageModel:
+    """Recognition resources compiled for one kind of question of a flow (speech/adapt/): an
+    n-gram model with its pronunciations for engines that take them (PocketSphinx), and the
+    phrases of a closed question for engines that take phrase lists (Vosk). Picklable: worker
+    processes load it by path."""
+
+    name: str  # "banking/open", "banking/yesno"
+    version: str  # content hash of everything it was compiled from
+    arpa: Path
+    dictionary: Path
+    phrases: tuple[str, ...] = ()  # closed questions only
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """One of the recognizer's N best hypotheses."""
+
+    text: str
+    score: float  # log10 of its posterior against the others listed: 0 is certain
+
+
+@dataclass(frozen=True)
 class AsrResult:
     text: str
     final: bool
@@ -36,6 +59,8 @@ class AsrResult:
     model: str
     confidence: float | None = None
     words: tuple[WordTiming, ...] = field(default_factory=tuple)
+    alternatives: tuple[Alternative, ...] = ()  # best first, the text itself included
+    resources: str | None = None  # the LanguageModel version it was recognized with
 
 
 class Recognizer(Protocol):
@@ -55,8 +80,11 @@ class AsrEngine(Protocol):
 
     def accepts_rate(self, sample_rate: int) -> bool: ...
 
-    def recognizer(self, sample_rate: int, phrases: Sequence[str] | None = None) -> Recognizer:
-        """A recognizer for one stream; ``phrases`` restricts it to sequences of those."""
+    def recognizer(
+        self, sample_rate: int, phrases: Sequence[str] | None = None, model: LanguageModel | None = None
+    ) -> Recognizer:
+        """A recognizer for one stream; ``phrases`` restricts it to sequences of those; ``model``
+        is a flow's compiled resources (used where the engine can, ignored where it cannot)."""
         ...
 
     def warm(self, streams: int) -> None:

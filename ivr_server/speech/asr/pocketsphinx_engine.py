@@ -20,6 +20,7 @@ about half of telephone digits right.
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from collections.abc import Sequence
@@ -32,7 +33,15 @@ from ivr_server.errors import AsrError, EngineUnavailable
 from ivr_server.media.g711 import Pcm
 from ivr_server.media.resample import StreamResampler
 from ivr_server.speech.asr.bandfill import BandFill
-from ivr_server.speech.asr.base import DIGIT_WORDS, AsrResult, Recognizer, StreamState, WordTiming
+from ivr_server.speech.asr.base import (
+    DIGIT_WORDS,
+    Alternative,
+    AsrResult,
+    LanguageModel,
+    Recognizer,
+    StreamState,
+    WordTiming,
+)
 from ivr_server.speech.asr.digit_model import DigitClassifier
 from ivr_server.speech.asr.digits import DigitsRecognizer
 
@@ -43,7 +52,10 @@ FRAMES_PER_S = 100  # PocketSphinx's feature frame rate
 _FILLERS = re.compile(r"^(<s>|</s>|<sil>|\[.*\]|\+\+.*\+\+)$")
 _WORD = re.compile(r"^[a-z0-9'][a-z0-9'.-]*$")
 SEARCHES = ("auto", "accurate", "fast")
-_Key = tuple[tuple[str, ...] | None, str]  # (grammar phrases, or None for the LM; search profile)
+# (grammar phrases, or None for an n-gram search; search profile; a flow's compiled model or None
+# for the general one)
+_Key = tuple[tuple[str, ...] | None, str, LanguageModel | None]
+NBEST = 5  # hypotheses kept for understanding (the first is the result's text)
 _PROFILES: dict[str, dict[str, Any]] = {
     "accurate": {},
     "fast": {"maxhmmpf": 1500, "fwdflat": False, "ds": 2},
@@ -86,12 +98,14 @@ class PocketSphinxEngine:
     def accepts_rate(self, sample_rate: int) -> bool:
         return 8000 <= sample_rate <= 48000
 
-    def recognizer(self, sample_rate: int, phrases: Sequence[str] | None = None) -> Recognizer:
+    def recognizer(
+        self, sample_rate: int, phrases: Sequence[str] | None = None, model: LanguageModel | None = None
+    ) -> Recognizer:
         with self._lock:
             if phrases:
-                key: _Key = (tuple(phrases), "accurate")
+                key: _Key = (tuple(phrases), "accurate", None)
             else:
-                key = (None, self._profile())
+                key = (None, self._profile(), model)
                 self._open_vocabulary_streams += 1
             idle = self._pool.setdefault(key, [])
             decoder = idle.pop() if idle else None
@@ -105,8 +119,8 @@ class PocketSphinxEngine:
             raise
         recognizer = PocketSphinxRecognizer(self, decoder, key, sample_rate)
         if key[0] == DIGIT_WORDS and (classifier := self._digit_classifier()) is not None:
-            model = f"{recognizer.model}+{classifier.model_id}"
-            return DigitsRecognizer(recognizer, classifier, sample_rate, model)
+            model_id = f"{recognizer.model}+{classifier.model_id}"
+            return DigitsRecognizer(recognizer, classifier, sample_rate, model_id)
         return recognizer
 
     def warm(self, streams: int) -> None:
@@ -120,7 +134,7 @@ class PocketSphinxEngine:
         else:
             wanted = {self.search: streams}
         for profile, count in wanted.items():
-            key: _Key = (None, profile)
+            key: _Key = (None, profile, None)
             with self._lock:
                 missing = count - len(self._pool.setdefault(key, []))
             for _ in range(missing):
@@ -133,7 +147,7 @@ class PocketSphinxEngine:
         """Pooled decoders no stream holds: per open-vocabulary profile, and grammars together."""
         idle = {"accurate": 0, "fast": 0, "grammar": 0}
         with self._lock:
-            for (phrases, profile), decoders in self._pool.items():
+            for (phrases, profile, _model), decoders in self._pool.items():
                 idle["grammar" if phrases else profile] += len(decoders)
         return idle
 
@@ -161,15 +175,22 @@ class PocketSphinxEngine:
                 self._pool.setdefault(key, []).append(decoder)
 
     def _new_decoder(self, key: _Key) -> Any:
-        phrases, profile = key
+        phrases, profile, model = key
         d = self.model_dir
         kwargs: dict[str, Any] = {
             "hmm": str(d / "en-us"),
-            "dict": str(d / "cmudict-en-us.dict"),
+            "dict": str(model.dictionary if model else d / "cmudict-en-us.dict"),
             "samprate": MODEL_RATE,
             "logfn": "/dev/null",
             **_PROFILES[profile],
         }
+        if phrases is None and model is not None:
+            try:
+                return self._ps.Decoder(lm=str(model.arpa), **kwargs)
+            except (RuntimeError, ValueError) as err:  # files removed or torn since compiling
+                raise AsrError(
+                    f"recognition resources {model.name} ({model.arpa}) fail to load: {err}"
+                ) from err
         if phrases is None:
             return self._ps.Decoder(lm=str(d / "en-us.lm.bin"), **kwargs)
         decoder = self._ps.Decoder(lm=None, **kwargs)
@@ -192,6 +213,9 @@ class PocketSphinxRecognizer:
         # Narrowband audio (a call at 8 kHz) leaves the model's upper filters empty: fill them.
         self._fill = BandFill(MODEL_RATE, sample_rate / 2) if sample_rate < MODEL_RATE else None
         self.model = engine.model_id + ("#fast" if key[1] == "fast" else "")
+        self._resources = key[2].version if key[2] is not None else None
+        if key[2] is not None:
+            self.model += f"+{key[2].name}@{key[2].version}"
         self._state = StreamState(engine.name, self.model)
         decoder.start_utt()
 
@@ -228,9 +252,35 @@ class PocketSphinxRecognizer:
             )
             confidence = _probability(logmath, d.get_prob()) if hyp is not None else None
             text = hyp.hypstr if hyp is not None else ""
+            alternatives = _nbest(d, text) if self._key[0] is None else ()
         finally:
             self._engine._release(self._key, d)
-        return AsrResult(text, True, self._engine.name, self.model, confidence, words)
+        return AsrResult(
+            text, True, self._engine.name, self.model, confidence, words, alternatives, self._resources
+        )
+
+
+def _nbest(decoder: Any, best: str) -> tuple[Alternative, ...]:
+    """The best distinct word strings of the lattice with their path scores, as log10
+    posteriors among those listed; the decoder's own best first (it is scored as the best of
+    the list when the lattice search did not list it)."""
+    texts: dict[str, float] = {}
+    try:
+        for hyp in decoder.nbest() or ():  # None: no lattice (the fast search keeps none)
+            text = " ".join(w for w in hyp.hypstr.split() if not _FILLERS.match(w))
+            if text and text not in texts and hyp.score > 0:
+                texts[text] = math.log10(hyp.score)
+            if len(texts) >= NBEST:
+                break
+    except RuntimeError:  # no lattice (an utterance with no frames)
+        pass
+    if not best:
+        return ()
+    scores = {best: texts.get(best, max(texts.values(), default=0.0)), **texts}
+    top = max(scores.values())
+    norm = top + math.log10(sum(10 ** (v - top) for v in scores.values()))
+    ranked = [best, *sorted((t for t in scores if t != best), key=lambda t: -scores[t])]
+    return tuple(Alternative(t, round(scores[t] - norm, 4)) for t in ranked)
 
 
 def _probability(logmath: Any, log_value: int) -> float | None:

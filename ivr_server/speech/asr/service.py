@@ -31,7 +31,7 @@ import structlog
 from ivr_server.errors import AsrError, EngineUnavailable
 from ivr_server.media.g711 import Pcm
 from ivr_server.observability.logging import child_logging
-from ivr_server.speech.asr.base import AsrEngine, AsrResult, Recognizer
+from ivr_server.speech.asr.base import AsrEngine, AsrResult, LanguageModel, Recognizer
 from ivr_server.speech.asr.worker import EngineSpec, serve
 
 log = structlog.get_logger(__name__)
@@ -179,16 +179,22 @@ class AsrService:
         sample_rate: int,
         phrases: Sequence[str] | None = None,
         on_partial: PartialCallback | None = None,
+        model: LanguageModel | None = None,
     ) -> AsrStream:
+        """A stream recognized with ``phrases``, a flow's ``model`` or the engine's own. The
+        recognizer is built off the loop (in the pool or the worker), from decoders kept per
+        model, so switching models between turns costs the audio nothing."""
         if not self.engine.accepts_rate(sample_rate):
             raise AsrError(f"ASR engine {self.engine.name} does not take {sample_rate} Hz audio")
         if self.backend == "threads":
             if self._threads is None:
                 raise AsrError("ASR service not started")
             engine = self.engine
-            return _ThreadStream(lambda: engine.recognizer(sample_rate, phrases), self._threads, on_partial)
+            return _ThreadStream(
+                lambda: engine.recognizer(sample_rate, phrases, model), self._threads, on_partial
+            )
         worker = self._least_loaded()
-        return _ProcessStream(worker, next(self._ids), sample_rate, phrases, on_partial)
+        return _ProcessStream(worker, next(self._ids), sample_rate, phrases, on_partial, model)
 
     def _least_loaded(self) -> _Worker:
         if not self._processes:
@@ -279,12 +285,13 @@ class _ProcessStream(AsrStream):
         rate: int,
         phrases: Sequence[str] | None,
         on_partial: PartialCallback | None,
+        model: LanguageModel | None = None,
     ) -> None:
         super().__init__(on_partial)
         self._worker = worker
         self._sid = sid
         worker.streams[sid] = self
-        worker.send(("open", sid, rate, tuple(phrases) if phrases else None))
+        worker.send(("open", sid, rate, tuple(phrases) if phrases else None, model))
 
     def _send_audio(self, pcm: Pcm) -> None:
         self._worker.send(("feed", self._sid, pcm.astype("=i2").tobytes()))

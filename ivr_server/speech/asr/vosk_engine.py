@@ -15,7 +15,7 @@ from typing import Any
 
 from ivr_server.errors import AsrError, EngineUnavailable
 from ivr_server.media.g711 import Pcm
-from ivr_server.speech.asr.base import AsrResult, StreamState, WordTiming
+from ivr_server.speech.asr.base import AsrResult, LanguageModel, StreamState, WordTiming
 
 _LANG_IN_NAME = re.compile(r"vosk[-_]model[-_](?:small[-_])?([a-z]{2}(?:[-_][a-z]{2})?)(?:[-_]|$)")
 
@@ -58,7 +58,16 @@ class VoskEngine:
     def warm(self, streams: int) -> None:
         """Nothing to build ahead: a recognizer shares the loaded model and is cheap to make."""
 
-    def recognizer(self, sample_rate: int, phrases: Sequence[str] | None = None) -> VoskRecognizer:
+    def recognizer(
+        self, sample_rate: int, phrases: Sequence[str] | None = None, model: LanguageModel | None = None
+    ) -> VoskRecognizer:
+        if not phrases and model is not None and model.phrases:
+            # A flow's closed question: its answers as a phrase list, those whose words this
+            # model has (an n-gram model cannot be loaded into a Kaldi graph at run time).
+            known = [
+                p for p in model.phrases if all(self._model.vosk_model_find_word(w) >= 0 for w in p.split())
+            ]
+            phrases = known or None
         if phrases:
             missing = sorted(
                 {w for p in phrases for w in p.split() if self._model.vosk_model_find_word(w) < 0}

@@ -3,7 +3,7 @@
 Used for engines that hold the GIL while decoding (PocketSphinx): threads would serialize on
 it, processes use every core. The protocol is tuples over a duplex pipe:
 
-    parent -> worker: ("open", sid, rate, phrases) | ("feed", sid, bytes) | ("finish", sid)
+    parent -> worker: ("open", sid, rate, phrases, model) | ("feed", sid, bytes) | ("finish", sid)
                       | ("abort", sid) | ("stop",)
     worker -> parent: ("ready", model_id) | ("partial", sid, text) | ("final", sid, AsrResult)
                       | ("error", sid, message) | ("fatal", message)
@@ -99,7 +99,7 @@ def _handle(
         _feed(conn, streams, sid, pending.pop(sid))
     if kind == "open":
         try:
-            streams[sid] = engine.recognizer(message[2], message[3])
+            streams[sid] = engine.recognizer(message[2], message[3], message[4])
         except (AsrError, EngineUnavailable) as err:
             conn.send(("error", sid, str(err)))
     elif kind == "finish":

@@ -27,7 +27,7 @@ import structlog
 from ivr_server.errors import AsrError, SpeechError
 from ivr_server.media.g711 import Pcm
 from ivr_server.media.sender import Playback
-from ivr_server.speech.asr.base import AsrResult
+from ivr_server.speech.asr.base import AsrResult, LanguageModel
 from ivr_server.speech.asr.service import AsrService, AsrStream
 from ivr_server.speech.tts.base import SpeechChunk
 from ivr_server.speech.tts.synthesizer import Synthesizer
@@ -148,6 +148,7 @@ class VoiceIO:
         self._turn: _CallerTurn | None = None
         self._speaking: _Speaking | None = None
         self._phrases: tuple[str, ...] | None = None
+        self._model: LanguageModel | None = None  # what the next stream is recognized with
         self._barge_at_ms: int | None = None
         self._seq = 0
         self._first_packet_at: float | None = None
@@ -254,7 +255,7 @@ class VoiceIO:
         if asr is None:
             return None
         try:
-            stream = asr.open(self.rate, self._phrases)
+            stream = asr.open(self.rate, self._phrases, model=self._model)
         except AsrError as err:
             self._log.error("asr.fallback", error=str(err), to="dtmf")
             return None
@@ -358,11 +359,13 @@ class VoiceIO:
         self,
         phrases: Sequence[str] | None = None,
         *,
+        model: LanguageModel | None = None,
         no_input_ms: int | None = None,
         end_silence_ms: int | None = None,
         max_ms: int | None = None,
     ) -> Heard:
-        """The caller's next turn (or the one a barge-in already started)."""
+        """The caller's next turn (or the one a barge-in already started), recognized with
+        ``phrases`` or ``model`` (a flow's resources for this question) or the engine's own."""
         self._flush_unreplied()
         if self.services.asr is None:
             return Heard("unavailable", reason="no speech recognizer loaded")
@@ -382,6 +385,7 @@ class VoiceIO:
             no_input_ms=s.no_input_ms if no_input_ms is None else no_input_ms,
         )
         self._phrases = tuple(phrases) if phrases else None
+        self._model = model
         self._arm(settings)
         self._waiting = asyncio.get_running_loop().create_future()
         try:
@@ -410,6 +414,7 @@ class VoiceIO:
         barge_in: bool = True,
         min_speech_ms: int | None = None,
         phrases: Sequence[str] | None = None,
+        model: LanguageModel | None = None,
     ) -> Said:
         """Speak ``text`` sentence by sentence. With ``barge_in`` the caller's speech (at least
         ``min_speech_ms`` of it) stops it and starts their turn, recognized with ``phrases``."""
@@ -420,6 +425,7 @@ class VoiceIO:
         speaking = _Speaking(barge_in, min_ms)
         self._speaking = speaking
         self._phrases = tuple(phrases) if phrases else None
+        self._model = model
         if barge_in and self._ep is None and self._turn is None:
             self._arm_for_prompt()
         began = self._now()

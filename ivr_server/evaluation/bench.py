@@ -1,0 +1,246 @@
+"""The spoken benchmark's measuring code (scripts/bench-spoken is only its command line).
+
+Open question: banking77 is cut into the same 5 stratified folds as scripts/bench-nlu. For
+each fold measured, the benchmark flow (benchmarks/flows/banking77.yaml) is built from the
+other four folds only (its recognition resources compiled and its intent model trained from
+them), and requests of the held-out fold are spoken by the synthetic voices, sent through the
+telephone line and recognized twice: with the flow's compiled resources and with the engine's
+general model alone (what every flow had before). Closed questions: yes/no answers with the
+banking flow's yes/no model, digit strings with the digit grammar, and FSDD's real voices.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ivr_server.dialog.nlu.data import Example, read_csv
+from ivr_server.dialog.nlu.flow_model import intent_name, model_for_flow
+from ivr_server.dialog.slots.parsers import parse
+from ivr_server.dialog.spec.loader import check_text, load_flow
+from ivr_server.dialog.spec.model import Slot
+from ivr_server.errors import NluError
+from ivr_server.evaluation.channel import Line, telephone
+from ivr_server.evaluation.spoken import Recording, evaluate_spoken
+from ivr_server.evaluation.voices import Renderer, Voice
+from ivr_server.media.audio import read_wav
+from ivr_server.speech.adapt.compile import Compiler
+from ivr_server.speech.adapt.words import number_words, spoken_words
+from ivr_server.speech.asr.base import GRAMMARS, AsrEngine, feed_all
+
+Log = Callable[[str], None]
+# What callers answer to "..., right?": not the yes/no model's own corpus, the way people say it.
+YES_NO_ANSWERS = (
+    ("yes", "yes"), ("yeah", "yes"), ("yes please", "yes"), ("yes that's right", "yes"),
+    ("correct", "yes"), ("yep", "yes"), ("sure", "yes"), ("yes it is", "yes"),
+    ("no", "no"), ("nope", "no"), ("no thanks", "no"), ("no that's wrong", "no"),
+    ("no it isn't", "no"), ("that's not right", "no"), ("no not that one", "no"), ("nah", "no"),
+)  # fmt: skip
+DIGIT_NAMES = tuple(number_words(d) for d in range(10))
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    folds: int = 3  # of the 5 cross-validation folds, the first N are measured
+    per_fold: int = 60  # held-out requests spoken per fold
+    voices: tuple[str, ...] = ("piper", "piper:1.15", "espeak:en-us:150", "espeak:en-gb+m3:165")
+    seed: int = 7
+    snr_db: float = 30.0
+    nbest: bool = True
+    digit_strings: int = 24
+    fsdd: int = 150
+
+
+def banking_rows(train_csv: Path) -> list[Example]:
+    return [Example(r.text, intent_name(r.category)) for r in read_csv(train_csv)]
+
+
+def cv_folds(rows: Sequence[Example], k: int = 5) -> list[list[int]]:
+    """Held-out row indices per fold: StratifiedKFold(5, shuffle, random_state=0), as bench-nlu."""
+    from sklearn.model_selection import StratifiedKFold
+
+    splitter = StratifiedKFold(k, shuffle=True, random_state=0)
+    return [list(test) for _, test in splitter.split([r.text for r in rows], [r.category for r in rows])]
+
+
+def fold_flow_file(flow_path: Path, train: Sequence[Example], work: Path) -> Path:
+    """The benchmark flow with its data set replaced by ``train`` (written beside it in ``work``)."""
+    import csv
+
+    work.mkdir(parents=True, exist_ok=True)
+    with (work / "train.csv").open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["text", "category"])
+        writer.writerows((e.text, e.category) for e in train)
+    text = flow_path.read_text(encoding="utf-8")
+    lines = [
+        ("  data: [train.csv]" if line.strip().startswith("data:") else line) for line in text.splitlines()
+    ]
+    out = work / flow_path.name
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    flow, problems = check_text(out.read_text(encoding="utf-8"), str(out))
+    if flow is None:
+        raise NluError(f"the benchmark flow does not load: {problems[:3]}")
+    return out
+
+
+def speak(
+    renderer: Renderer, items: Sequence[tuple[str, str]], voices: Sequence[str], seed: int, snr_db: float
+) -> list[Recording]:
+    """Each (text, category) said by the next voice in turn, through its own line noise."""
+    out = []
+    for i, (text, category) in enumerate(items):
+        voice = Voice.parse(voices[i % len(voices)])
+        pcm, rate = renderer.render(voice, text)
+        line = Line(snr_db=snr_db, seed=seed * 100_003 + i)
+        out.append(Recording(text, category, telephone(pcm, rate, line), 8000, voice.label))
+    return out
+
+
+def run_fold(
+    fold: int,
+    rows: Sequence[Example],
+    held_out: Sequence[int],
+    flow_path: Path,
+    engine: AsrEngine,
+    renderer: Renderer,
+    cfg: BenchConfig,
+    log: Log,
+) -> dict[str, Any]:
+    held = set(held_out)
+    train = [r for i, r in enumerate(rows) if i not in held]
+    picked = random.Random(cfg.seed * 31 + fold).sample(sorted(held), min(cfg.per_fold, len(held)))
+    with tempfile.TemporaryDirectory(prefix=f"ivr-bench-fold{fold}-") as tmp:
+        work = Path(tmp)
+        flow = load_flow(fold_flow_file(flow_path, train, work))
+        started = time.perf_counter()
+        resources = Compiler(work / "asr-resources").compile(flow)
+        compile_s = time.perf_counter() - started
+        started = time.perf_counter()
+        model = model_for_flow(flow, cache_dir=None)
+        train_s = time.perf_counter() - started
+        if model is None:
+            raise NluError("the benchmark flow trained no intent model")
+        log(f"fold {fold}: resources {resources.version} in {compile_s:.1f}s, intent model in {train_s:.1f}s")
+        recordings = speak(
+            renderer,
+            [(rows[i].text, rows[i].category) for i in picked],
+            cfg.voices,
+            cfg.seed + fold,
+            cfg.snr_db,
+        )
+        adapted = evaluate_spoken(
+            recordings, engine, flow, "welcome", model, resources.model(None), nbest=cfg.nbest
+        )
+        log(f"fold {fold}: adapted spoken {adapted.spoken_accuracy:.1%}, WER {adapted.wer:.1%}")
+        general = evaluate_spoken(recordings, engine, flow, "welcome", model, None, nbest=cfg.nbest)
+        log(f"fold {fold}: general spoken {general.spoken_accuracy:.1%}, WER {general.wer:.1%}")
+    return {
+        "fold": fold,
+        "compile_s": round(compile_s, 2),
+        "train_s": round(train_s, 2),
+        "words": resources.words,
+        "adapted": adapted.as_dict(),
+        "general": general.as_dict(),
+    }
+
+
+def run_yes_no(
+    engine: AsrEngine, compiler: Compiler, flow_path: Path, renderer: Renderer, cfg: BenchConfig
+) -> dict[str, Any]:
+    """Yes/no answers by every voice, heard with the flow's yes/no model, parsed as the engine
+    parses a confirmation."""
+    resources = compiler.compile(load_flow(flow_path))
+    items = [(text, want) for text, want in YES_NO_ANSWERS]
+    results: dict[str, list[bool]] = {}
+    mistakes = []
+    for v, spec in enumerate(cfg.voices):
+        recordings = speak(renderer, items, [spec], cfg.seed + 1000 + v, cfg.snr_db)
+        for rec in recordings:
+            recognizer = engine.recognizer(rec.rate, None, resources.model("yesno"))
+            feed_all(recognizer, rec.pcm, rec.rate)
+            heard = recognizer.finish().text
+            got = parse(Slot("_", "yes_no"), heard).value
+            results.setdefault(rec.voice, []).append(got == rec.category)
+            if got != rec.category:
+                mistakes.append({"voice": rec.voice, "said": rec.text, "heard": heard})
+    flat = [ok for oks in results.values() for ok in oks]
+    return {
+        "utterances": len(flat),
+        "accuracy": round(sum(flat) / len(flat), 4),
+        "voices": {v: round(sum(oks) / len(oks), 4) for v, oks in results.items()},
+        "mistakes": mistakes[:20],
+    }
+
+
+def run_digits(engine: AsrEngine, renderer: Renderer, cfg: BenchConfig, fsdd: Path | None) -> dict[str, Any]:
+    """Four-digit strings by every voice with the digit grammar (a slot of length 4, parsed as
+    the engine parses it), and single FSDD digits by its real speakers."""
+    rng = random.Random(cfg.seed)
+    slot = Slot("last4", "digits", length=4)
+    strings = ["".join(str(rng.randrange(10)) for _ in range(4)) for _ in range(cfg.digit_strings)]
+    items = [(" ".join(DIGIT_NAMES[int(d)] for d in s), s) for s in strings]
+    per_voice: dict[str, list[bool]] = {}
+    mistakes = []
+    recordings = speak(renderer, items, cfg.voices, cfg.seed + 2000, cfg.snr_db)
+    for rec in recordings:
+        recognizer = engine.recognizer(rec.rate, GRAMMARS["digits"])
+        feed_all(recognizer, rec.pcm, rec.rate)
+        heard = recognizer.finish().text
+        ok = parse(slot, heard).value == rec.category
+        per_voice.setdefault(rec.voice, []).append(ok)
+        if not ok:
+            mistakes.append({"voice": rec.voice, "said": rec.category, "heard": heard})
+    flat = [ok for oks in per_voice.values() for ok in oks]
+    out: dict[str, Any] = {
+        "strings": len(flat),
+        "string_accuracy": round(sum(flat) / len(flat), 4),
+        "voices": {v: round(sum(oks) / len(oks), 4) for v, oks in per_voice.items()},
+        "mistakes": mistakes[:20],
+    }
+    if fsdd is not None and fsdd.is_dir():
+        files = sorted(fsdd.glob("*.wav"))
+        chosen = random.Random(cfg.seed).sample(files, min(cfg.fsdd, len(files)))
+        right = 0
+        for path in chosen:
+            rate, pcm = read_wav(path)
+            recognizer = engine.recognizer(8000, GRAMMARS["digits"])
+            feed_all(recognizer, telephone(pcm, rate, Line(snr_db=None)), 8000)
+            words = spoken_words(recognizer.finish().text)
+            right += words == [DIGIT_NAMES[int(path.name.split("_")[0])]]
+        out["fsdd"] = {"recordings": len(chosen), "accuracy": round(right / max(len(chosen), 1), 4)}
+    return out
+
+
+def summarize(folds: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over folds of the headline figures, adapted and general side by side."""
+
+    def med(values: Sequence[float]) -> float:
+        return round(float(statistics.median(values)), 4)
+
+    out: dict[str, Any] = {}
+    for side in ("adapted", "general"):
+        reports = [f[side] for f in folds]
+        entry: dict[str, Any] = {
+            k: med([r[k] for r in reports])
+            for k in ("text_accuracy", "spoken_accuracy", "wer", "asr_rtf", "wrong_actions")
+        }
+        entry["actions"] = {a: med([r["actions"][a] for r in reports]) for a in reports[0]["actions"]}
+        entry["voices"] = {
+            v: {k: med([r["voices"][v][k] for r in reports]) for k in ("spoken_accuracy", "wer")}
+            for v in reports[0]["voices"]
+        }
+        out[side] = entry
+    out["compile_s"] = med([f["compile_s"] for f in folds])
+    out["train_s"] = med([f["train_s"] for f in folds])
+    return out
+
+
+def config_dict(cfg: BenchConfig) -> dict[str, Any]:
+    return asdict(cfg)

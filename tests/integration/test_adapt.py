@@ -1,0 +1,145 @@
+"""Flow-adapted recognition with the real tools: IRSTLM estimates, espeak-ng pronounces,
+PocketSphinx decodes; compiled resources are cached by content hash and bad input is named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ivr_server.dialog.declarative import FlowLibrary
+from ivr_server.dialog.spec.loader import check_text, load_flow
+from ivr_server.errors import ResourceError
+from ivr_server.evaluation.channel import telephone
+from ivr_server.evaluation.voices import Renderer, Voice
+from ivr_server.speech.adapt.compile import AdaptSettings, Compiler
+from ivr_server.speech.adapt.corpus import open_sentences
+from ivr_server.speech.adapt.estimate import estimate
+from ivr_server.speech.adapt.lexicon import Lexicon, pronounce
+from ivr_server.speech.asr.base import feed_all
+from ivr_server.speech.asr.pocketsphinx_engine import PocketSphinxEngine
+from ivr_server.tools.client import ToolClient
+
+REPO = Path(__file__).resolve().parents[2]
+BANKING = REPO / "flows" / "banking.yaml"
+
+
+@pytest.fixture(scope="module")
+def compiler(tmp_path_factory: pytest.TempPathFactory) -> Compiler:
+    return Compiler(tmp_path_factory.mktemp("asr-resources"))
+
+
+@pytest.fixture(scope="module")
+def engine() -> PocketSphinxEngine:
+    return PocketSphinxEngine(search="accurate")
+
+
+@pytest.fixture(scope="module")
+def renderer() -> Renderer:
+    return Renderer()
+
+
+def hear(engine: PocketSphinxEngine, renderer: Renderer, text: str, model: object) -> str:
+    pcm, rate = renderer.render(Voice.parse("piper"), text)
+    recognizer = engine.recognizer(8000, None, model)  # type: ignore[arg-type]
+    feed_all(recognizer, telephone(pcm, rate), 8000)
+    return recognizer.finish().text
+
+
+def test_irstlm_estimates_a_normalized_model_that_prefers_what_was_said() -> None:
+    """The banking flow's phrases: each history's distribution sums to one, and a seen
+    continuation beats an unseen one."""
+    model = estimate(open_sentences(load_flow(BANKING)))
+    words = [w for w in model.vocabulary if w != "<s>"]
+    for history in [("my",), ("lost", "my"), ("<s>",), ("balance",)]:
+        assert sum(10 ** model.logprob((*history, w)) for w in words) == pytest.approx(1.0, abs=1e-6)
+    assert model.logprob(("my", "card")) > model.logprob(("my", "stolen"))
+    assert "<unk>" not in model.vocabulary
+
+
+def test_a_tiny_corpus_still_gets_a_model() -> None:
+    """Three phrases are too few for modified shift-beta; Witten-Bell takes over."""
+    model = estimate(["yes", "no", "yes please"])
+    assert {"yes", "no", "please"} <= set(model.vocabulary)
+
+
+def test_an_empty_corpus_is_refused() -> None:
+    with pytest.raises(ResourceError, match="no sentences"):
+        estimate(["", "  "])
+
+
+def test_words_the_dictionary_lacks_get_pronounced_and_admins_win(compiler: Compiler) -> None:
+    lexicon: Lexicon = compiler.general().lexicon
+    got = pronounce(["card", "revolut", "monzo"], lexicon, {"monzo": "m aa n z ow"})
+    assert got["card"] == lexicon.entries["card"]
+    assert got["monzo"] == ["M AA N Z OW"]
+    assert got["revolut"][0].startswith("R EH V")  # espeak-ng's rules, mapped to ARPAbet
+    with pytest.raises(ResourceError, match="phones the acoustic model lacks: QQ"):
+        pronounce(["x"], lexicon, {"x": "QQ"})
+
+
+def test_the_banking_flow_compiles_once_and_a_restart_finds_it(tmp_path: Path) -> None:
+    flow = load_flow(BANKING)
+    first = Compiler(tmp_path).compile(flow)
+    assert not first.cached and {"open", "yesno", "amount"} <= first.models.keys()
+    assert first.model("open") is not None and first.model("date") == first.model("open")
+    manifest = first.directory / "manifest.json"
+    stamp = manifest.stat().st_mtime_ns
+    again = Compiler(tmp_path).compile(flow)  # a new process: nothing in memory
+    assert again.cached and again.version == first.version
+    assert manifest.stat().st_mtime_ns == stamp  # nothing rebuilt
+    changed = check_text(
+        BANKING.read_text().replace("- my card is missing", "- my card has vanished"), str(BANKING)
+    )[0]
+    assert changed is not None and Compiler(tmp_path).compile(changed).version != first.version
+
+
+def test_a_flow_word_with_no_pronunciation_is_named_with_the_file(tmp_path: Path) -> None:
+    text = BANKING.read_text().replace(
+        "handoff: agent ", 'recognition:\n  pronunciations:\n    monzo: "M AA N Z OW"\nhandoff: agent ', 1
+    )
+    flow, problems = check_text(text, str(tmp_path / "banking.yaml"))
+    assert flow is not None, problems
+    assert flow.recognition.pronunciations == {"monzo": "M AA N Z OW"}
+    bad, problems = check_text(text.replace("M AA N Z OW", "M A N Z O"), "banking.yaml")
+    assert bad is None and "pronunciation of 'monzo' must be ARPAbet" in str(problems[0])
+
+
+def test_the_open_model_hears_the_flows_words_better_than_the_general_one(
+    compiler: Compiler, engine: PocketSphinxEngine, renderer: Renderer
+) -> None:
+    """Piper through the telephone line: the banking flow's model gets its callers' requests
+    right where the general English model mishears them."""
+    resources = compiler.compile(load_flow(BANKING))
+    assert hear(engine, renderer, "what's my balance", resources.model(None)) == "what's my balance"
+    assert "lost my card" in hear(engine, renderer, "I lost my card", resources.model(None))
+
+
+def test_a_closed_question_still_lets_other_words_through(
+    compiler: Compiler, engine: PocketSphinxEngine, renderer: Renderer
+) -> None:
+    """The yes/no model hears yes and no, and an answer outside them ("I want to talk to a
+    person") still comes through as words, not as a forced yes or no."""
+    yes_no = compiler.compile(load_flow(BANKING)).model("yesno")
+    assert hear(engine, renderer, "no", yes_no) == "no"
+    assert hear(engine, renderer, "yes please", yes_no) in ("yes please", "yes")
+    other = hear(engine, renderer, "I want to talk to a real person", yes_no)
+    assert "person" in other and other not in ("yes", "no")
+
+
+def test_a_reload_that_breaks_the_resources_keeps_the_last_good_ones(tmp_path: Path) -> None:
+    """A flow edited so its resources no longer compile (here: more distinct words than the
+    server allows) still serves, with the resources it had; the error names the file."""
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "banking.yaml").write_text(BANKING.read_text())
+    compiler = Compiler(tmp_path / "res", settings=AdaptSettings(max_words=400))
+    library = FlowLibrary(flows, ToolClient({}), set(), compiler=compiler)
+    assert "banking" in library.load()
+    good = library._resources["banking"]
+    rare = " ".join(f"word{chr(97 + i % 26)}{chr(97 + i // 26 % 26)}x" for i in range(500))
+    (flows / "banking.yaml").write_text(BANKING.read_text().replace("- my card is missing", f"- {rare}"))
+    with pytest.raises(ResourceError, match="banking.yaml: .* more than the 400"):
+        compiler.compile(load_flow(flows / "banking.yaml"))
+    served = library.load()
+    assert "banking" in served and library._resources["banking"] is good
