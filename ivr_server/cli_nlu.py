@@ -28,6 +28,24 @@ def add_commands(commands: Any, epilog: str) -> None:
     evaluation.add_argument("--seed", type=int, default=0, help="draws the --shots examples (default 0)")
     evaluation.add_argument("--json", action="store_true", help="one JSON object")
     evaluation.set_defaults(handler=cmd_nlu_eval)
+    spoken = nlu_commands.add_parser(
+        "eval-spoken",
+        help="the path a call takes: recordings through the recognizer, then the intent model",
+        description="Each recording of --manifest (columns path,text,category; paths relative to "
+        "the manifest; WAV at 8 or 16 kHz) goes through the recognizer with the resources the flow "
+        "compiles for --state, then through the flow's intent model and the state's thresholds. "
+        "Prints utterances, text accuracy (the same model on the manifest's text), spoken "
+        "accuracy, word error rate and the recognizer's real-time factor. Exit 6 when the flow, the "
+        "state or a recording is unusable.",
+        epilog=epilog,
+    )
+    spoken.add_argument("--flow", type=Path, required=True, metavar="FILE.yaml")
+    spoken.add_argument("--state", required=True, help="the state whose question the recordings answer")
+    spoken.add_argument("--manifest", type=Path, required=True, metavar="FILE.csv")
+    spoken.add_argument("--engine", choices=("auto", "vosk", "pocketsphinx"), help="default: IVR_ASR_ENGINE")
+    spoken.add_argument("--no-nbest", action="store_true", help="understand the best hypothesis only")
+    spoken.add_argument("--json", action="store_true", help="one JSON object")
+    spoken.set_defaults(handler=cmd_nlu_eval_spoken)
 
 
 def _positive(text: str) -> int:
@@ -61,4 +79,54 @@ def cmd_nlu_eval(args: argparse.Namespace, _settings: Settings) -> int:
         if key == "macro_f1":
             shown = f"{value:.4f}"
         print(f"{key:<{width}}  {shown}")
+    return 0
+
+
+def cmd_nlu_eval_spoken(args: argparse.Namespace, settings: Settings) -> int:
+    import sys
+
+    from ivr_server.dialog.call_port import listening_for
+    from ivr_server.dialog.nlu.flow_model import model_for_flow
+    from ivr_server.dialog.spec.loader import load_flow
+    from ivr_server.errors import FlowError, NluError
+    from ivr_server.evaluation.spoken import evaluate_spoken, kind_for_state, read_manifest
+    from ivr_server.speech.adapt.compile import Compiler
+    from ivr_server.speech.asr.engines import load_engine
+
+    try:
+        flow = load_flow(args.flow)
+    except FlowError as err:
+        print(f"ivr-server: {err}", file=sys.stderr)
+        return 6
+    grammar = kind_for_state(flow, args.state)
+    recordings = read_manifest(args.manifest)
+    model = model_for_flow(flow, cache_dir=settings.data_dir / "nlu-cache")
+    if model is None:
+        raise NluError(f"{args.flow}: fewer than two intents have examples, so it has no intent model")
+    resources = Compiler(settings.asr_resources_path).compile(flow) if settings.asr_adapt else None
+    phrases, language_model = listening_for(resources, grammar)
+    engine = load_engine(
+        args.engine or settings.asr_engine,
+        settings.asr_vosk_model,
+        settings.asr_vosk_language,
+        search=settings.asr_search,
+        accurate_streams=settings.asr_accurate_streams,
+    ).engine
+    report = evaluate_spoken(
+        recordings, engine, flow, args.state, model, language_model, phrases, nbest=not args.no_nbest
+    )
+    figures = report.as_dict()
+    if args.json:
+        print(json.dumps(figures))
+        return 0
+    print(f"flow {flow.name} ({flow.version}), state {args.state}, recognizer {report.model}")
+    print(f"utterances       {report.utterances}")
+    print(f"text accuracy    {report.text_accuracy:.2%}")
+    print(f"spoken accuracy  {report.spoken_accuracy:.2%}")
+    print(f"word error rate  {report.wer:.2%}")
+    print(f"asr real-time    {report.asr_rtf:.3f}")
+    shares = ", ".join(f"{k} {v:.0%}" for k, v in report.actions.items())
+    print(f"decisions        {shares}; acted on the wrong intent {report.wrong_actions:.0%}")
+    for mistake in report.mistakes[:10]:
+        print(f"  said {mistake['text']!r}, heard {mistake['heard']!r} -> {mistake['spoken_intent']}")
     return 0

@@ -23,25 +23,28 @@ log = structlog.get_logger(__name__)
 MAX_KEYS = 64  # an answer with no fixed length (a card number) ends with # or a pause
 
 
+def listening_for(
+    resources: FlowResources | None, grammar: str | None
+) -> tuple[Sequence[str] | None, LanguageModel | None]:
+    """What the recognizer gets for a kind of answer: digits their grammar (and the digit
+    model); other kinds the flow's model for them, open questions its open model; without
+    compiled resources yes/no keeps its two-word grammar and the rest the general model."""
+    if grammar == "digits":
+        return GRAMMARS["digits"], None
+    model = resources.model(grammar) if resources is not None else None
+    if model is None and grammar in GRAMMARS:
+        return GRAMMARS[grammar], None
+    return None, model
+
+
 class CallPort:
     def __init__(self, call: CallControl, resources: FlowResources | None = None) -> None:
         self.call = call
         self.resources = resources  # the flow's compiled recognition resources, if any
 
-    def listening_for(self, grammar: str | None) -> tuple[Sequence[str] | None, LanguageModel | None]:
-        """What the recognizer gets for a kind of answer: digits their grammar (and the digit
-        model); other kinds the flow's model for them, open questions its open model; without
-        compiled resources yes/no keeps its two-word grammar and the rest the general model."""
-        if grammar == "digits":
-            return GRAMMARS["digits"], None
-        model = self.resources.model(grammar) if self.resources is not None else None
-        if model is None and grammar in GRAMMARS:
-            return GRAMMARS[grammar], None
-        return None, model
-
     async def say(self, text: str, barge_in: bool, expect: str | None = None) -> None:
         if self.call.speech_ready:
-            phrases, model = self.listening_for(expect)
+            phrases, model = listening_for(self.resources, expect)
             await self.call.say(text, barge_in=barge_in, phrases=phrases, model=model)
         else:  # no TTS at all: the flow goes on, and the caller is handed on at the first miss
             log.warning("flow.cannot_speak", chars=len(text))
@@ -56,7 +59,7 @@ class CallPort:
                 return CallerInput(keyed=keys)
             if not self.call.speech_ready:
                 return CallerInput(keyed=await self._keys(max_keys, settings.no_input_ms / 1000))
-            phrases, model = self.listening_for(grammar)
+            phrases, model = listening_for(self.resources, grammar)
             heard = await self.call.listen(
                 phrases,
                 model=model,

@@ -27,7 +27,8 @@ from ivr_server.dialog.spec.loader import check_text, load_flow
 from ivr_server.dialog.spec.model import Slot
 from ivr_server.errors import NluError
 from ivr_server.evaluation.channel import Line, telephone
-from ivr_server.evaluation.spoken import Recording, evaluate_spoken
+from ivr_server.evaluation.heard import HeardSettings, heard_examples
+from ivr_server.evaluation.spoken import Recording, recognize_all, understand
 from ivr_server.evaluation.voices import Renderer, Voice
 from ivr_server.media.audio import read_wav
 from ivr_server.speech.adapt.compile import Compiler
@@ -55,6 +56,7 @@ class BenchConfig:
     nbest: bool = True
     digit_strings: int = 24
     fsdd: int = 150
+    heard_per_intent: int = 0  # > 0: also train on that many phrases per intent as recognized
 
 
 def banking_rows(train_csv: Path) -> list[Example]:
@@ -128,26 +130,37 @@ def run_fold(
         if model is None:
             raise NluError("the benchmark flow trained no intent model")
         log(f"fold {fold}: resources {resources.version} in {compile_s:.1f}s, intent model in {train_s:.1f}s")
-        recordings = speak(
-            renderer,
-            [(rows[i].text, rows[i].category) for i in picked],
-            cfg.voices,
-            cfg.seed + fold,
-            cfg.snr_db,
-        )
-        adapted = evaluate_spoken(
-            recordings, engine, flow, "welcome", model, resources.model(None), nbest=cfg.nbest
-        )
-        log(f"fold {fold}: adapted spoken {adapted.spoken_accuracy:.1%}, WER {adapted.wer:.1%}")
-        general = evaluate_spoken(recordings, engine, flow, "welcome", model, None, nbest=cfg.nbest)
-        log(f"fold {fold}: general spoken {general.spoken_accuracy:.1%}, WER {general.wer:.1%}")
+        heard_model, heard_s = None, 0.0
+        if cfg.heard_per_intent:
+            started = time.perf_counter()
+            heard = heard_examples(
+                train, resources.model(None), HeardSettings(per_intent=cfg.heard_per_intent)
+            )
+            heard_s = time.perf_counter() - started
+            heard_flow = load_flow(fold_flow_file(flow_path, [*train, *heard], work / "heard"))
+            heard_model = model_for_flow(heard_flow, cache_dir=None)
+            log(f"fold {fold}: {len(heard)} training phrases as heard, in {heard_s:.0f}s")
+        items = [(rows[i].text, rows[i].category) for i in picked]
+        recordings = speak(renderer, items, cfg.voices, cfg.seed + fold, cfg.snr_db)
+        adapted_asr = recognize_all(recordings, engine, resources.model(None))
+        general_asr = recognize_all(recordings, engine, None)
+    reports = {
+        "adapted": understand(adapted_asr, flow, "welcome", model, cfg.nbest),
+        "adapted_best_only": understand(adapted_asr, flow, "welcome", model, nbest=False),
+        "general": understand(general_asr, flow, "welcome", model, cfg.nbest),
+    }
+    if heard_model is not None:
+        reports["adapted_heard"] = understand(adapted_asr, flow, "welcome", heard_model, cfg.nbest)
+    for name, report in reports.items():
+        log(f"fold {fold}: {name}: spoken {report.spoken_accuracy:.1%} (text {report.text_accuracy:.1%}), "
+            f"WER {report.wer:.1%}")  # fmt: skip
     return {
         "fold": fold,
         "compile_s": round(compile_s, 2),
         "train_s": round(train_s, 2),
+        "heard_s": round(heard_s, 1),
         "words": resources.words,
-        "adapted": adapted.as_dict(),
-        "general": general.as_dict(),
+        **{name: report.as_dict() for name, report in reports.items()},
     }
 
 
@@ -225,7 +238,7 @@ def summarize(folds: Sequence[dict[str, Any]]) -> dict[str, Any]:
         return round(float(statistics.median(values)), 4)
 
     out: dict[str, Any] = {}
-    for side in ("adapted", "general"):
+    for side in [k for k in ("adapted", "adapted_best_only", "adapted_heard", "general") if k in folds[0]]:
         reports = [f[side] for f in folds]
         entry: dict[str, Any] = {
             k: med([r[k] for r in reports])

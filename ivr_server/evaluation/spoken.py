@@ -26,7 +26,7 @@ from ivr_server.media.audio import read_wav
 from ivr_server.media.g711 import Pcm
 from ivr_server.speech.adapt.corpus import kind_of
 from ivr_server.speech.adapt.words import spoken_words
-from ivr_server.speech.asr.base import Alternative, AsrEngine, LanguageModel, feed_all
+from ivr_server.speech.asr.base import Alternative, AsrEngine, AsrResult, LanguageModel, feed_all
 from ivr_server.speech.asr.evaluate import word_errors
 
 MAX_MISTAKES = 25
@@ -111,29 +111,43 @@ def nbest_guesses(model: IntentClassifier, alternatives: Sequence[Alternative], 
     return model.guesses_from(probs)
 
 
-def evaluate_spoken(
+@dataclass(frozen=True)
+class Recognized:
+    recording: Recording
+    result: AsrResult
+    cpu_s: float
+
+
+def recognize_all(
     recordings: Iterable[Recording],
     engine: AsrEngine,
-    flow: Flow,
-    state_name: str,
-    intent_model: IntentClassifier,
     language_model: LanguageModel | None = None,
     phrases: Sequence[str] | None = None,
-    nbest: bool = True,
-) -> SpokenReport:
-    state = flow.states[state_name]
-    intents = [flow.intents[n] for n in state.listen] or list(flow.intents.values())
-    rows: list[dict[str, Any]] = []
-    audio_s = decode_s = 0.0
-    models: set[str] = set()
+) -> list[Recognized]:
+    """Each recording streamed through a fresh recognizer, as a call streams it."""
+    out = []
     for rec in recordings:
         recognizer = engine.recognizer(rec.rate, phrases, language_model)
         started = time.process_time()
         feed_all(recognizer, rec.pcm, rec.rate)
         result = recognizer.finish()
-        decode_s += time.process_time() - started
-        audio_s += len(rec.pcm) / rec.rate
-        models.add(result.model)
+        out.append(Recognized(rec, result, time.process_time() - started))
+    return out
+
+
+def understand(
+    recognized: Sequence[Recognized],
+    flow: Flow,
+    state_name: str,
+    intent_model: IntentClassifier,
+    nbest: bool = True,
+) -> SpokenReport:
+    """The state's decision on each recognition, next to the same model on the text."""
+    state = flow.states[state_name]
+    intents = [flow.intents[n] for n in state.listen] or list(flow.intents.values())
+    rows: list[dict[str, Any]] = []
+    for item in recognized:
+        rec, result = item.recording, item.result
         guesses = (
             nbest_guesses(intent_model, result.alternatives, result.text)
             if nbest
@@ -152,10 +166,26 @@ def evaluate_spoken(
     if not rows:
         raise AsrError("nothing to evaluate")
     report = _summary(rows)
-    report.asr_rtf = round(decode_s / max(audio_s, 1e-9), 4)
-    report.model = ", ".join(sorted(models))
-    report.resources = language_model.version if language_model is not None else None
+    audio_s = sum(len(i.recording.pcm) / i.recording.rate for i in recognized)
+    report.asr_rtf = round(sum(i.cpu_s for i in recognized) / max(audio_s, 1e-9), 4)
+    report.model = ", ".join(sorted({i.result.model for i in recognized}))
+    versions = {i.result.resources for i in recognized} - {None}
+    report.resources = ", ".join(sorted(v for v in versions if v)) or None
     return report
+
+
+def evaluate_spoken(
+    recordings: Iterable[Recording],
+    engine: AsrEngine,
+    flow: Flow,
+    state_name: str,
+    intent_model: IntentClassifier,
+    language_model: LanguageModel | None = None,
+    phrases: Sequence[str] | None = None,
+    nbest: bool = True,
+) -> SpokenReport:
+    recognized = recognize_all(recordings, engine, language_model, phrases)
+    return understand(recognized, flow, state_name, intent_model, nbest)
 
 
 ACTIONS = ("act", "confirm", "disambiguate", "no_match")

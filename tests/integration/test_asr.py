@@ -15,7 +15,9 @@ import pytest
 from ivr_server.errors import AsrError, EngineUnavailable
 from ivr_server.media.audio import read_wav
 from ivr_server.media.g711 import Pcm
-from ivr_server.speech.asr.base import AsrResult, Recognizer, grammar, require
+from ivr_server.media.resample import resample
+from ivr_server.speech.asr.base import AsrResult, LanguageModel, Recognizer, grammar, require
+from ivr_server.speech.asr.cmn import TELEPHONE_CMN
 from ivr_server.speech.asr.engines import load_engine
 from ivr_server.speech.asr.pocketsphinx_engine import PocketSphinxEngine
 from ivr_server.speech.asr.vosk_engine import VoskEngine, language_of
@@ -279,3 +281,35 @@ def test_a_fixed_search_profile_and_a_bad_one() -> None:
     )
     with pytest.raises(EngineUnavailable, match="unknown PocketSphinx search 'quick'"):
         PocketSphinxEngine(search="quick")
+
+
+def test_a_closed_questions_phrases_restrict_vosk_and_unknown_words_are_left_out(tmp_path: Path) -> None:
+    """Vosk takes a flow's closed-question model as its phrase list (the Korean model here);
+    phrases with words the model lacks are dropped, and with none left it listens openly."""
+    rate, pcm = korean_speech()
+    numbers = ("하나", "둘", "셋", "넷", "다섯", "여섯")
+    model = LanguageModel(
+        "f/number", "v1", tmp_path / "x.arpa", tmp_path / "x.dict", (*numbers, "hello there")
+    )
+    _, final = stream(vosk().recognizer(rate, None, model), pcm, rate)
+    assert final.text and set(final.text.split()) <= set(numbers)
+    english = LanguageModel("f/yesno", "v1", tmp_path / "x.arpa", tmp_path / "x.dict", ("yes", "no"))
+    _, open_final = stream(vosk().recognizer(rate, None, english), pcm, rate)
+    assert not set(open_final.text.split()) <= set(numbers)  # not restricted: its own model
+
+
+def test_telephone_streams_start_from_the_telephone_cepstral_mean() -> None:
+    """An 8 kHz stream starts from TELEPHONE_CMN whatever the pooled decoder heard before; a
+    16 kHz one from the model's own default."""
+    engine = PocketSphinxEngine(search="accurate")
+    rate, pcm = korean_speech()
+    first = engine.recognizer(8000)
+    first.feed(resample(pcm, rate, 8000)[:16000])
+    first.finish()
+    again = engine.recognizer(8000)  # the same decoder, back from the pool
+    start = [float(v) for v in again._decoder.get_cmn().split(",")]  # type: ignore[attr-defined]
+    assert start == pytest.approx([float(v) for v in TELEPHONE_CMN.split(",")], abs=0.01)
+    again.finish()
+    wide = engine.recognizer(16000)
+    assert wide._decoder.get_cmn().startswith("40")  # type: ignore[attr-defined]
+    wide.finish()

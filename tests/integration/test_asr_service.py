@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +25,8 @@ from ivr_server.speech.asr.service import AsrService, AsrStream
 from ivr_server.speech.asr.worker import EngineSpec
 from tests.integration.test_asr import korean_model, korean_speech
 from tests.support.audio import piper
+
+FLOWS = Path(__file__).resolve().parents[2] / "flows"
 
 
 async def feed_live(stream: AsrStream, pcm: Pcm, rate: int, realtime: bool = False) -> None:
@@ -196,3 +199,30 @@ async def test_aborted_and_unstarted_streams_say_what_happened() -> None:
     idle = AsrService(load_engine("pocketsphinx").engine, EngineSpec("pocketsphinx"))
     with pytest.raises(AsrError, match="not started"):
         idle.open(16000)
+
+
+async def test_worker_processes_switch_between_a_flows_models_from_one_turn_to_the_next(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The open question with the flow's open model, then a confirmation with its yes/no model,
+    then the general model, in worker processes: each turn says which resources heard it."""
+    from ivr_server.dialog.spec.loader import load_flow
+    from ivr_server.speech.adapt.compile import Compiler
+
+    flow = load_flow(FLOWS / "banking.yaml")
+    resources = await asyncio.to_thread(Compiler(tmp_path_factory.mktemp("res")).compile, flow)
+    service = await started("pocketsphinx", "processes", 1)
+    try:
+        turns = []
+        for text, model in (("I lost my card.", resources.model(None)), ("Yes.", resources.model("yesno")),
+                            ("I lost my card.", None)):  # fmt: skip
+            stream = service.open(8000, model=model)
+            await feed_live(stream, piper(text, 8000), 8000)
+            turns.append(await stream.finish())
+    finally:
+        await service.close()
+    assert turns[0].resources == resources.version and "+banking/open@" in turns[0].model
+    assert "lost my card" in turns[0].text
+    assert turns[1].text in ("yes", "yeah") and "+banking/yesno@" in turns[1].model
+    assert turns[2].resources is None and "+banking" not in turns[2].model
+    assert turns[0].alternatives and turns[0].alternatives[0].text == turns[0].text

@@ -130,3 +130,18 @@ def test_an_unsure_clip_is_heard_again_slower_and_faster(monkeypatch: pytest.Mon
 def _softmax(z: np.ndarray) -> np.ndarray:
     p = np.exp(z - z.max())
     return p / p.sum()
+
+
+@needs_fsdd
+def test_the_telephone_cepstral_mean_prior_is_what_calibration_gives() -> None:
+    """TELEPHONE_CMN is reproducible: a tenth of FSDD through the voice band gives the same
+    mean to within a unit per coefficient (scripts/calibrate-cmn uses all of it)."""
+    import pocketsphinx
+
+    from ivr_server.evaluation.calibrate import calibration_decoder, telephone_prior
+    from ivr_server.speech.asr.cmn import TELEPHONE_CMN
+
+    files = sorted(FSDD.glob("*.wav"))[::10]
+    decoder = calibration_decoder(Path(pocketsphinx.get_model_path()) / "en-us")
+    got = [float(v) for v in telephone_prior(files, decoder).split(",")]
+    assert got == pytest.approx([float(v) for v in TELEPHONE_CMN.split(",")], abs=1.0)

@@ -190,3 +190,19 @@ async def test_the_server_serves_valid_flow_files_and_names_what_is_wrong_with_t
         assert [e["flow"] for e in logs if e["event"] == "flows.removed"] == ["banking"]
     finally:
         await tools.aclose()
+
+
+async def test_every_decision_records_the_recognition_resources_it_was_heard_with() -> None:
+    """Beside the flow and intent-model versions, each decision (and its audit row) names the
+    version of the compiled recognition resources the caller's words came through."""
+    from ivr_server.dialog.engine import Engine
+
+    audited: list[tuple[str, dict[str, object]]] = []
+    port = ScriptPort([{"say": "I lost my card"}, {"keys": "4421"}, {"keys": "1"}, {"keys": "9"}])
+    engine = Engine(BANKING, port, today=TODAY, resources_version="a0a773af1dd9",
+                    audit=lambda kind, payload: audited.append((kind, payload)))  # fmt: skip
+    port.engine = engine
+    session = await engine.run()
+    assert session.decisions and all(r.resources_version == "a0a773af1dd9" for r in session.decisions)
+    decisions = [p for kind, p in audited if kind == "decision"]
+    assert decisions and all(p["asr_resources_version"] == "a0a773af1dd9" for p in decisions)

@@ -42,6 +42,7 @@ from ivr_server.speech.asr.base import (
     StreamState,
     WordTiming,
 )
+from ivr_server.speech.asr.cmn import TELEPHONE_CMN
 from ivr_server.speech.asr.digit_model import DigitClassifier
 from ivr_server.speech.asr.digits import DigitsRecognizer
 
@@ -217,6 +218,8 @@ class PocketSphinxRecognizer:
         if key[2] is not None:
             self.model += f"+{key[2].name}@{key[2].version}"
         self._state = StreamState(engine.name, self.model)
+        if sample_rate < MODEL_RATE:  # a call's narrowband audio: start from its channel's mean
+            decoder.set_cmn(TELEPHONE_CMN)
         decoder.start_utt()
 
     def feed(self, pcm: Pcm) -> AsrResult | None:
