@@ -120,6 +120,8 @@ def server_settings(database_url: str, **overrides: Any) -> Settings:
         "log_format": "json",
         # Shared across tests: prompts are rendered once, not at every server start.
         "tts_cache_dir": Path(tempfile.gettempdir()) / "ivr-test-tts-cache",
+        # Likewise each flow's recognition resources: compiled once, found by hash afterwards.
+        "asr_resources_dir": Path(tempfile.gettempdir()) / "ivr-test-asr-resources",
         "outbox_path": Path(tempfile.mkdtemp(prefix="ivr-outbox-")) / "outbox.sqlite3",
     }
     values.update(overrides)

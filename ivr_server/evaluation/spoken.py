@@ -140,7 +140,7 @@ def understand(
     flow: Flow,
     state_name: str,
     intent_model: IntentClassifier,
-    nbest: bool = True,
+    nbest: bool = False,
 ) -> SpokenReport:
     """The state's decision on each recognition, next to the same model on the text."""
     state = flow.states[state_name]
@@ -182,7 +182,7 @@ def evaluate_spoken(
     intent_model: IntentClassifier,
     language_model: LanguageModel | None = None,
     phrases: Sequence[str] | None = None,
-    nbest: bool = True,
+    nbest: bool = False,
 ) -> SpokenReport:
     recognized = recognize_all(recordings, engine, language_model, phrases)
     return understand(recognized, flow, state_name, intent_model, nbest)

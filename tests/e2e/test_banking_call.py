@@ -199,3 +199,35 @@ class ScreenPop:
 
     async def __aexit__(self, *_: object) -> None:
         await self.runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("said", "intent"),
+    [
+        # Requests in words that appear in no flow file and no training set.
+        ("Somebody took my card out of my bag.", "lost_card"),
+        ("How much money is left in my account?", "balance"),
+    ],
+)
+async def test_a_request_in_the_callers_own_words_reaches_its_state(
+    database_url: str, bank: str, tmp_path: Path, said: str, intent: str
+) -> None:
+    """Through Asterisk, heard with the banking flow's compiled resources: the first decision
+    is the right intent (acted on, or confirmed when the model is less sure), the call goes to
+    that intent's state, and the decision names the resources that heard it."""
+    steps = [
+        Pause(prompt_ms("welcome")),
+        spoken(said, tmp_path, "request"),
+        Pause(prompt_ms("confirm_lost_card")),
+        spoken("yes.", tmp_path, "yes"),  # the confirmation, if the flow asks for one
+        Pause(prompt_ms("ask_last4")),
+    ]
+    call = SippCall(scenario(steps, tmp_path, bye_timeout_ms=30000), service="400", workdir=tmp_path)
+    await place(database_url, bank, call, tmp_path)
+    events, _, turns = await events_of(database_url)
+    decisions = [e.payload for e in events if e.type == "decision"]
+    assert decisions and decisions[0]["intent"] == intent, turns
+    assert decisions[0]["kind"] in ("act", "confirm") and decisions[0]["asr_resources_version"], decisions[0]
+    (ended,) = [e.payload for e in events if e.type == "flow_ended"]
+    assert ended["states"][:2] == ["welcome", intent], (ended["states"], turns)
+    assert ended["asr_resources_version"] == decisions[0]["asr_resources_version"]

@@ -218,7 +218,9 @@ class PocketSphinxRecognizer:
         if key[2] is not None:
             self.model += f"+{key[2].name}@{key[2].version}"
         self._state = StreamState(engine.name, self.model)
-        if sample_rate < MODEL_RATE:  # a call's narrowband audio: start from its channel's mean
+        if sample_rate < MODEL_RATE and key[0] is None:
+            # A call's narrowband audio: start from its channel's mean. Grammars (digits,
+            # yes/no) keep the default their island logic was measured with (digits.py).
             decoder.set_cmn(TELEPHONE_CMN)
         decoder.start_utt()
 
