@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import structlog
 
 from ivr_server.errors import AsrError, EngineUnavailable
@@ -56,6 +57,7 @@ SEARCHES = ("auto", "accurate", "fast")
 # (grammar phrases, or None for an n-gram search; search profile; a flow's compiled model or None
 # for the general one)
 _Key = tuple[tuple[str, ...] | None, str, LanguageModel | None]
+SILENT_PEAK = 100  # about -50 dBFS: nothing but silence or line noise (as media/audio.py warns)
 NBEST = 5  # hypotheses kept for understanding (the first is the result's text)
 _PROFILES: dict[str, dict[str, Any]] = {
     "accurate": {},
@@ -218,6 +220,7 @@ class PocketSphinxRecognizer:
         if key[2] is not None:
             self.model += f"+{key[2].name}@{key[2].version}"
         self._state = StreamState(engine.name, self.model)
+        self._peak = 0  # loudest sample fed: audio that never rose above silence has no words
         if sample_rate < MODEL_RATE and key[0] is None:
             # A call's narrowband audio: start from its channel's mean. Grammars (digits,
             # yes/no) keep the default their island logic was measured with (digits.py).
@@ -226,6 +229,8 @@ class PocketSphinxRecognizer:
 
     def feed(self, pcm: Pcm) -> AsrResult | None:
         self._state.check_open()
+        if len(pcm):
+            self._peak = max(self._peak, int(np.abs(pcm.astype(np.int32)).max()))
         samples = self._band(self._resampler.process(pcm))
         if len(samples):  # process_raw refuses an empty buffer
             self._decoder.process_raw(samples.tobytes(), False, False)
@@ -258,6 +263,8 @@ class PocketSphinxRecognizer:
             confidence = _probability(logmath, d.get_prob()) if hyp is not None else None
             text = hyp.hypstr if hyp is not None else ""
             alternatives = _nbest(d, text) if self._key[0] is None else ()
+            if self._peak < SILENT_PEAK:  # digital silence: the decoder would still name words
+                text, words, confidence, alternatives = "", (), None, ()
         finally:
             self._engine._release(self._key, d)
         return AsrResult(
