@@ -111,6 +111,11 @@ def asterisk() -> Iterator[None]:
     yield
 
 
+# Shared by every server a test starts, in-process or not: each flow's recognition resources
+# (and the general model's bigrams) are compiled once, then found by hash.
+TEST_ASR_RESOURCES = Path(tempfile.gettempdir()) / "ivr-test-asr-resources"
+
+
 def server_settings(database_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "database_url": database_url,
@@ -120,8 +125,7 @@ def server_settings(database_url: str, **overrides: Any) -> Settings:
         "log_format": "json",
         # Shared across tests: prompts are rendered once, not at every server start.
         "tts_cache_dir": Path(tempfile.gettempdir()) / "ivr-test-tts-cache",
-        # Likewise each flow's recognition resources: compiled once, found by hash afterwards.
-        "asr_resources_dir": Path(tempfile.gettempdir()) / "ivr-test-asr-resources",
+        "asr_resources_dir": TEST_ASR_RESOURCES,
         "outbox_path": Path(tempfile.mkdtemp(prefix="ivr-outbox-")) / "outbox.sqlite3",
     }
     values.update(overrides)

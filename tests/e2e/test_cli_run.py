@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, fresh_database
+from tests.conftest import REPO, TEST_ASR_RESOURCES, fresh_database
 from tests.support.sipp import Keys, SippCall, scenario
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("asterisk")]
@@ -24,7 +24,7 @@ async def start(env: dict[str, str]) -> asyncio.subprocess.Process:
         "-m",
         "ivr_server",
         "run",
-        env={**clean, **env},
+        env={**clean, "IVR_ASR_RESOURCES_DIR": str(TEST_ASR_RESOURCES), **env},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
