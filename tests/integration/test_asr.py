@@ -316,3 +316,27 @@ def test_telephone_streams_start_from_the_telephone_cepstral_mean() -> None:
     digits = engine.recognizer(8000, grammar("digits"))  # grammars keep the default for now
     assert digits._inner._decoder.get_cmn().startswith("40")  # type: ignore[attr-defined]
     digits.finish()
+
+
+def test_the_n_best_list_never_costs_a_turn() -> None:
+    """PocketSphinx's n-best iterator can end with None (seen in the spoken benchmark) or fail:
+    the result keeps its text, with the alternatives that were read."""
+    from types import SimpleNamespace
+
+    from ivr_server.speech.asr.pocketsphinx_engine import _nbest
+
+    class Lattice:
+        def __init__(self, tail: object) -> None:
+            self.tail = tail
+
+        def nbest(self) -> object:
+            yield SimpleNamespace(hypstr="i lost my card", score=0.04)
+            yield SimpleNamespace(hypstr="i lost my cart", score=0.03)
+            if isinstance(self.tail, Exception):
+                raise self.tail
+            yield self.tail
+
+    for tail in (None, RuntimeError("no lattice")):
+        got = _nbest(Lattice(tail), "i lost my card")
+        assert [a.text for a in got] == ["i lost my card", "i lost my cart"]
+        assert got[0].score > got[1].score

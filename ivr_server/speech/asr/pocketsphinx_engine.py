@@ -279,13 +279,15 @@ def _nbest(decoder: Any, best: str) -> tuple[Alternative, ...]:
     texts: dict[str, float] = {}
     try:
         for hyp in decoder.nbest() or ():  # None: no lattice (the fast search keeps none)
+            if hyp is None:  # the iterator ends with None on some lattices
+                break
             text = " ".join(w for w in hyp.hypstr.split() if not _FILLERS.match(w))
             if text and text not in texts and hyp.score > 0:
                 texts[text] = math.log10(hyp.score)
             if len(texts) >= NBEST:
                 break
-    except RuntimeError:  # no lattice (an utterance with no frames)
-        pass
+    except Exception as err:  # extra information only: never the reason a turn is lost
+        log.debug("asr.nbest_unavailable", error=f"{type(err).__name__}: {err}")
     if not best:
         return ()
     scores = {best: texts.get(best, max(texts.values(), default=0.0)), **texts}
