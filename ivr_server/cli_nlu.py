@@ -46,7 +46,7 @@ def add_commands(commands: Any, epilog: str) -> None:
     spoken.add_argument(
         "--nbest", action="store_true",
         help="average the intent model over the recognizer's 5 best hypotheses (calls understand the "
-        "best one; measured worse so far: benchmarks/spoken.md)",
+        "best one; no better so far: see README, Flow-adapted recognition)",
     )  # fmt: skip
     spoken.add_argument("--json", action="store_true", help="one JSON object")
     spoken.set_defaults(handler=cmd_nlu_eval_spoken)

@@ -6,7 +6,8 @@ from there. Every stream starts afresh (a result must not depend on the caller d
 before), so with that default the first second of every telephone turn was heard through the
 wrong mean: band-limited 8 kHz speech (upsampled, its top band filled) has a very different
 one. Starting from the mean of real telephone speech instead cut the word error rate of
-spoken banking requests through the telephone line by about a third (benchmarks/spoken.md).
+spoken banking requests through the telephone line by about a third (16 Piper and espeak-ng
+requests in a flow's own words, 30 dB line noise: 73 % -> 47 % with the flow's model).
 
 ``TELEPHONE_CMN`` is the mean over FSDD's recordings (real voices at 8 kHz, three speakers,
 every take of every digit) sent through the standard telephone voice band (300-3400 Hz,
