@@ -198,3 +198,11 @@ def test_end_silence_is_the_servers_unless_the_flow_sets_it() -> None:
     assert all(s.settings.end_silence_ms is None for s in flow.states.values())
     flow, _ = check_text(BANKING.replace("end_silence_ms: 300", "end_silence_ms: 450", 1), "b.yaml")
     assert flow is not None and flow.states["welcome"].settings.end_silence_ms == 450
+
+
+@pytest.mark.parametrize("text", ["=", "flow: !!python/object:os.system x\n", "a: !include other.yaml\n"])
+def test_a_yaml_tag_no_safe_constructor_takes_is_a_problem_not_an_exception(text: str) -> None:
+    """Found by the property test above: YAML's "=" value tag, a python tag or an unknown
+    local tag is named with its place; nothing is constructed."""
+    flow, problems = check_text(text, "banking.yaml")
+    assert flow is None and problems and str(problems[0]).startswith("banking.yaml:1:")

@@ -80,7 +80,13 @@ def parse_source(text: str, name: str = "<flow>") -> Source:
     if node is None:
         source.problems.append(Problem(name, 1, 1, "the file is empty"))
         return source
-    source.data = _Reader(source).value(node, ())
+    try:
+        source.data = _Reader(source).value(node, ())
+    except yaml.MarkedYAMLError as err:  # a tag no safe constructor takes: "=", "!!python/..."
+        mark = err.problem_mark or err.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        source.data = None
+        source.problems.append(Problem(name, line, column, f"not valid here: {err.problem or err}"))
     return source
 
 
