@@ -136,7 +136,7 @@ class Compiler:
         started = time.perf_counter()
         try:
             inputs = self._inputs(flow)
-        except ResourceError:
+        except ResourceError:  # already names the file and what is wrong
             raise
         except IvrError as err:  # a data file the flow names (NluError)
             raise ResourceError(f"{flow.file}: {err}") from err
