@@ -337,6 +337,7 @@ def _asr_engine(args: argparse.Namespace, settings: Settings) -> Choice:
         settings.asr_vosk_language,
         search=args.search or settings.asr_search,
         accurate_streams=settings.asr_accurate_streams,
+        telephone_model=settings.asr_telephone_model,
     )
 
 

@@ -115,6 +115,7 @@ def cmd_nlu_eval_spoken(args: argparse.Namespace, settings: Settings) -> int:
         settings.asr_vosk_language,
         search=settings.asr_search,
         accurate_streams=settings.asr_accurate_streams,
+        telephone_model=settings.asr_telephone_model,
     ).engine
     report = evaluate_spoken(
         recordings, engine, flow, args.state, model, language_model, phrases, nbest=args.nbest

@@ -151,6 +151,12 @@ class Settings(BaseSettings):
         "calls you expect at once, so a burst of calls does not wait for decoders to build "
         "(PocketSphinx: ~0.3 CPU-s and ~100 MB each).",
     )
+    asr_telephone_model: str = Field(
+        "bundled",
+        description="PocketSphinx's means for 8 kHz calls: bundled (adapted to the telephone channel, "
+        "scripts/adapt-acoustic), off (the wideband model as shipped), or a directory with your own "
+        "means and manifest.json.",
+    )
     asr_final_timeout_s: float = Field(
         3.0, gt=0, description="Longest wait for a final result after the caller stops; then DTMF."
     )

@@ -1,14 +1,19 @@
-"""Synthetic callers: the Piper voice and espeak-ng voices at a few speaking rates.
+"""Synthetic callers: the Piper voice, espeak-ng and Flite voices at a few speaking rates.
 
 A ``Voice`` is a name like ``piper``, ``piper:1.2`` (length scale: 1.2 is 20 % slower),
-``espeak:en-us``, ``espeak:en-gb+f3:140`` (voice and variant, words per minute). Rendering is
-deterministic (Piper without sampling noise), so a benchmark hears the same audio every run.
+``espeak:en-us``, ``espeak:en-gb+f3:140`` (voice and variant, words per minute),
+``flite:slt``, ``flite:awb:1.1`` (Flite's voice and duration stretch: 1.1 is 10 % slower).
+Flite's ``slt``, ``rms`` and ``awb`` are statistical voices of three real speakers (CMU ARCTIC:
+US female, US male, Scottish male), ``kal16`` a diphone voice: speakers that neither Piper nor
+espeak-ng has. Rendering is deterministic (Piper without sampling noise), so a benchmark hears
+the same audio every run.
 """
 
 from __future__ import annotations
 
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,9 +29,9 @@ DEFAULT_VOICES = ("piper", "piper:1.15", "espeak:en-us:150", "espeak:en-gb+m3:16
 
 @dataclass(frozen=True)
 class Voice:
-    engine: str  # piper | espeak
-    name: str = ""  # espeak-ng voice (+variant)
-    rate: float = 1.0  # piper: length scale; espeak: words per minute
+    engine: str  # piper | espeak | flite
+    name: str = ""  # espeak-ng voice (+variant), Flite voice
+    rate: float = 1.0  # piper: length scale; espeak: words per minute; flite: duration stretch
 
     @classmethod
     def parse(cls, spec: str) -> Voice:
@@ -36,9 +41,11 @@ class Voice:
                 return cls("piper", "joe-us", float(parts[1]) if len(parts) == 2 else 1.0)
             if parts[0] == "espeak" and 2 <= len(parts) <= 3:
                 return cls("espeak", parts[1], float(parts[2]) if len(parts) == 3 else 160.0)
+            if parts[0] == "flite" and 2 <= len(parts) <= 3:
+                return cls("flite", parts[1], float(parts[2]) if len(parts) == 3 else 1.0)
         except ValueError:
             pass
-        raise SpeechError(f"unknown voice {spec!r} (e.g. piper, piper:1.2, espeak:en-us:150)")
+        raise SpeechError(f"unknown voice {spec!r} (e.g. piper, piper:1.2, espeak:en-us:150, flite:slt)")
 
     @property
     def label(self) -> str:
@@ -54,6 +61,8 @@ class Renderer:
     def render(self, voice: Voice, text: str) -> tuple[Pcm, int]:
         if voice.engine == "piper":
             return self._render_piper(text, voice.rate)
+        if voice.engine == "flite":
+            return _render_flite(text, voice.name, voice.rate)
         return _render_espeak(text, voice.name, voice.rate)
 
     def _render_piper(self, text: str, length_scale: float) -> tuple[Pcm, int]:
@@ -74,18 +83,30 @@ class Renderer:
 
 
 def _render_espeak(text: str, voice: str, wpm: float) -> tuple[Pcm, int]:
+    return _run_to_wav(
+        lambda out: ["espeak-ng", "-v", voice, "-s", str(int(wpm)), "-w", out, "--stdin"],
+        text,
+        f"espeak-ng ({voice})",
+    )
+
+
+def _render_flite(text: str, voice: str, stretch: float) -> tuple[Pcm, int]:
+    return _run_to_wav(
+        lambda out: ["flite", "-voice", voice, "--setf", f"duration_stretch={stretch:g}", "-o", out],
+        text,
+        f"flite ({voice})",
+    )
+
+
+def _run_to_wav(command: Callable[[str], list[str]], text: str, who: str) -> tuple[Pcm, int]:
+    """Run a synthesizer that reads ``text`` on stdin and writes the WAV file it is given."""
     with tempfile.TemporaryDirectory(prefix="ivr-voice-") as work:
         out = Path(work) / "say.wav"
         try:
             subprocess.run(
-                ["espeak-ng", "-v", voice, "-s", str(int(wpm)), "-w", str(out), "--stdin"],
-                input=text,
-                text=True,
-                check=True,
-                capture_output=True,
-                timeout=60,
+                command(str(out)), input=text, text=True, check=True, capture_output=True, timeout=60
             )
         except (subprocess.SubprocessError, OSError) as err:
-            raise SpeechError(f"espeak-ng ({voice}) could not say {text[:60]!r}: {err}") from err
+            raise SpeechError(f"{who} could not say {text[:60]!r}: {err}") from err
         rate, pcm = read_wav(out)
     return pcm, rate

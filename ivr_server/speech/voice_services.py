@@ -51,7 +51,13 @@ async def load_voice(s: Settings, sample_rate: int, prompt_texts: Iterable[str])
     asr: AsrService | None = None
     try:
         spec = EngineSpec(
-            s.asr_engine, s.asr_vosk_model, s.asr_vosk_language, s.asr_search, s.asr_accurate_streams
+            s.asr_engine,
+            s.asr_vosk_model,
+            s.asr_vosk_language,
+            s.asr_search,
+            s.asr_accurate_streams,
+            s.asr_telephone_model,
+            sample_rate,
         )
         choice = spec.load()
         asr = AsrService(
@@ -62,7 +68,9 @@ async def load_voice(s: Settings, sample_rate: int, prompt_texts: Iterable[str])
             s.asr_warm_streams,
         )
         await asr.start()
-        log.info("asr.engine", engine=choice.engine.name, model=choice.engine.model_id, reason=choice.reason)
+        telephone = getattr(choice.engine, "telephone", None)
+        log.info("asr.engine", engine=choice.engine.name, model=choice.engine.model_id, reason=choice.reason,
+                 telephone_model=telephone.label if telephone is not None else None)  # fmt: skip
     except (EngineUnavailable, AsrError) as err:
         log.error("asr.unavailable", error=str(err), fallback="dtmf")
         asr = None

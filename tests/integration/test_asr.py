@@ -238,18 +238,20 @@ def test_auto_search_gives_the_first_streams_the_accurate_search_and_the_rest_th
     """accurate_streams=2: two open-vocabulary streams search fully, a third one fast; a grammar
     stream never counts and never goes fast; a finished stream frees its place."""
     engine = PocketSphinxEngine(search="auto", accurate_streams=2)
+    assert engine.telephone is not None
+    call = f"{engine.model_id}+{engine.telephone.label}"  # 8 kHz: the telephone-channel means
     a, b, c = (engine.recognizer(8000) for _ in range(3))
     digits = engine.recognizer(8000, grammar("digits"))
-    assert [r.model for r in (a, b, c)] == [engine.model_id, engine.model_id, engine.model_id + "#fast"]
-    assert digits.model.startswith(engine.model_id + "+digits-8k-")  # the classifier; never #fast
+    assert [r.model for r in (a, b, c)] == [call, call, call + "#fast"]
+    assert digits.model.startswith(call + "+digits-8k-")  # the classifier; never #fast
     audio = piper("I want to speak to an agent.", 8000)
     _, slow = stream(a, audio, 8000)
     _, fast = stream(c, audio, 8000)
-    assert slow.model == engine.model_id and fast.model == engine.model_id + "#fast"
+    assert slow.model == call and fast.model == call + "#fast"
     assert slow.text == "i want to speak to an agent"
     # The fast search trades words for capacity (benchmarks/speech.md: its WER): it still hears most.
     assert len(set(fast.text.split()) & set(slow.text.split())) >= 3
-    assert engine.recognizer(8000).model == engine.model_id  # a's place is free again
+    assert engine.recognizer(8000).model == call  # a's place is free again
     for r in (b, digits):
         r.finish()
 

@@ -24,10 +24,13 @@ def load_engine(
     *,
     search: str = "auto",
     accurate_streams: int = 1,
+    telephone_model: str = "bundled",
+    call_rate: int = 8000,
 ) -> Choice:
     """The engine ``name`` ("auto", "vosk", "pocketsphinx"), loaded; EngineUnavailable says why
     not. ``auto`` takes Vosk when a model is configured and present, else PocketSphinx.
-    ``search`` and ``accurate_streams`` choose PocketSphinx's search profile (its module says how)."""
+    ``search`` and ``accurate_streams`` choose PocketSphinx's search profile (its module says how);
+    ``telephone_model`` its acoustic adaptation for calls arriving at ``call_rate``."""
     if name not in ENGINES:
         raise EngineUnavailable(f"unknown ASR engine {name!r} (choose from {', '.join(ENGINES)})")
     if name == "vosk" or (name == "auto" and vosk_model is not None and vosk_model.is_dir()):
@@ -45,4 +48,7 @@ def load_engine(
         why = "auto: no Vosk model configured (IVR_ASR_VOSK_MODEL)"
     else:
         why = f"auto: the configured Vosk model {vosk_model} does not exist"
-    return Choice(PocketSphinxEngine(search=search, accurate_streams=accurate_streams), why)
+    engine = PocketSphinxEngine(
+        search=search, accurate_streams=accurate_streams, telephone_model=telephone_model, call_rate=call_rate
+    )
+    return Choice(engine, why)

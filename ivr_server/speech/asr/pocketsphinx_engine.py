@@ -16,6 +16,10 @@ The profile a result came from is part of its ``model`` id, so a stored turn say
 
 The digits grammar also runs the bundled digit classifier (digits.py): PocketSphinx alone gets
 about half of telephone digits right.
+
+Narrowband streams (a call at 8 kHz) are heard with the telephone-channel means
+(speech/acoustic/telephone.py) unless ``telephone_model`` is ``off``; wideband ones with the
+model as shipped. The model id of a result says which (``+telephone-en-us@<version>``).
 """
 
 from __future__ import annotations
@@ -32,8 +36,7 @@ import structlog
 
 from ivr_server.errors import AsrError, EngineUnavailable
 from ivr_server.media.g711 import Pcm
-from ivr_server.media.resample import StreamResampler
-from ivr_server.speech.asr.bandfill import BandFill
+from ivr_server.speech.acoustic.telephone import telephone_model as telephone_model_for
 from ivr_server.speech.asr.base import (
     DIGIT_WORDS,
     Alternative,
@@ -46,17 +49,17 @@ from ivr_server.speech.asr.base import (
 from ivr_server.speech.asr.cmn import TELEPHONE_CMN
 from ivr_server.speech.asr.digit_model import DigitClassifier
 from ivr_server.speech.asr.digits import DigitsRecognizer
+from ivr_server.speech.asr.model_input import MODEL_RATE, ModelInput
 
 log = structlog.get_logger(__name__)
 
-MODEL_RATE = 16000
 FRAMES_PER_S = 100  # PocketSphinx's feature frame rate
 _FILLERS = re.compile(r"^(<s>|</s>|<sil>|\[.*\]|\+\+.*\+\+)$")
 _WORD = re.compile(r"^[a-z0-9'][a-z0-9'.-]*$")
 SEARCHES = ("auto", "accurate", "fast")
 # (grammar phrases, or None for an n-gram search; search profile; a flow's compiled model or None
-# for the general one)
-_Key = tuple[tuple[str, ...] | None, str, LanguageModel | None]
+# for the general one; whether the stream is narrowband: telephone means)
+_Key = tuple[tuple[str, ...] | None, str, LanguageModel | None, bool]
 SILENT_PEAK = 100  # about -50 dBFS: nothing but silence or line noise (as media/audio.py warns)
 NBEST = 5  # hypotheses kept for understanding (the first is the result's text)
 _PROFILES: dict[str, dict[str, Any]] = {
@@ -70,8 +73,16 @@ class PocketSphinxEngine:
     languages = frozenset({"en"})
 
     def __init__(
-        self, model_dir: Path | None = None, *, search: str = "auto", accurate_streams: int = 1
+        self,
+        model_dir: Path | None = None,
+        *,
+        search: str = "auto",
+        accurate_streams: int = 1,
+        telephone_model: str = "bundled",
+        call_rate: int = 8000,
     ) -> None:
+        """``telephone_model``: bundled, off or an adaptation directory (telephone.py);
+        ``call_rate``: the rate calls arrive at (what ``warm`` builds decoders for)."""
         if search not in SEARCHES:
             raise EngineUnavailable(
                 f"unknown PocketSphinx search {search!r} (choose from {', '.join(SEARCHES)})"
@@ -92,6 +103,8 @@ class PocketSphinxEngine:
                     f"PocketSphinx model incomplete: {self.model_dir / needed} is missing"
                 )
         version = getattr(pocketsphinx, "__version__", "5")
+        self.telephone = telephone_model_for(telephone_model, self.model_dir / "en-us")
+        self.call_rate = call_rate
         self.model_id = f"pocketsphinx-{version}/{self.model_dir.name}"
         self._pool: dict[_Key, list[Any]] = {}
         self._open_vocabulary_streams = 0
@@ -104,11 +117,12 @@ class PocketSphinxEngine:
     def recognizer(
         self, sample_rate: int, phrases: Sequence[str] | None = None, model: LanguageModel | None = None
     ) -> Recognizer:
+        narrowband = sample_rate < MODEL_RATE and self.telephone is not None
         with self._lock:
             if phrases:
-                key: _Key = (tuple(phrases), "accurate", None)
+                key: _Key = (tuple(phrases), "accurate", None, narrowband)
             else:
-                key = (None, self._profile(), model)
+                key = (None, self._profile(), model, narrowband)
                 self._open_vocabulary_streams += 1
             idle = self._pool.setdefault(key, [])
             decoder = idle.pop() if idle else None
@@ -136,8 +150,9 @@ class PocketSphinxEngine:
             wanted = {"accurate": accurate, "fast": streams - accurate}
         else:
             wanted = {self.search: streams}
+        narrowband = self.call_rate < MODEL_RATE and self.telephone is not None
         for profile, count in wanted.items():
-            key: _Key = (None, profile, None)
+            key: _Key = (None, profile, None, narrowband)
             with self._lock:
                 missing = count - len(self._pool.setdefault(key, []))
             for _ in range(missing):
@@ -150,7 +165,7 @@ class PocketSphinxEngine:
         """Pooled decoders no stream holds: per open-vocabulary profile, and grammars together."""
         idle = {"accurate": 0, "fast": 0, "grammar": 0}
         with self._lock:
-            for (phrases, profile, _model), decoders in self._pool.items():
+            for (phrases, profile, _model, _narrow), decoders in self._pool.items():
                 idle["grammar" if phrases else profile] += len(decoders)
         return idle
 
@@ -178,9 +193,10 @@ class PocketSphinxEngine:
                 self._pool.setdefault(key, []).append(decoder)
 
     def _new_decoder(self, key: _Key) -> Any:
-        phrases, profile, model = key
+        phrases, profile, model, narrowband = key
         d = self.model_dir
         kwargs: dict[str, Any] = {
+            **({"mean": str(self.telephone.means)} if narrowband and self.telephone else {}),
             "hmm": str(d / "en-us"),
             "dict": str(model.dictionary if model else d / "cmudict-en-us.dict"),
             "samprate": MODEL_RATE,
@@ -212,10 +228,11 @@ class PocketSphinxRecognizer:
         self._engine = engine
         self._decoder = decoder
         self._key = key
-        self._resampler = StreamResampler(sample_rate, MODEL_RATE)
-        # Narrowband audio (a call at 8 kHz) leaves the model's upper filters empty: fill them.
-        self._fill = BandFill(MODEL_RATE, sample_rate / 2) if sample_rate < MODEL_RATE else None
-        self.model = engine.model_id + ("#fast" if key[1] == "fast" else "")
+        self._input = ModelInput(sample_rate, MODEL_RATE)  # resampled, narrowband band-filled
+        self.model = engine.model_id
+        if key[3] and engine.telephone is not None:
+            self.model += f"+{engine.telephone.label}"
+        self.model += "#fast" if key[1] == "fast" else ""
         self._resources = key[2].version if key[2] is not None else None
         if key[2] is not None:
             self.model += f"+{key[2].name}@{key[2].version}"
@@ -231,20 +248,17 @@ class PocketSphinxRecognizer:
         self._state.check_open()
         if len(pcm):
             self._peak = max(self._peak, int(np.abs(pcm.astype(np.int32)).max()))
-        samples = self._band(self._resampler.process(pcm))
+        samples = self._input.process(pcm)
         if len(samples):  # process_raw refuses an empty buffer
             self._decoder.process_raw(samples.tobytes(), False, False)
         hyp = self._decoder.hyp()
         return self._state.partial(hyp.hypstr if hyp is not None else "")
 
-    def _band(self, samples: Pcm) -> Pcm:
-        return self._fill.process(samples) if self._fill is not None and len(samples) else samples
-
     def finish(self) -> AsrResult:
         self._state.close()
         d = self._decoder
         try:
-            tail = self._band(self._resampler.flush())
+            tail = self._input.flush()
             if len(tail):
                 d.process_raw(tail.tobytes(), False, False)
             d.end_utt()

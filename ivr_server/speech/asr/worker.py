@@ -40,6 +40,8 @@ class EngineSpec:
     vosk_language: str | None = None
     search: str = "auto"
     accurate_streams: int = 1
+    telephone_model: str = "bundled"  # PocketSphinx: the telephone-channel adaptation for calls
+    call_rate: int = 8000
     warm_streams: int = 0  # open-vocabulary streams each loading process builds ahead for
 
     def load(self) -> Choice:
@@ -51,6 +53,8 @@ class EngineSpec:
             self.vosk_language,
             search=self.search,
             accurate_streams=self.accurate_streams,
+            telephone_model=self.telephone_model,
+            call_rate=self.call_rate,
         )
 
 
