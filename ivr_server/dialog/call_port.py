@@ -17,6 +17,7 @@ from ivr_server.dialog.engine import CallerInput
 from ivr_server.dialog.flows import CallControl, collect_digits
 from ivr_server.dialog.spec.model import Settings
 from ivr_server.speech.adapt.compile import FlowResources
+from ivr_server.speech.adapt.grammars import digit_range
 from ivr_server.speech.asr.base import GRAMMARS, LanguageModel
 
 log = structlog.get_logger(__name__)
@@ -26,11 +27,13 @@ MAX_KEYS = 64  # an answer with no fixed length (a card number) ends with # or a
 def listening_for(
     resources: FlowResources | None, grammar: str | None
 ) -> tuple[Sequence[str] | None, LanguageModel | None]:
-    """What the recognizer gets for a kind of answer: digits their grammar (and the digit
-    model); other kinds the flow's model for them, open questions its open model; without
-    compiled resources yes/no keeps its two-word grammar and the rest the general model."""
-    if grammar == "digits":
-        return GRAMMARS["digits"], None
+    """What the recognizer gets for a kind of answer: digits their words (and the digit model),
+    held to the slot's length by the flow's compiled grammar for it (``digits4``); other kinds
+    the flow's model for them, open questions its open model; without compiled resources yes/no
+    keeps its two-word grammar and the rest the general model."""
+    if grammar is not None and (grammar == "digits" or digit_range(grammar) is not None):
+        compiled = resources.models.get(grammar) if resources is not None else None
+        return GRAMMARS["digits"], compiled if compiled is not None and compiled.grammar else None
     model = resources.model(grammar) if resources is not None else None
     if model is None and grammar in GRAMMARS:
         return GRAMMARS[grammar], None
@@ -69,7 +72,8 @@ class CallPort:
             if heard.outcome == "dtmf":
                 return CallerInput(keyed=await self._keys(max_keys, first_wait_s=1.0))
             if heard.outcome == "speech":
-                return CallerInput(said=heard.text)
+                others = tuple(a.text for a in heard.result.alternatives[1:]) if heard.result else ()
+                return CallerInput(said=heard.text, alternatives=others, confidence=heard.confidence)
             return CallerInput()
         finally:
             self.call.secure_input(False)

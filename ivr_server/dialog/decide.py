@@ -5,8 +5,11 @@ Decision out, with everything needed to repeat and audit it.
 Order: a key bound to an intent the state listens for; then keywords and patterns (phrases
 an admin wrote: deterministic, they win when they match); then the intent model, whose top
 guess is acted on above ``act_above``, confirmed above ``confirm_above`` (or the top two offered
-when they are close), and below that the caller is asked again. Only intents the state listens
-for can ever be decided: speech cannot reach an action its state does not allow.
+when they are close), and below that the caller is asked again. Speech the recognizer heard
+less surely than ``asr_confirm_below`` (the mean posterior of its words) is confirmed rather
+than acted on, however sure the rules or the model are of the words: they may be the wrong
+words. Only intents the state listens for can ever be decided: speech cannot reach an action
+its state does not allow.
 """
 
 from __future__ import annotations
@@ -50,6 +53,22 @@ def decide(
     said: str = "",
     keyed: str = "",
     guesses: Sequence[Guess] = (),
+    heard_confidence: float | None = None,
+) -> Decision:
+    decision = _decide(intents, settings, said, keyed, guesses)
+    if (
+        decision.kind == "act"
+        and decision.source != "dtmf"
+        and heard_confidence is not None
+        and heard_confidence < settings.asr_confirm_below
+    ):
+        why = f"heard with confidence {heard_confidence:.2f} < asr_confirm_below {settings.asr_confirm_below}"
+        return Decision("confirm", decision.intent, decision.source, decision.confidence, reason=why)
+    return decision
+
+
+def _decide(
+    intents: Sequence[Intent], settings: Settings, said: str, keyed: str, guesses: Sequence[Guess]
 ) -> Decision:
     if keyed:
         for intent in intents:

@@ -20,10 +20,11 @@ from typing import Any, Literal, Protocol
 import structlog
 
 from ivr_server.dialog.decide import Decision, Guess, Misses, decide
-from ivr_server.dialog.slots.parsers import entities, parse
+from ivr_server.dialog.slots.parsers import entities, parse_heard
 from ivr_server.dialog.spec.model import Action, Flow, Intent, Settings, Slot, State, Transition
 from ivr_server.errors import ToolError
 from ivr_server.privacy.redact import SECURE_VALUES
+from ivr_server.speech.adapt.grammars import answer_kind
 from ivr_server.tools.client import ToolClient
 
 log = structlog.get_logger(__name__)
@@ -36,6 +37,8 @@ _YES_NO = Slot("_yes_no", "yes_no")
 class CallerInput:
     said: str = ""
     keyed: str = ""
+    alternatives: tuple[str, ...] = ()  # the recognizer's other hypotheses, best first
+    confidence: float | None = None  # how surely the recognizer heard ``said`` (None: unknown)
 
     @property
     def silent(self) -> bool:
@@ -335,7 +338,7 @@ class Engine:
                     if self._missed(state, "no_input") == "escalate":
                         return "no_input"
                     continue
-                got = parse(slot, heard.said, heard.keyed, self.today)
+                got = parse_heard(slot, heard.said, heard.alternatives, heard.keyed, self.today)
                 if slot.secure:  # from now on every log line, record and webhook masks it
                     for secret in (got.value, heard.keyed):
                         if secret:
@@ -357,7 +360,7 @@ class Engine:
         else:
             await self._say_text(f"I have {' '.join(value)}. Is that right?", state, "yesno")
         answer = await self._hear(state, grammar="yesno")
-        return parse(_YES_NO, answer.said, answer.keyed).value == "yes"
+        return parse_heard(_YES_NO, answer.said, answer.alternatives, answer.keyed).value == "yes"
 
     # --- the caller's turn ----------------------------------------------------------------------
     async def _listen(self, state: State) -> str | None:
@@ -397,7 +400,7 @@ class Engine:
             except Exception as err:  # a broken model must not end the call: rules and keys still work
                 log.error("nlu.failed", flow=self.flow.name, model_version=self.model.version,
                           error=f"{type(err).__name__}: {err}")  # fmt: skip
-        decision = decide(intents, state.settings, heard.said, heard.keyed, guesses)
+        decision = decide(intents, state.settings, heard.said, heard.keyed, guesses, heard.confidence)
         record = DecisionRecord(
             state.name, heard.said, heard.keyed, decision, self.flow.version,
             self.model.version if self.model is not None else None, self.resources_version,
@@ -413,6 +416,7 @@ class Engine:
                 "inputs": {
                     "said": heard.said,
                     "keyed": heard.keyed,
+                    "heard_confidence": heard.confidence,
                     "guesses": [[g.intent, round(g.confidence, 4)] for g in guesses[:3]],
                 },
                 "intent": decision.intent,
@@ -438,7 +442,7 @@ class Engine:
         else:
             await self._say_text(f"You want {intent.name.replace('_', ' ')}, right?", state, "yesno")
         answer = await self._hear(state, grammar="yesno")
-        if parse(_YES_NO, answer.said, answer.keyed).value == "yes":
+        if parse_heard(_YES_NO, answer.said, answer.alternatives, answer.keyed).value == "yes":
             return Decision("act", intent.name, decision.source, decision.confidence, reason="confirmed")
         return Decision("no_match", None, decision.source, decision.confidence, reason="not confirmed")
 
@@ -462,12 +466,10 @@ def _keys_for(slot: Slot) -> int | None:
 
 
 def _grammar_for(slot: Slot) -> str | None:
-    """The kind of answer a slot's question asks for: digits are heard against their few words
-    (and the bundled digit model), yes/no, amounts, numbers and dates with the flow's model
-    for that kind of question; text with the open one."""
-    if slot.type in ("digits", "card_number"):
-        return "digits"
-    return {"yes_no": "yesno", "amount": "amount", "number": "number", "date": "date"}.get(slot.type)
+    """The kind of answer a slot's question asks for: digits are heard against a grammar of
+    their length (and the bundled digit model), yes/no, amounts, numbers and dates with the
+    flow's model for that kind of question; text with the open one."""
+    return answer_kind(slot)
 
 
 def _ms_since(started: float) -> float:

@@ -20,6 +20,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from ivr_server.config import Settings
+from ivr_server.dialog.call_port import listening_for
 from ivr_server.dialog.nlu.data import Example, read_csv
 from ivr_server.dialog.nlu.flow_model import intent_name, model_for_flow
 from ivr_server.dialog.slots.parsers import parse
@@ -32,8 +36,12 @@ from ivr_server.evaluation.spoken import Recording, recognize_all, understand
 from ivr_server.evaluation.voices import Renderer, Voice
 from ivr_server.media.audio import read_wav
 from ivr_server.speech.adapt.compile import Compiler
+from ivr_server.speech.adapt.grammars import answer_kind
 from ivr_server.speech.adapt.words import number_words, spoken_words
 from ivr_server.speech.asr.base import GRAMMARS, AsrEngine, feed_all
+from ivr_server.speech.voice import LEAD_IN_MS
+
+TURN_END_MS: int = Settings.model_fields["vad_end_silence_ms"].default  # the silence that ends a turn
 
 Log = Callable[[str], None]
 # What callers answer to "..., right?": not the yes/no model's own corpus, the way people say it.
@@ -94,13 +102,23 @@ def fold_flow_file(flow_path: Path, train: Sequence[Example], work: Path) -> Pat
 def speak(
     renderer: Renderer, items: Sequence[tuple[str, str]], voices: Sequence[str], seed: int, snr_db: float
 ) -> list[Recording]:
-    """Each (text, category) said by the next voice in turn, through its own line noise."""
+    """Each (text, category) said by the next voice in turn, through its own line noise, as a
+    call's recognizer receives a turn: from LEAD_IN_MS before the speech to the end silence
+    after it (the endpointer's default), the line's noise throughout."""
     out = []
     for i, (text, category) in enumerate(items):
         voice = Voice.parse(voices[i % len(voices)])
         pcm, rate = renderer.render(voice, text)
+        lead, tail = (
+            np.zeros(rate * LEAD_IN_MS // 1000, np.int16),
+            np.zeros(rate * TURN_END_MS // 1000, np.int16),
+        )
         line = Line(snr_db=snr_db, seed=seed * 100_003 + i)
-        out.append(Recording(text, category, telephone(pcm, rate, line), 8000, voice.label))
+        out.append(
+            Recording(
+                text, category, telephone(np.concatenate([lead, pcm, tail]), rate, line), 8000, voice.label
+            )
+        )
     return out
 
 
@@ -192,18 +210,27 @@ def run_yes_no(
     }
 
 
-def run_digits(engine: AsrEngine, renderer: Renderer, cfg: BenchConfig, fsdd: Path | None) -> dict[str, Any]:
-    """Four-digit strings by every voice with the digit grammar (a slot of length 4, parsed as
-    the engine parses it), and single FSDD digits by its real speakers."""
+def run_digits(
+    engine: AsrEngine,
+    compiler: Compiler,
+    flow_path: Path,
+    renderer: Renderer,
+    cfg: BenchConfig,
+    fsdd: Path | None,
+) -> dict[str, Any]:
+    """Four-digit strings by every voice, heard as the flow's four-digit slot hears them (its
+    compiled grammar and the digit model) and parsed as the engine parses it; single FSDD digits
+    by its real speakers with the digit words alone."""
     rng = random.Random(cfg.seed)
     slot = Slot("last4", "digits", length=4)
+    phrases, model = listening_for(compiler.compile(load_flow(flow_path)), answer_kind(slot))
     strings = ["".join(str(rng.randrange(10)) for _ in range(4)) for _ in range(cfg.digit_strings)]
     items = [(" ".join(DIGIT_NAMES[int(d)] for d in s), s) for s in strings]
     per_voice: dict[str, list[bool]] = {}
     mistakes = []
     recordings = speak(renderer, items, cfg.voices, cfg.seed + 2000, cfg.snr_db)
     for rec in recordings:
-        recognizer = engine.recognizer(rec.rate, GRAMMARS["digits"])
+        recognizer = engine.recognizer(rec.rate, phrases, model)
         feed_all(recognizer, rec.pcm, rec.rate)
         heard = recognizer.finish().text
         ok = parse(slot, heard).value == rec.category

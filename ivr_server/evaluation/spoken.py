@@ -24,7 +24,7 @@ from ivr_server.dialog.spec.model import Flow
 from ivr_server.errors import AsrError, MediaError
 from ivr_server.media.audio import read_wav
 from ivr_server.media.g711 import Pcm
-from ivr_server.speech.adapt.corpus import kind_of
+from ivr_server.speech.adapt.grammars import answer_kind
 from ivr_server.speech.adapt.words import spoken_words
 from ivr_server.speech.asr.base import Alternative, AsrEngine, AsrResult, LanguageModel, feed_all
 from ivr_server.speech.asr.evaluate import word_errors
@@ -95,7 +95,7 @@ def kind_for_state(flow: Flow, state_name: str) -> str | None:
         return None
     for name in state.collect:
         slot = flow.slots[name]
-        return "digits" if slot.type in ("digits", "card_number") else kind_of(slot)
+        return answer_kind(slot)
     raise AsrError(f"state {state_name!r} of flow {flow.name} neither listens nor collects")
 
 
@@ -153,7 +153,7 @@ def understand(
             if nbest
             else intent_model.guesses(result.text)
         )
-        decision = decide(intents, state.settings, result.text, "", guesses)
+        decision = decide(intents, state.settings, result.text, "", guesses, result.confidence)
         typed = intent_model.guesses(rec.text)
         ref, hyp = spoken_words(rec.text), spoken_words(result.text)
         rows.append({

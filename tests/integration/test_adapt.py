@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from ivr_server.dialog.call_port import listening_for
 from ivr_server.dialog.declarative import FlowLibrary
 from ivr_server.dialog.slots.parsers import parse
 from ivr_server.dialog.spec.loader import check_text, load_flow
@@ -18,7 +20,7 @@ from ivr_server.speech.adapt.compile import AdaptSettings, Compiler
 from ivr_server.speech.adapt.corpus import open_sentences
 from ivr_server.speech.adapt.estimate import estimate
 from ivr_server.speech.adapt.lexicon import Lexicon, pronounce
-from ivr_server.speech.asr.base import feed_all
+from ivr_server.speech.asr.base import DIGIT_WORDS, feed_all
 from ivr_server.speech.asr.pocketsphinx_engine import PocketSphinxEngine
 from ivr_server.tools.client import ToolClient
 
@@ -129,6 +131,58 @@ def test_a_closed_question_still_lets_other_words_through(
     assert parse(slot, hear(engine, renderer, "yes please", yes_no)).value == "yes"
     other = hear(engine, renderer, "I want to talk to a real person", yes_no)
     assert "person" in other and other not in ("yes", "no")
+
+
+def test_a_digit_slot_is_held_to_its_length_and_each_digit_checked(
+    compiler: Compiler, engine: PocketSphinxEngine, renderer: Renderer
+) -> None:
+    """The banking flow's four- and eight-digit slots compile to grammars of that length; four
+    digits said in one breath (no pauses for the islands to find) by Piper and by espeak-ng come
+    back exactly, and the line's noise alone gives no digits."""
+    resources = compiler.compile(load_flow(BANKING))
+    assert {"digits4", "digits8"} <= set(resources.models)
+    phrases, model = listening_for(resources, "digits4")
+    assert phrases == DIGIT_WORDS and model is not None and model.grammar is not None
+    assert "<digit> <digit> <digit> <digit>;" in model.grammar.read_text()
+    slot = Slot("last4", "digits", length=4)
+    for voice, said, value in (
+        ("piper", "four four two one", "4421"),
+        ("espeak:en-us:150", "six one zero five", "6105"),
+    ):
+        pcm, rate = renderer.render(Voice.parse(voice), said)
+        padded = np.concatenate([np.zeros(rate // 10, np.int16), pcm, np.zeros(rate * 3 // 10, np.int16)])
+        recognizer = engine.recognizer(8000, phrases, model)
+        feed_all(recognizer, telephone(padded, rate, Line(snr_db=30.0, seed=1)), 8000)
+        result = recognizer.finish()
+        assert parse(slot, result.text).value == value, (voice, result.text)
+        assert "+digits-8k-" in result.model and result.confidence is not None  # the classifier's
+    recognizer = engine.recognizer(8000, phrases, model)
+    hiss = np.random.default_rng(4).normal(0, 300, 8000).astype(np.int16)  # steady line noise, no speech
+    feed_all(recognizer, telephone(hiss, 8000, Line(snr_db=None)), 8000)
+    assert recognizer.finish().text == ""
+
+
+def test_words_come_with_their_posteriors(
+    compiler: Compiler, engine: PocketSphinxEngine, renderer: Renderer
+) -> None:
+    """Each word of an open-question result has the lattice's posterior; a request the flow's
+    model hears cleanly is surer than one said in a voice and words it barely knows."""
+    open_model = compiler.compile(load_flow(BANKING)).model(None)
+
+    def heard(voice: str, text: str) -> tuple[str, float | None, list[float | None]]:
+        pcm, rate = renderer.render(Voice.parse(voice), text)
+        recognizer = engine.recognizer(8000, None, open_model)
+        feed_all(recognizer, telephone(pcm, rate, Line(snr_db=30.0, seed=2)), 8000)
+        result = recognizer.finish()
+        return result.text, result.confidence, [w.confidence for w in result.words]
+
+    text, clear, words = heard("piper", "I lost my card")
+    assert "lost my card" in text and clear is not None and clear > 0.8
+    assert all(c is not None and 0 < c <= 1 for c in words)
+    _, garbled, _ = heard(
+        "espeak:en-gb+m3:200", "the quarterly dividend reinvestment schedule bewilders everyone"
+    )
+    assert garbled is not None and garbled < clear
 
 
 def test_a_reload_that_breaks_the_resources_keeps_the_last_good_ones(tmp_path: Path) -> None:

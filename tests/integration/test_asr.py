@@ -301,8 +301,9 @@ def test_a_closed_questions_phrases_restrict_vosk_and_unknown_words_are_left_out
 
 
 def test_telephone_streams_start_from_the_telephone_cepstral_mean() -> None:
-    """An 8 kHz open-vocabulary stream starts from TELEPHONE_CMN whatever the pooled decoder
-    heard before; a 16 kHz one, and a grammar's, from the model's own default."""
+    """An 8 kHz stream starts from TELEPHONE_CMN whatever the pooled decoder heard before (a
+    grammar's too: the telephone model was adapted from that mean); a 16 kHz one, and a grammar's
+    heard with the wideband model, from the model's own default."""
     engine = PocketSphinxEngine(search="accurate")
     rate, pcm = korean_speech()
     first = engine.recognizer(8000)
@@ -315,9 +316,14 @@ def test_telephone_streams_start_from_the_telephone_cepstral_mean() -> None:
     wide = engine.recognizer(16000)
     assert wide._decoder.get_cmn().startswith("40")  # type: ignore[attr-defined]
     wide.finish()
-    digits = engine.recognizer(8000, grammar("digits"))  # grammars keep the default for now
-    assert digits._inner._decoder.get_cmn().startswith("40")  # type: ignore[attr-defined]
+    digits = engine.recognizer(8000, grammar("digits"))
+    assert digits._inner._decoder.get_cmn() == again._decoder.get_cmn()  # type: ignore[attr-defined]
     digits.finish()
+    wideband = PocketSphinxEngine(search="accurate", telephone_model="off").recognizer(
+        8000, grammar("digits")
+    )
+    assert wideband._inner._decoder.get_cmn().startswith("40")  # type: ignore[attr-defined]
+    wideband.finish()
 
 
 def test_the_n_best_list_never_costs_a_turn() -> None:

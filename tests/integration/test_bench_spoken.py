@@ -89,7 +89,9 @@ def test_closed_questions_are_scored_by_the_parsers(engine: PocketSphinxEngine, 
     cfg = bench.BenchConfig(voices=("piper",), digit_strings=3)
     yes_no = bench.run_yes_no(engine, Compiler(tmp_path), REPO / "flows" / "banking.yaml", Renderer(), cfg)
     assert yes_no["utterances"] == len(bench.YES_NO_ANSWERS) and 0.5 <= yes_no["accuracy"] <= 1
-    digits = bench.run_digits(engine, Renderer(), cfg, None)
+    digits = bench.run_digits(
+        engine, Compiler(tmp_path), REPO / "flows" / "banking.yaml", Renderer(), cfg, None
+    )
     assert digits["strings"] == 3 and 0 <= digits["string_accuracy"] <= 1 and "fsdd" not in digits
 
 

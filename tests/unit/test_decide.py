@@ -89,3 +89,19 @@ def test_misses_in_a_row_reprompt_rephrase_offer_the_keypad_then_escalate() -> N
         "escalate",
     ]
     assert [misses.missed("no_input", settings) for _ in range(2)] == ["reprompt", "escalate"]
+
+
+def test_words_heard_unsurely_are_confirmed_never_acted_on() -> None:
+    """However sure the rules or the model are of the words, a recognition whose words were
+    heard with less than asr_confirm_below is confirmed; keys, and sure hearing, act."""
+    sure_model = [Guess("balance", 0.97)]
+    d = decide(WELCOME, S, "how much do I have", guesses=sure_model, heard_confidence=0.31)
+    assert (d.kind, d.intent, d.source) == ("confirm", "balance", "model")
+    assert "0.31 < asr_confirm_below 0.5" in d.reason
+    d = decide(WELCOME, S, "uh I think I lost my card", heard_confidence=0.2)
+    assert (d.kind, d.intent, d.source) == ("confirm", "lost_card", "keyword")
+    assert decide(WELCOME, S, "how much do I have", guesses=sure_model, heard_confidence=0.9).kind == "act"
+    assert decide(WELCOME, S, "how much do I have", guesses=sure_model, heard_confidence=None).kind == "act"
+    assert decide(WELCOME, S, keyed="3", heard_confidence=0.1).kind == "act"
+    off = Settings(asr_confirm_below=0.0)
+    assert decide(WELCOME, off, "how much do I have", guesses=sure_model, heard_confidence=0.01).kind == "act"

@@ -122,6 +122,10 @@ def test_every_problem_is_reported_at_once() -> None:
             "flow: x\nsettings: {act_above: 0.3, confirm_above: 0.6}\nstates:\n  a: {end: true}\n",
             "confirm_above <= act_above",
         ),
+        (
+            "flow: x\nsettings: {asr_confirm_below: 1.5}\nstates:\n  a: {end: true}\n",
+            "asr_confirm_below must be between 0 and 1",
+        ),
         ("flow: x\nstates:\n  a: {say: []}\n", "state 'a' has no way on"),
         (
             "a: &a [x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"

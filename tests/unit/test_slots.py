@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ivr_server.dialog.slots.parsers import entities, luhn_ok, parse
+from ivr_server.dialog.slots.parsers import entities, luhn_ok, parse, parse_heard
 from ivr_server.dialog.slots.words import digit_runs, number_value
 from ivr_server.dialog.spec.model import Slot
 
@@ -68,9 +68,12 @@ def test_card_numbers_spoken_and_of_a_wrong_length() -> None:
 @pytest.mark.parametrize(
     ("said", "keyed", "value"),
     [("yes please", "", "yes"), ("yeah that's right", "", "yes"), ("no it isn't", "", "no"), ("", "1", "yes"),
-     ("", "2", "no"), ("maybe", "", None), ("yes no", "", None)],
+     ("", "2", "no"), ("maybe", "", None), ("yes no", "", None), ("that's not right", "", "no"),
+     ("that is not correct", "", "no"), ("that isn't right", "", "no"), ("not really", "", "no"),
+     ("yes that's right", "", "yes"), ("right", "", "yes"), ("yes that's not right", "", None)],
 )  # fmt: skip
 def test_yes_or_no(said: str, keyed: str, value: str | None) -> None:
+    """A yes word after a negation ("that's not right") is a no, not a contradiction."""
     assert parse(Slot("ok", "yes_no"), said, keyed).value == value
 
 
@@ -122,3 +125,19 @@ def test_entities_in_the_first_utterance_fill_only_unambiguous_slots() -> None:
     assert entities([LAST4], "card 1234 or maybe 5678") == {}  # two candidates: ask
     card = _with_check_digit("411111111111111")
     assert entities([CARD, LAST4], f"my card number is {card}") == {"card": card}
+
+
+def test_an_answer_the_other_hypotheses_agree_on_is_not_lost() -> None:
+    """The best hypothesis decides when it parses; when it does not ("yes not right"), the value
+    every parseable alternative agrees on; disagreeing alternatives decide nothing."""
+    ok = Slot("ok", "yes_no")
+    assert parse_heard(ok, "yes not right", ["yes that's right", "yes that right"]).value == "yes"
+    assert parse_heard(ok, "no", ["yes"]).value == "no"  # the best one parses: it decides
+    split = parse_heard(ok, "eyes", ["yes", "no"])
+    assert split.value is None and split.reason == parse(ok, "eyes").reason
+    assert parse_heard(ok, "eyes", []).value is None
+    assert parse_heard(ok, "eyes", ["yes"], keyed="2").value == "no"  # keys are never second-guessed
+    four = Slot("last4", "digits", length=4)
+    assert (
+        parse_heard(four, "four four two", ["four four two one", "maybe four four two one"]).value == "4421"
+    )

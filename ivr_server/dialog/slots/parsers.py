@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ivr_server.dialog.slots.words import digit_runs, number_value, tokens
@@ -12,6 +13,7 @@ from ivr_server.dialog.spec.model import Slot
 
 YES = {"yes", "yeah", "yep", "yup", "correct", "right", "sure", "affirmative", "ok", "okay", "absolutely"}
 NO = {"no", "nope", "nah", "wrong", "incorrect", "negative", "not"}
+NEGATORS = {"not", "isn", "wasn", "aren", "ain"}  # ("isn't" is two tokens) before a yes word: a no
 MONTHS = {m: i for i, m in enumerate(
     ("january", "february", "march", "april", "may", "june", "july", "august", "september",
      "october", "november", "december"), 1)}  # fmt: skip
@@ -77,11 +79,31 @@ def _digits(slot: Slot, said: str, keyed: str) -> Parsed:
     return Parsed(value)
 
 
+def parse_heard(
+    slot: Slot, said: str, alternatives: Sequence[str] = (), keyed: str = "", today: dt.date | None = None
+) -> Parsed:
+    """The best hypothesis's value; when it has none, the value the recognizer's other
+    hypotheses agree on (every one of them that parses gives the same), so one misheard word
+    ("yes not right") does not lose an answer the others heard. Disagreeing alternatives
+    decide nothing: the best hypothesis's reason stands."""
+    best = parse(slot, said, keyed, today)
+    if best.value is not None or keyed or not alternatives:
+        return best
+    values = {p.value for alt in alternatives if (p := parse(slot, alt, "", today)).value is not None}
+    return Parsed(values.pop()) if len(values) == 1 else best
+
+
 def _yes_no(said: str, keyed: str) -> Parsed:
     if keyed:
         return {"1": Parsed("yes"), "2": Parsed("no")}.get(keyed, Parsed(None, "press 1 for yes or 2 for no"))
-    words = set(tokens(said))
-    yes, no = bool(words & YES), bool(words & NO)
+    yes = no = False
+    words = tokens(said)
+    for i, word in enumerate(words):
+        negated = any(w in NEGATORS for w in words[max(0, i - 2) : i])
+        if word in YES:  # "that's not right", "not correct": a no
+            no, yes = no or negated, yes or not negated
+        elif word in NO or word in NEGATORS:
+            no = no or not any(w in YES for w in words[i + 1 : i + 3])  # "not right" counted once
     if yes == no:  # neither, or "yes ... no"
         return Parsed(None, "neither yes nor no" if not yes else "both yes and no")
     return Parsed("yes" if yes else "no")

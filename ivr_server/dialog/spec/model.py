@@ -22,6 +22,7 @@ class Settings:
     max_no_match: int = 2
     act_above: float = 0.80  # model confidence to act without asking
     confirm_above: float = 0.50  # between the two: "You want to ..., right?"; below: reprompt
+    asr_confirm_below: float = 0.50  # words heard less surely than this: confirm, never act (0: off)
 
 
 @dataclass(frozen=True)

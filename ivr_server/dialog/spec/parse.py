@@ -168,6 +168,8 @@ class Builder:
         merged = Settings(**{**base.__dict__, **changes})
         if not 0 <= merged.confirm_above <= merged.act_above <= 1:
             self.src.problem(path, "need 0 <= confirm_above <= act_above <= 1")
+        if not 0 <= merged.asr_confirm_below <= 1:
+            self.src.problem((*path, "asr_confirm_below"), "asr_confirm_below must be between 0 and 1")
         return merged
 
     def prompt(self, name: str, value: Any, path: Path_, languages: tuple[str, ...]) -> Prompt:

@@ -3,7 +3,8 @@
 For a flow: the *open* model (its corpus estimated with IRSTLM, mixed with the recognizer's
 general English model), one model per kind of closed question the flow asks (yes/no, amounts,
 numbers, dates: that corpus mixed with the open model, so "no, I said five" still comes through),
-and one pronouncing dictionary for every word of them. The version is the SHA-256 of the
+a grammar per length of digit string its slots ask for (grammars.py), and one pronouncing
+dictionary for every word of them. The version is the SHA-256 of the
 inputs (corpora, pronunciations, settings, the general model's file, this compiler's version):
 the same flow on a restart finds its files in ``cache_dir/<version>/`` and builds nothing.
 """
@@ -28,12 +29,13 @@ from ivr_server.speech.adapt import corpus
 from ivr_server.speech.adapt.arpa import ArpaModel, write_arpa
 from ivr_server.speech.adapt.background import GeneralModel
 from ivr_server.speech.adapt.estimate import estimate
+from ivr_server.speech.adapt.grammars import answer_kind, digit_range, digits_jsgf, kind_of
 from ivr_server.speech.adapt.lexicon import Lexicon, pronounce
 from ivr_server.speech.adapt.mix import choose_weight, interpolate
-from ivr_server.speech.asr.base import LanguageModel
+from ivr_server.speech.asr.base import DIGIT_WORDS, LanguageModel
 
 log = structlog.get_logger(__name__)
-COMPILER_VERSION = "1"
+COMPILER_VERSION = "2"  # 2: digit-string grammars
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,7 @@ class Compiler:
 
     # --- inputs and cache -------------------------------------------------------------------
     def _inputs(self, flow: Flow) -> dict[str, object]:
-        kinds = sorted({k for s in flow.slots.values() if (k := corpus.kind_of(s))} | {"yesno"})
+        kinds = sorted({k for s in flow.slots.values() if (k := kind_of(s))} | {"yesno"})
         lm = self.model_dir / "en-us.lm.bin"
         try:
             stat = lm.stat()
@@ -166,26 +168,26 @@ class Compiler:
             "general": [str(lm), stat.st_size, int(stat.st_mtime)],
             "open": corpus.open_sentences(flow),
             "closed": {k: corpus.closed_sentences(k) for k in kinds},
+            "grammars": {k: digits_jsgf(k) for k in self._grammar_kinds(flow)},
             "pronunciations": dict(sorted(flow.recognition.pronunciations.items())),
         }
+
+    @staticmethod
+    def _grammar_kinds(flow: Flow) -> list[str]:
+        kinds = {answer_kind(s) for s in flow.slots.values()}
+        return sorted(k for k in kinds if k is not None and digit_range(k) is not None)
 
     def _cached(self, flow: str, version: str) -> FlowResources | None:
         directory = self.cache_dir / version
         try:
             manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
             models = {
-                kind: LanguageModel(
-                    f"{flow}/{kind}",
-                    version,
-                    directory / f"{kind}.arpa",
-                    directory / "words.dict",
-                    tuple(m["phrases"]),
-                )  # fmt: skip
-                for kind, m in manifest["models"].items()
+                kind: _model(flow, version, directory, kind, m) for kind, m in manifest["models"].items()
             }
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        if not all(m.arpa.is_file() and m.dictionary.is_file() for m in models.values()):
+        files = [f for m in models.values() for f in (m.arpa, m.grammar, m.dictionary) if f is not None]
+        if not all(f.is_file() for f in files):
             return None
         return FlowResources(flow, version, directory, models, manifest["words"], 0.0, cached=True)
 
@@ -213,7 +215,9 @@ class Compiler:
             answers = estimate(sentences, s.order)
             mixed = interpolate(answers, open_model.logprob, s.closed_weight, open_model.vocabulary)
             built[kind] = (mixed, tuple(sorted(set(sentences))))
+        grammars: dict[str, str] = inputs["grammars"]  # type: ignore[assignment]
         words = {w for model, _ in built.values() for w in model.vocabulary}
+        words |= set(DIGIT_WORDS) if grammars else set()
         pronunciations = pronounce(words, general.lexicon, flow.recognition.pronunciations, flow.file)
 
         tmp = self.cache_dir / f".{version}.{os.getpid()}.{threading.get_ident()}"
@@ -222,6 +226,8 @@ class Compiler:
             tmp.mkdir(parents=True, exist_ok=True)
             for kind, (model, _) in built.items():
                 write_arpa(model, tmp / f"{kind}.arpa")
+            for kind, jsgf in grammars.items():
+                (tmp / f"{kind}.gram").write_text(jsgf, encoding="utf-8")
             _write_dictionary(pronunciations, tmp / "words.dict")
             seconds = round(time.perf_counter() - started, 2)
             manifest = {
@@ -230,7 +236,10 @@ class Compiler:
                 "words": len(pronunciations),
                 "seconds": seconds,
                 "flow_weight": round(weight, 4),
-                "models": {kind: {"ngrams": m.size(), "phrases": list(p)} for kind, (m, p) in built.items()},
+                "models": {
+                    **{kind: {"ngrams": m.size(), "phrases": list(p)} for kind, (m, p) in built.items()},
+                    **{kind: {"grammar": f"{kind}.gram", "phrases": list(DIGIT_WORDS)} for kind in grammars},
+                },
             }
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
             if directory.exists():  # another process built it meanwhile, or a torn earlier build
@@ -239,12 +248,8 @@ class Compiler:
         except OSError as err:
             shutil.rmtree(tmp, ignore_errors=True)
             raise ResourceError(f"cannot write recognition resources to {self.cache_dir}: {err}") from err
-        models = {
-            kind: LanguageModel(
-                f"{flow.name}/{kind}", version, directory / f"{kind}.arpa", directory / "words.dict", phrases
-            )  # fmt: skip
-            for kind, (_, phrases) in built.items()
-        }
+        entries: dict[str, dict[str, object]] = manifest["models"]  # type: ignore[assignment]
+        models = {kind: _model(flow.name, version, directory, kind, m) for kind, m in entries.items()}
         return FlowResources(flow.name, version, directory, models, len(pronunciations), seconds)
 
     def _weight(self, sentences: list[str]) -> float:
@@ -255,6 +260,19 @@ class Compiler:
         rest = [x for i, x in enumerate(sentences) if i % 10 != 9]
         dev = estimate(rest, self.settings.order)
         return choose_weight(dev, [h.split() for h in held], self.general().logprob)
+
+
+def _model(flow: str, version: str, directory: Path, kind: str, entry: Mapping[str, object]) -> LanguageModel:
+    """A manifest entry as the recognizer takes it: an n-gram model or a grammar."""
+    grammar = entry.get("grammar")
+    return LanguageModel(
+        f"{flow}/{kind}",
+        version,
+        None if grammar else directory / f"{kind}.arpa",
+        directory / "words.dict",
+        tuple(entry["phrases"]),  # type: ignore[arg-type]
+        directory / str(grammar) if grammar else None,
+    )
 
 
 def _write_dictionary(pronunciations: Mapping[str, list[str]], path: Path) -> None:

@@ -15,7 +15,7 @@ import random
 
 from ivr_server.dialog.nlu.flow_model import flow_examples
 from ivr_server.dialog.slots.parsers import MONTHS, NO, YES
-from ivr_server.dialog.spec.model import Flow, Slot
+from ivr_server.dialog.spec.model import Flow
 from ivr_server.speech.adapt.words import number_words, ordinal, spoken
 
 OPEN = "open"
@@ -35,9 +35,6 @@ def open_sentences(flow: Flow) -> list[str]:
     return [s for s in (spoken(t) for t in texts) if s]
 
 
-def kind_of(slot: Slot) -> str | None:
-    """The closed corpus a slot's question is heard with (digits have their own grammar)."""
-    return {"yes_no": "yesno", "amount": "amount", "number": "number", "date": "date"}.get(slot.type)
 
 
 def closed_sentences(kind: str) -> list[str]:

@@ -32,15 +32,17 @@ class WordTiming:
 @dataclass(frozen=True)
 class LanguageModel:
     """Recognition resources compiled for one kind of question of a flow (speech/adapt/): an
-    n-gram model with its pronunciations for engines that take them (PocketSphinx), and the
-    phrases of a closed question for engines that take phrase lists (Vosk). Picklable: worker
-    processes load it by path."""
+    n-gram model (or, for answers that can be listed exactly, a JSGF grammar) with its
+    pronunciations for engines that take them (PocketSphinx), and the phrases of a closed
+    question for engines that take phrase lists (Vosk). Picklable: worker processes load it by
+    path."""
 
-    name: str  # "banking/open", "banking/yesno"
+    name: str  # "banking/open", "banking/yesno", "banking/digits4"
     version: str  # content hash of everything it was compiled from
-    arpa: Path
+    arpa: Path | None  # the n-gram model (None: a grammar)
     dictionary: Path
     phrases: tuple[str, ...] = ()  # closed questions only
+    grammar: Path | None = None  # a JSGF grammar: answers listed exactly (digit strings)
 
 
 @dataclass(frozen=True)
@@ -149,3 +151,10 @@ def require(engine: AsrEngine, sample_rate: int, language: str | None = None) ->
             f"ASR engine {engine.name} ({engine.model_id}) speaks {', '.join(sorted(engine.languages))}, "
             f"not {language}"
         )
+
+
+def utterance_confidence(words: Sequence[WordTiming]) -> float | None:
+    """How sure the recognizer is of an utterance: the mean posterior of its words (None when
+    the search gives none, as grammar searches do)."""
+    values = [w.confidence for w in words if w.confidence is not None]
+    return round(sum(values) / len(values), 4) if values else None

@@ -9,6 +9,13 @@ of one digit's length goes to the classifier; a longer one (digits run together)
 PocketSphinx's digit grammar found inside it, unless it found at most one there, when the island
 is one slow digit and goes to the classifier too. PocketSphinx runs on the stream as it comes
 (its partial results are the partials here); the classifier runs at ``finish``.
+
+When the slot's length is known (``aligned``: PocketSphinx held to a grammar of that many digits,
+speech/adapt/grammars.py), the islands are not needed: PocketSphinx's alignment cuts the string
+into its digits, and each digit the classifier is sure of (``sure_of_one``) is its answer.
+Measured on four-digit strings run together by Piper and espeak-ng voices over the simulated line
+(160 strings): the length alone took string accuracy from 49 % to 88 %, the classifier on
+the aligned digits to 99 %.
 """
 
 from __future__ import annotations
@@ -98,8 +105,11 @@ class DigitsRecognizer:
         sample_rate: int,
         model: str,
         settings: IslandSettings = IslandSettings(),
+        *,
+        aligned: bool = False,
     ) -> None:
         self._inner = inner
+        self._aligned = aligned
         self._classifier = classifier
         self._rate = sample_rate
         self._settings = settings
@@ -115,16 +125,14 @@ class DigitsRecognizer:
         spoken = self._inner.finish()
         pcm = np.concatenate(self._audio) if self._audio else np.zeros(0, dtype=np.int16)
         self._audio = []
-        words: list[WordTiming] = []
-        step = int(self._rate * FRAME_S)
         levels = frame_levels_db(pcm, self._rate)
-        found = islands(levels, self._settings)
-        # Each island's clip reaches halfway into the pauses around it: soft onsets and tails
-        # (the "f" of "five") stay in, and the classifier trims as it did in training.
-        cuts = [0] + [(b + a) // 2 * step for (_, b), (a, _) in zip(found, found[1:], strict=False)]
-        cuts.append(len(pcm))
-        for (a, b), lo, hi in zip(found, cuts, cuts[1:], strict=False):
-            words += self._island(pcm, levels, spoken.words, a * FRAME_S, b * FRAME_S, lo, hi)
+        found = islands(levels, self._settings)  # none: silence or steady noise, no digits
+        if self._aligned and found:
+            said = [w for w in spoken.words if w.word in DIGIT_WORDS]
+            guesses = self._each_word(pcm, said, 0, len(pcm))
+            words = [self._sure(w, g) or w for w, g in zip(said, guesses, strict=True)]
+        else:
+            words = self._islands(pcm, levels, found, spoken.words)
         confidences = [w.confidence for w in words if w.confidence is not None]
         return AsrResult(
             " ".join(w.word for w in words),
@@ -134,6 +142,20 @@ class DigitsRecognizer:
             min(confidences) if confidences else None,
             tuple(words),
         )
+
+    def _islands(
+        self, pcm: Pcm, levels: np.ndarray, found: list[tuple[int, int]], spoken: tuple[WordTiming, ...]
+    ) -> list[WordTiming]:
+        """The digits of every island. Each island's clip reaches halfway into the pauses around
+        it: soft onsets and tails (the "f" of "five") stay in, and the classifier trims as it
+        did in training."""
+        step = int(self._rate * FRAME_S)
+        cuts = [0] + [(b + a) // 2 * step for (_, b), (a, _) in zip(found, found[1:], strict=False)]
+        cuts.append(len(pcm))
+        words: list[WordTiming] = []
+        for (a, b), lo, hi in zip(found, cuts, cuts[1:], strict=False):
+            words += self._island(pcm, levels, spoken, a * FRAME_S, b * FRAME_S, lo, hi)
+        return words
 
     def _island(
         self,

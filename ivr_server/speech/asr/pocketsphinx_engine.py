@@ -45,6 +45,7 @@ from ivr_server.speech.asr.base import (
     Recognizer,
     StreamState,
     WordTiming,
+    utterance_confidence,
 )
 from ivr_server.speech.asr.cmn import TELEPHONE_CMN
 from ivr_server.speech.asr.digit_model import DigitClassifier
@@ -119,8 +120,9 @@ class PocketSphinxEngine:
     ) -> Recognizer:
         narrowband = sample_rate < MODEL_RATE and self.telephone is not None
         with self._lock:
-            if phrases:
-                key: _Key = (tuple(phrases), "accurate", None, narrowband)
+            if phrases:  # a compiled grammar for them (a digit string's length) or a word loop
+                grammar = model if model is not None and model.grammar is not None else None
+                key: _Key = (tuple(phrases), "accurate", grammar, narrowband)
             else:
                 key = (None, self._profile(), model, narrowband)
                 self._open_vocabulary_streams += 1
@@ -137,7 +139,8 @@ class PocketSphinxEngine:
         recognizer = PocketSphinxRecognizer(self, decoder, key, sample_rate)
         if key[0] == DIGIT_WORDS and (classifier := self._digit_classifier()) is not None:
             model_id = f"{recognizer.model}+{classifier.model_id}"
-            return DigitsRecognizer(recognizer, classifier, sample_rate, model_id)
+            aligned = key[2] is not None  # held to a length: the classifier checks each digit
+            return DigitsRecognizer(recognizer, classifier, sample_rate, model_id, aligned=aligned)
         return recognizer
 
     def warm(self, streams: int) -> None:
@@ -217,8 +220,16 @@ class PocketSphinxEngine:
         bad = sorted({w for p in phrases for w in p.split() if not _WORD.match(w)})
         if bad or unknown:
             raise AsrError(f"grammar words the English dictionary lacks: {', '.join(bad + unknown)}")
-        rule = " | ".join(f"( {p} )" for p in phrases)
-        decoder.add_jsgf_string("grammar", f"#JSGF V1.0;\ngrammar g;\npublic <g> = ( {rule} )+ ;\n")
+        if model is not None and model.grammar is not None:
+            try:
+                decoder.add_jsgf_file("grammar", str(model.grammar))
+            except (RuntimeError, ValueError) as err:
+                raise AsrError(
+                    f"recognition resources {model.name} ({model.grammar}) fail to load: {err}"
+                ) from err
+        else:
+            rule = " | ".join(f"( {p} )" for p in phrases)
+            decoder.add_jsgf_string("grammar", f"#JSGF V1.0;\ngrammar g;\npublic <g> = ( {rule} )+ ;\n")
         decoder.activate_search("grammar")
         return decoder
 
@@ -238,9 +249,10 @@ class PocketSphinxRecognizer:
             self.model += f"+{key[2].name}@{key[2].version}"
         self._state = StreamState(engine.name, self.model)
         self._peak = 0  # loudest sample fed: audio that never rose above silence has no words
-        if sample_rate < MODEL_RATE and key[0] is None:
-            # A call's narrowband audio: start from its channel's mean. Grammars (digits,
-            # yes/no) keep the default their island logic was measured with (digits.py).
+        if sample_rate < MODEL_RATE and (key[0] is None or key[3]):
+            # A call's narrowband audio: start from its channel's mean (the telephone model was
+            # adapted from it too). Grammars heard with the wideband model keep the default
+            # their island logic was measured with (digits.py).
             decoder.set_cmn(TELEPHONE_CMN)
         decoder.start_utt()
 
@@ -263,18 +275,19 @@ class PocketSphinxRecognizer:
                 d.process_raw(tail.tobytes(), False, False)
             d.end_utt()
             hyp = d.hyp()
-            logmath = d.get_logmath()
+            # Word posteriors come from the n-gram search's lattice; a grammar search gives none.
+            posteriors = self._key[0] is None
             words = tuple(
                 WordTiming(
                     seg.word.split("(")[0],
                     seg.start_frame / FRAMES_PER_S,
                     (seg.end_frame + 1) / FRAMES_PER_S,
-                    _probability(logmath, seg.prob),
+                    _probability(seg.prob) if posteriors else None,
                 )
                 for seg in (d.seg() or ())
                 if not _FILLERS.match(seg.word)
             )
-            confidence = _probability(logmath, d.get_prob()) if hyp is not None else None
+            confidence = utterance_confidence(words)
             text = hyp.hypstr if hyp is not None else ""
             alternatives = _nbest(d, text) if self._key[0] is None else ()
             if self._peak < SILENT_PEAK:  # digital silence: the decoder would still name words
@@ -311,8 +324,6 @@ def _nbest(decoder: Any, best: str) -> tuple[Alternative, ...]:
     return tuple(Alternative(t, round(scores[t] - norm, 4)) for t in ranked)
 
 
-def _probability(logmath: Any, log_value: int) -> float | None:
-    """PocketSphinx's log-base posterior as a probability; None where the search gives none."""
-    if log_value == 0:
-        return None  # grammar searches report no posterior (a literal 0 would read as certainty)
-    return float(min(1.0, max(0.0, logmath.exp(log_value))))
+def _probability(value: float) -> float:
+    """A posterior as the library gives it (already a probability), kept in [0, 1]."""
+    return round(float(min(1.0, max(0.0, value))), 4)
