@@ -25,6 +25,7 @@ import numpy as np
 import structlog
 
 from ivr_server.errors import AsrError, SpeechError
+from ivr_server.media.formats import FRAME_MS
 from ivr_server.media.g711 import Pcm
 from ivr_server.media.sender import Playback
 from ivr_server.speech.asr.base import AsrResult, LanguageModel
@@ -434,6 +435,8 @@ class VoiceIO:
         last: Playback | None = None
         outcome = "completed"
         chunks = synth.stream(text, self.rate)
+        frame = self.rate * FRAME_MS // 1000
+        carry: Pcm = np.zeros(0, dtype=np.int16)
         try:
             while speaking.stopped_by is None:
                 try:
@@ -449,7 +452,15 @@ class VoiceIO:
                     break
                 engines.add(chunk.engine)
                 cached = cached and chunk.cached
-                last = self._player.play(chunk.pcm, self._on_first_packet if last is None else None)
+                pcm = np.concatenate([carry, chunk.pcm]) if len(carry) else chunk.pcm
+                # The player pads a piece's last frame with silence: between a sentence's head and
+                # its rest that would be a gap inside a word, so odd samples wait for the next piece.
+                whole = len(pcm) - len(pcm) % frame
+                pcm, carry = pcm[:whole], pcm[whole:]
+                if len(pcm):
+                    last = self._player.play(pcm, self._on_first_packet if last is None else None)
+            if len(carry) and speaking.stopped_by is None:  # the prompt's last samples
+                last = self._player.play(carry, self._on_first_packet if last is None else None)
             if last is not None and speaking.stopped_by is None:
                 await asyncio.shield(last.done)
         except SpeechError as err:

@@ -13,7 +13,7 @@ import pytest
 
 from ivr_server.media.clock import MediaClock
 from ivr_server.media.formats import ULAW
-from ivr_server.media.g711 import Pcm
+from ivr_server.media.g711 import Pcm, ulaw_decode, ulaw_encode
 from ivr_server.media.sender import RtpSender
 from ivr_server.observability.metrics import Metrics
 from ivr_server.speech.tts.engines import load_tts_engine
@@ -91,3 +91,38 @@ async def test_real_speech_over_a_prompt_stops_it(call: Call) -> None:
     heard = await asyncio.wait_for(call.voice.listen(), 15)
     assert heard.outcome == "unavailable"  # no recognizer in this harness: the flow goes to the keypad
     await feeding
+
+
+async def test_a_prompt_synthesized_while_it_plays_reaches_the_line_without_a_gap() -> None:
+    """The first sentence leaves in two (its head, then the rest). What the line carries is the
+    whole rendering, sample for sample: no silence where the head's last frame was padded."""
+    loop = asyncio.get_running_loop()
+    payloads: list[bytes] = []
+
+    class Line(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+            payloads.append(data[12:])
+
+    line, _ = await loop.create_datagram_endpoint(Line, local_addr=("127.0.0.1", 0))
+    transport, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
+    peer = line.get_extra_info("sockname")
+    sender = RtpSender(ULAW, transport, peer, MediaClock(), Metrics())  # type: ignore[arg-type]
+    sender.start()
+    synth = Synthesizer(load_tts_engine("piper"))  # no cache: every prompt is synthesized as it plays
+    text = "The card ending 4 4 2 1 is blocked. A new card will arrive in five to seven days."
+    try:
+        services = VoiceServices(asr=None, synth=synth, vad="auto", endpoint=EndpointSettings())
+        voice = VoiceIO(services, 8000, sender, "call-1", lambda kind, **kw: None, lambda turn: None)
+        said = await asyncio.wait_for(voice.say(text, barge_in=False), 30)
+        await asyncio.sleep(0.1)  # the last packets on their way
+        assert said.outcome == "completed" and not said.cached, said
+        expected, _ = await synth.render(text, 8000)
+    finally:
+        sender.close()
+        transport.close()
+        line.close()
+        synth.close()
+    heard = ulaw_decode(b"".join(payloads))
+    # Only the last sentence's end is padded to a whole frame.
+    assert len(heard) - len(expected) < 160 * 2, (len(heard), len(expected))
+    np.testing.assert_array_equal(heard[: len(expected)], ulaw_decode(ulaw_encode(expected)))
