@@ -22,7 +22,8 @@ from ivr_server.audit.append import AuditEvent
 from ivr_server.config import Settings, effective_settings, mask_url
 from ivr_server.dialog.declarative import FlowLibrary
 from ivr_server.dialog.flows import FLOWS, Flow
-from ivr_server.errors import AriAuthError, ConfigError, StoreError
+from ivr_server.dialog.nlu.encoder import default_encoder, use_encoder
+from ivr_server.errors import AriAuthError, ConfigError, NluError, StoreError
 from ivr_server.media.clock import MediaClock
 from ivr_server.media.formats import FORMATS
 from ivr_server.media.ports import PortPool
@@ -123,6 +124,7 @@ class IvrServer:
         metrics_server: Any = None
         try:
             await require_current_schema(engine)
+            _load_encoder(s)
             prompts = PromptLibrary(s.prompts_dir)
             rate = FORMATS[s.media_format].sample_rate
             prompts.prepare(rate)
@@ -285,3 +287,14 @@ def _signature(versions: list[Deployment]) -> tuple[tuple[int, str, int], ...]:
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _load_encoder(s: Settings) -> None:
+    """The intent model's sentence encoder, loaded before any flow trains: one the settings name
+    that cannot load is a configuration error, not a call-time surprise."""
+    try:
+        use_encoder(s.nlu_encoder, s.nlu_encoder_dir)
+        encoder = default_encoder()
+    except NluError as err:
+        raise ConfigError(str(err)) from err
+    log.info("nlu.encoder", encoder=encoder.name, version=encoder.version, asked=s.nlu_encoder)

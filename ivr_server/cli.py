@@ -156,6 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings(args.config)
+        from ivr_server.dialog.nlu.encoder import use_encoder
+
+        use_encoder(settings.nlu_encoder, settings.nlu_encoder_dir)
         if args.command != "run":  # tools: warnings and errors only, on stderr (stdout is theirs)
             from ivr_server.observability.logging import configure_logging
 

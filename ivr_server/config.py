@@ -172,6 +172,17 @@ class Settings(BaseSettings):
         "asr-resources in data_dir); a restart reuses them.",
     )
 
+    # --- Understanding -------------------------------------------------------------------------
+    nlu_encoder: Literal["auto", "mpnet", "minilm"] = Field(
+        "auto",
+        description="Sentence encoder of the intent model: mpnet (more accurate, ~15 ms; built by "
+        "scripts/build-intent-encoder mpnet), minilm (bundled, ~3 ms), or auto = mpnet when built.",
+    )
+    nlu_encoder_dir: Path | None = Field(
+        None,
+        description="Where the mpnet encoder is (default: share/ivr-server/encoders/mpnet-int8 in the venv).",
+    )
+
     # --- Voice activity, endpointing, barge-in -----------------------------------------------
     vad_detector: str = Field(
         "auto", description="energy, webrtc[:0-3], silero, mixed, or auto (the measured choice)."

@@ -377,6 +377,10 @@ class Engine:
             if heard.keyed and any(t.dtmf == heard.keyed for t in state.on):
                 return await self._fire(state, dtmf=heard.keyed)
             decision = await self._decide(state, intents, heard)
+            if decision.kind != "act" and (answered := self._yes_or_no(state, heard)) is not None:
+                log.info("flow.answered", flow=self.flow.name, state=state.name, answer=answered,
+                         instead_of=decision.kind, intent=decision.intent)  # fmt: skip
+                return await self._fire(state, event=answered)  # "no" to "anything else?"
             if decision.kind == "confirm" and decision.intent is not None:
                 decision = await self._confirm(state, intents, decision)
             elif decision.kind == "disambiguate":
@@ -390,6 +394,16 @@ class Engine:
             if step == "escalate":
                 return await self._escalate(state, "no_match")
             await self._retry(state, step, intents)
+
+    def _yes_or_no(self, state: State, heard: CallerInput) -> str | None:
+        """``said_yes``/``said_no`` when the state has that transition and the caller answered
+        yes or no; asked only when no intent was sure, so "no, my balance" still means balance."""
+        events = {t.event for t in state.on} & {"said_yes", "said_no"}
+        if not events or not heard.said:
+            return None
+        value = parse_heard(_YES_NO, heard.said, heard.alternatives, "").value
+        event = f"said_{value}" if value else None
+        return event if event in events else None
 
     async def _decide(self, state: State, intents: Sequence[Intent], heard: CallerInput) -> Decision:
         guesses: Sequence[Guess] = ()

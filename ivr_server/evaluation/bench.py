@@ -131,7 +131,12 @@ def run_fold(
     renderer: Renderer,
     cfg: BenchConfig,
     log: Log,
+    wideband: AsrEngine | None = None,
+    own: AsrEngine | None = None,
 ) -> dict[str, Any]:
+    """One fold. ``engine`` hears as a call does; ``wideband`` (the same recognizer without the
+    telephone-channel model), when given, hears the same recordings for the rows before it;
+    ``own`` (with another telephone model: an admin's own adaptation) for a row beside it."""
     held = set(held_out)
     train = [r for i, r in enumerate(rows) if i not in held]
     picked = random.Random(cfg.seed * 31 + fold).sample(sorted(held), min(cfg.per_fold, len(held)))
@@ -160,13 +165,19 @@ def run_fold(
         items = [(rows[i].text, rows[i].category) for i in picked]
         recordings = speak(renderer, items, cfg.voices, cfg.seed + fold, cfg.snr_db)
         adapted_asr = recognize_all(recordings, engine, resources.model(None))
-        general_asr = recognize_all(recordings, engine, None)
+        general_asr = recognize_all(recordings, wideband or engine, None)
+        wideband_asr = recognize_all(recordings, wideband, resources.model(None)) if wideband else None
+        own_asr = recognize_all(recordings, own, resources.model(None)) if own else None
     # As a call understands (the best hypothesis), and with the N best averaged, to measure it.
     reports = {
         "adapted": understand(adapted_asr, flow, "welcome", model),
         "adapted_nbest": understand(adapted_asr, flow, "welcome", model, nbest=True),
         "general": understand(general_asr, flow, "welcome", model),
     }
+    if wideband_asr is not None:
+        reports["adapted_wideband"] = understand(wideband_asr, flow, "welcome", model)
+    if own_asr is not None:
+        reports["adapted_own"] = understand(own_asr, flow, "welcome", model)
     if heard_model is not None:
         reports["adapted_heard"] = understand(adapted_asr, flow, "welcome", heard_model)
     for name, report in reports.items():
@@ -265,7 +276,8 @@ def summarize(folds: Sequence[dict[str, Any]]) -> dict[str, Any]:
         return round(float(statistics.median(values)), 4)
 
     out: dict[str, Any] = {}
-    for side in [k for k in ("adapted", "adapted_nbest", "adapted_heard", "general") if k in folds[0]]:
+    sides = ("adapted", "adapted_nbest", "adapted_heard", "adapted_own", "adapted_wideband", "general")
+    for side in [k for k in sides if k in folds[0]]:
         reports = [f[side] for f in folds]
         entry: dict[str, Any] = {
             k: med([r[k] for r in reports])

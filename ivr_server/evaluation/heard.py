@@ -1,5 +1,6 @@
 """Training phrases as the recognizer hears them: spoken by synthetic voices, sent through the
-telephone line, recognized with the flow's own resources (``ivr-server nlu heard``).
+telephone line, recognized with the flow's own resources (``scripts/bench-spoken
+--heard-per-intent N`` measures what training on them is worth).
 
 The intent model learns from what callers' words become after recognition ("i lost my court")
 as well as from the words themselves. The voices here are not the ones the spoken benchmark

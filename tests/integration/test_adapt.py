@@ -201,3 +201,17 @@ def test_a_reload_that_breaks_the_resources_keeps_the_last_good_ones(tmp_path: P
         compiler.compile(load_flow(flows / "banking.yaml"))
     served = library.load()
     assert "banking" in served and library._resources["banking"] is good
+
+
+def test_a_digit_slot_too_long_to_listen_for_is_named_with_the_file(tmp_path: Path) -> None:
+    """A 40-digit slot: the compile fails naming the file and the length; in a call the slot
+    would be heard with the digit loop instead (no grammar compiled for it)."""
+    text = BANKING.read_text().replace("length: 8", "length: 40")
+    path = tmp_path / "long.yaml"
+    path.write_text(text)
+    with pytest.raises(
+        ResourceError, match=r"long\.yaml: a digit string of 40 to 40 digits cannot be listened for"
+    ):
+        Compiler(tmp_path / "cache").compile(load_flow(path))
+    phrases, model = listening_for(None, "digits40")
+    assert phrases == DIGIT_WORDS and model is None

@@ -1,4 +1,4 @@
-"""The intent model: character/word TF-IDF ⊕ MiniLM embedding -> logistic regression.
+"""The intent model: character/word TF-IDF ⊕ sentence embeddings (encoder.py) -> logistic regression.
 
 Chosen by measurement (research/intent-model/README.md): the TF-IDF block carries the exact
 words and survives ASR misspellings, the embedding carries paraphrases; multinomial LR on both
@@ -30,7 +30,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from ivr_server.dialog.decide import Guess
 from ivr_server.dialog.nlu.data import OUT_OF_SCOPE, Example
-from ivr_server.dialog.nlu.encoder import SentenceEncoder, bundled_encoder
+from ivr_server.dialog.nlu.encoder import Encoder, default_encoder, encoder_named
 from ivr_server.errors import NluError
 
 FORMAT = 3  # bump when training changes in a way the settings do not show: a new version hash
@@ -57,8 +57,9 @@ def model_version(examples: Sequence[Example], settings: NluSettings, encoder_ve
 
 
 class _Features:
-    def __init__(self, settings: NluSettings, encoder: SentenceEncoder) -> None:
+    def __init__(self, settings: NluSettings, encoder: Encoder) -> None:
         self.settings, self.encoder = settings, encoder
+        self.encoder_name = encoder.name  # a reloaded model gets the encoder it was trained with
         common = {"sublinear_tf": True, "lowercase": True, "dtype": np.float32}
         self.char = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), **common)
         self.word = TfidfVectorizer(
@@ -70,7 +71,9 @@ class _Features:
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)
-        self.encoder = bundled_encoder()
+        name = getattr(self, "encoder_name", "minilm")
+        chosen = default_encoder()
+        self.encoder = chosen if chosen.name == name else encoder_named(name)
 
     def fit(self, texts: Sequence[str], embeddings: np.ndarray) -> sp.csr_matrix:
         self.char.fit(texts)
@@ -170,10 +173,10 @@ def _decide(probs: np.ndarray, oos: int | None, threshold: float | None) -> np.n
 
 
 def train(
-    examples: Sequence[Example], settings: NluSettings | None = None, encoder: SentenceEncoder | None = None
+    examples: Sequence[Example], settings: NluSettings | None = None, encoder: Encoder | None = None
 ) -> IntentClassifier:
     settings = settings or NluSettings()
-    encoder = encoder or bundled_encoder()
+    encoder = encoder or default_encoder()
     counts = Counter(e.category for e in examples)
     if len([c for c in counts if c != OUT_OF_SCOPE]) < 2:
         raise NluError(
@@ -198,7 +201,7 @@ def _calibrate(
     labels: list[str],
     embeddings: np.ndarray,
     settings: NluSettings,
-    encoder: SentenceEncoder,
+    encoder: Encoder,
     folds: int,
     sharpen: bool,
 ) -> tuple[float, float | None]:

@@ -11,14 +11,14 @@ from sklearn.metrics import f1_score
 
 from ivr_server.dialog.nlu.classifier import IntentClassifier, NluSettings, train
 from ivr_server.dialog.nlu.data import OUT_OF_SCOPE, Example
-from ivr_server.dialog.nlu.encoder import SentenceEncoder
+from ivr_server.dialog.nlu.encoder import Encoder
 
 
 def evaluate(
     train_rows: Sequence[Example],
     test_rows: Sequence[Example],
     settings: NluSettings | None = None,
-    encoder: SentenceEncoder | None = None,
+    encoder: Encoder | None = None,
     latency_samples: int = 500,
 ) -> dict[str, Any]:
     """Train on one set, score on the other: one flat dict of figures."""
@@ -31,7 +31,7 @@ def train_and_score(
     train_rows: Sequence[Example],
     test_rows: Sequence[Example],
     settings: NluSettings | None = None,
-    encoder: SentenceEncoder | None = None,
+    encoder: Encoder | None = None,
 ) -> tuple[IntentClassifier, dict[str, Any]]:
     started = time.perf_counter()
     model = train(train_rows, settings, encoder)

@@ -14,7 +14,7 @@ import structlog
 
 from ivr_server.dialog.nlu.classifier import IntentClassifier, NluSettings, model_version, train
 from ivr_server.dialog.nlu.data import OUT_OF_SCOPE, Example, read_csv
-from ivr_server.dialog.nlu.encoder import bundled_encoder
+from ivr_server.dialog.nlu.encoder import default_encoder
 from ivr_server.dialog.spec.model import Flow
 from ivr_server.errors import NluError
 
@@ -69,7 +69,7 @@ def model_for_flow(
     examples = flow_examples(flow)
     if len({e.category for e in examples} - {OUT_OF_SCOPE}) < 2:
         return None
-    version = model_version(examples, settings, bundled_encoder().version)
+    version = model_version(examples, settings, default_encoder().version)
     if version in _trained:
         _trained.move_to_end(version)
         return _trained[version]

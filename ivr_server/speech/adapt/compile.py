@@ -168,14 +168,18 @@ class Compiler:
             "general": [str(lm), stat.st_size, int(stat.st_mtime)],
             "open": corpus.open_sentences(flow),
             "closed": {k: corpus.closed_sentences(k) for k in kinds},
-            "grammars": {k: digits_jsgf(k) for k in self._grammar_kinds(flow)},
+            "grammars": self._grammars(flow),
             "pronunciations": dict(sorted(flow.recognition.pronunciations.items())),
         }
 
     @staticmethod
-    def _grammar_kinds(flow: Flow) -> list[str]:
+    def _grammars(flow: Flow) -> dict[str, str]:
+        """The JSGF text of every digit-string length the flow's slots ask for."""
         kinds = {answer_kind(s) for s in flow.slots.values()}
-        return sorted(k for k in kinds if k is not None and digit_range(k) is not None)
+        try:
+            return {k: digits_jsgf(k) for k in sorted(k for k in kinds if k and digit_range(k) is not None)}
+        except ResourceError as err:
+            raise ResourceError(f"{flow.file}: {err}") from err
 
     def _cached(self, flow: str, version: str) -> FlowResources | None:
         directory = self.cache_dir / version

@@ -35,8 +35,6 @@ def open_sentences(flow: Flow) -> list[str]:
     return [s for s in (spoken(t) for t in texts) if s]
 
 
-
-
 def closed_sentences(kind: str) -> list[str]:
     if kind == "yesno":
         return _yes_no()
