@@ -216,3 +216,20 @@ def test_the_calibration_error_is_the_gap_between_confidence_and_accuracy() -> N
     top = ["a"] * 6
     truth = ["a", "a", "a", "b", "a", "a"]
     assert calibration_error(probs, top, truth) == pytest.approx(4 / 6 * 0.15 + 2 / 6 * 0.4)
+
+
+def test_a_higher_oos_recall_setting_catches_more_out_of_scope_on_held_out_rows() -> None:
+    """The sweep bench-nlu uses to choose ``oos_recall`` on a training split: on a slice of
+    CLINC150's training rows (20 intents and out-of-scope), asking for more recall out of fold
+    gives more on the held-out half, and costs in-scope accuracy, not the other way round."""
+    from ivr_server.dialog.nlu.encoder import bundled_encoder
+    from ivr_server.dialog.nlu.evaluate import oos_recall_sweep
+    from tests.support.data import shared_data
+
+    rows = read_csv(shared_data() / "clinc150" / "train.csv")
+    kept = sorted({r.category for r in rows} - {OUT_OF_SCOPE})[:20] + [OUT_OF_SCOPE]
+    picked = [r for r in rows if r.category in kept]
+    low, high = oos_recall_sweep(picked, [0.5, 0.98], encoder=bundled_encoder())
+    assert high["oos_recall"] > low["oos_recall"], (low, high)
+    assert high["in_scope_accuracy"] <= low["in_scope_accuracy"], (low, high)
+    assert all(0.0 <= p[0] <= 1.0 and 0.0 <= p[1] <= 1.0 for p in low["per_part"])

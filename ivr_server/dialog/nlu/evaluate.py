@@ -93,3 +93,40 @@ def latency(model: IntentClassifier, texts: Sequence[str], samples: int) -> dict
         "latency_p50_ms": round(float(np.percentile(times, 50)), 2),
         "latency_p95_ms": round(float(np.percentile(times, 95)), 2),
     }
+
+
+def oos_recall_sweep(
+    rows: Sequence[Example],
+    recalls: Sequence[float],
+    settings: NluSettings | None = None,
+    encoder: Encoder | None = None,
+    folds: int = 2,
+) -> list[dict[str, Any]]:
+    """For each ``oos_recall`` setting: in-scope accuracy and out-of-scope recall on held-out
+    parts of ``rows`` (stratified ``folds``), means over the parts. Run on a training split
+    only, it chooses the setting without looking at the set the figures are reported on."""
+    from dataclasses import replace
+
+    from sklearn.model_selection import StratifiedKFold
+
+    base = settings or NluSettings()
+    labels = [r.category for r in rows]
+    splits = list(StratifiedKFold(folds, shuffle=True, random_state=0).split(np.zeros(len(rows)), labels))
+    out = []
+    for recall in recalls:
+        parts = []
+        for train_idx, test_idx in splits:
+            _, figures = train_and_score(
+                [rows[i] for i in train_idx],
+                [rows[i] for i in test_idx],
+                replace(base, oos_recall=recall),
+                encoder,
+            )
+            parts.append((figures["in_scope_accuracy"], figures["oos_recall"]))
+        out.append({
+            "oos_recall_setting": recall,
+            "in_scope_accuracy": round(float(np.mean([p[0] for p in parts])), 4),
+            "oos_recall": round(float(np.mean([p[1] for p in parts])), 4),
+            "per_part": parts,
+        })  # fmt: skip
+    return out
