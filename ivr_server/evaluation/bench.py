@@ -26,7 +26,7 @@ from ivr_server.config import Settings
 from ivr_server.dialog.call_port import listening_for
 from ivr_server.dialog.nlu.data import Example, read_csv
 from ivr_server.dialog.nlu.flow_model import intent_name, model_for_flow
-from ivr_server.dialog.slots.parsers import parse
+from ivr_server.dialog.slots.parsers import parse, parse_heard
 from ivr_server.dialog.spec.loader import check_text, load_flow
 from ivr_server.dialog.spec.model import Slot
 from ivr_server.errors import NluError
@@ -197,7 +197,8 @@ def run_yes_no(
     engine: AsrEngine, compiler: Compiler, flow_path: Path, renderer: Renderer, cfg: BenchConfig
 ) -> dict[str, Any]:
     """Yes/no answers by every voice, heard with the flow's yes/no model, parsed as the engine
-    parses a confirmation."""
+    parses a confirmation: the best hypothesis, and when it says neither (or both), what the
+    recognizer's other hypotheses agree on (slots/parsers.py parse_heard)."""
     resources = compiler.compile(load_flow(flow_path))
     items = [(text, want) for text, want in YES_NO_ANSWERS]
     results: dict[str, list[bool]] = {}
@@ -207,8 +208,10 @@ def run_yes_no(
         for rec in recordings:
             recognizer = engine.recognizer(rec.rate, None, resources.model("yesno"))
             feed_all(recognizer, rec.pcm, rec.rate)
-            heard = recognizer.finish().text
-            got = parse(Slot("_", "yes_no"), heard).value
+            result = recognizer.finish()
+            heard = result.text
+            others = [a.text for a in result.alternatives[1:]]
+            got = parse_heard(Slot("_", "yes_no"), heard, others).value
             results.setdefault(rec.voice, []).append(got == rec.category)
             if got != rec.category:
                 mistakes.append({"voice": rec.voice, "said": rec.text, "heard": heard})
