@@ -98,10 +98,14 @@ class RateLimitedLog:
     counted in metrics, the log gets enough lines to see it without drowning.
     """
 
+    MAX_KEYS = 1024  # kinds kept apart; past that they share one count (a peer picks the keys)
+
     def __init__(self) -> None:
         self._counts: dict[str, int] = {}
 
     def should_log(self, key: str) -> tuple[bool, int]:
+        if key not in self._counts and len(self._counts) >= self.MAX_KEYS:
+            key = "(other kinds)"
         count = self._counts.get(key, 0) + 1
         self._counts[key] = count
         return (count & (count - 1)) == 0, count

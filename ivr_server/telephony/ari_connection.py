@@ -36,7 +36,7 @@ from ivr_server.errors import (
 )
 from ivr_server.observability.logging import RateLimitedLog
 from ivr_server.observability.metrics import Metrics
-from ivr_server.telephony.ari_events import AriEvent, UnknownEvent, parse_event
+from ivr_server.telephony.ari_events import AriEvent, UnknownEvent, UnknownTypes, parse_event
 from ivr_server.telephony.ari_rest import AriRestClient
 
 log = structlog.get_logger(__name__)
@@ -101,6 +101,7 @@ class AriConnection:
         self._backoff = _Backoff(settings.ari_reconnect_initial_s, settings.ari_reconnect_max_s)
         self._first = True
         self._log_limit = RateLimitedLog()
+        self._unknown_types = UnknownTypes()
 
     async def run(self) -> None:
         """Stay connected until cancelled; raises AriAuthError or ConfigError, which retrying
@@ -193,13 +194,15 @@ class AriConnection:
             if should:
                 log.warning("ari.event_malformed", error=str(err), count=count)
             return
-        self.metrics.ari_events.labels(type=event.type).inc()
         if isinstance(event, UnknownEvent):
-            self.metrics.ari_events_unknown.labels(type=event.type).inc()
-            should, count = self._log_limit.should_log(f"unknown:{event.type}")
+            label = self._unknown_types.label(event.type)
+            self.metrics.ari_events.labels(type="unknown").inc()
+            self.metrics.ari_events_unknown.labels(type=label).inc()
+            should, count = self._log_limit.should_log(f"unknown:{label}")
             if should:
                 log.warning("ari.event_unknown", event_type=event.type, count=count)
             return
+        self.metrics.ari_events.labels(type=event.type).inc()
         try:
             self.handler.on_event(event)
         except Exception:  # a bug in one handler must not stop the event stream

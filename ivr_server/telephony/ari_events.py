@@ -9,6 +9,7 @@ with a ``type`` raises ``AriEventError`` naming what was wrong.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,8 @@ from typing import Any
 from ivr_server.errors import AriEventError
 
 MAX_EVENT_BYTES = 1 << 20
+MAX_UNKNOWN_TYPES = 32  # distinct unknown type names given their own metric label
+_TYPE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 
 # Event types in Asterisk 22's ARI model that the server receives but does not act on.
 IGNORED_TYPES = frozenset(
@@ -233,16 +236,46 @@ def parse_event(message: str | bytes) -> AriEvent:
         raise AriEventError(f"event of {len(message)} bytes exceeds {MAX_EVENT_BYTES}")
     try:
         data = json.loads(message)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise AriEventError(f"event of {len(message)} bytes is not JSON: {err}") from err
+    except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError, or an integer over 4300 digits
+        raise AriEventError(f"event of {len(message)} bytes is not JSON: {str(err)[:200]}") from err
+    except RecursionError as err:
+        raise AriEventError(f"event of {len(message)} bytes is nested too deeply to parse") from err
     if not isinstance(data, dict):
         raise AriEventError(f"event is a JSON {type(data).__name__}, expected an object")
     etype = data.get("type")
     if not isinstance(etype, str) or not etype:
         raise AriEventError("event has no 'type' string")
+    if not _TYPE_NAME.match(etype):
+        raise AriEventError(f"event type {etype[:40]!r} is not an ARI type name")
     parser = _PARSERS.get(etype)
     if parser is not None:
-        return parser(data)
+        try:
+            return parser(data)
+        except (TypeError, ValueError, RecursionError) as err:  # a field of a shape no event has
+            raise AriEventError(f"{etype}: {type(err).__name__}: {str(err)[:200]}") from err
     if etype in IGNORED_TYPES:
         return IgnoredEvent(**_base(data))
     return UnknownEvent(**_base(data))
+
+
+def is_known_type(etype: str) -> bool:
+    """A type the server parses or knows to ignore: the metric label sets are closed over these."""
+    return etype in _PARSERS or etype in IGNORED_TYPES
+
+
+class UnknownTypes:
+    """Names unknown event types for metrics: the first MAX_UNKNOWN_TYPES distinct ones by
+    name (a newer Asterisk's events are worth seeing), any after that as "other", so a peer
+    cannot grow the label set without bound."""
+
+    def __init__(self, limit: int = MAX_UNKNOWN_TYPES) -> None:
+        self.limit = limit
+        self._seen: set[str] = set()
+
+    def label(self, etype: str) -> str:
+        if etype in self._seen:
+            return etype
+        if len(self._seen) < self.limit:
+            self._seen.add(etype)
+            return etype
+        return "other"

@@ -50,11 +50,15 @@ def ev(kind: str, **fields: object) -> str:
 
 
 async def test_bad_messages_are_counted_and_the_stream_goes_on() -> None:
-    """A truncated message and an unknown type are logged and counted; the events around them
-    arrive in order on the same connection."""
+    """Truncated, hostile (a 5000-digit integer, nesting 100,000 deep, not an object) and
+    unknown-typed messages are logged and counted; the events around them arrive in order on
+    the same connection."""
     script = [
         ev("StasisStart", channel=CHANNEL, args=["digits"]),
         ev("StasisEnd", channel=CHANNEL)[:30],
+        ev("ChannelDestroyed", channel=CHANNEL)[:-1] + ', "cause": ' + "9" * 5000 + "}",
+        "[" * 100_000 + "]" * 100_000,
+        '["StasisEnd"]',
         ev("ChannelTeleported", channel=CHANNEL),
         ev("ChannelDtmfReceived", channel=CHANNEL, digit="5", duration_ms=100),
         ev("StasisEnd", channel=CHANNEL),
@@ -70,8 +74,9 @@ async def test_bad_messages_are_counted_and_the_stream_goes_on() -> None:
             await connection.rest.aclose()
     assert [e.type for e in recorder.events] == ["StasisStart", "ChannelDtmfReceived", "StasisEnd"]
     value = metrics.registry.get_sample_value
-    assert value("ivr_ari_events_malformed_total") == 1
+    assert value("ivr_ari_events_malformed_total") == 4
     assert value("ivr_ari_events_unknown_total", {"type": "ChannelTeleported"}) == 1
+    assert value("ivr_ari_events_total", {"type": "unknown"}) == 1
     assert recorder.connects == [True] and len(peer.connected_at) == 1
 
 

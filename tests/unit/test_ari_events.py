@@ -16,6 +16,8 @@ from ivr_server.telephony.ari_events import (
     StasisEnd,
     StasisStart,
     UnknownEvent,
+    UnknownTypes,
+    is_known_type,
     parse_event,
 )
 
@@ -164,3 +166,27 @@ def test_any_text_parses_or_raises_ari_event_error(text: str) -> None:
         parse_event(text)
     except AriEventError:
         pass
+
+
+@pytest.mark.parametrize(
+    ("message", "named"),
+    [
+        ('{"type": "StasisStart", "cause": ' + "9" * 5000 + "}", "not JSON"),  # int over 4300 digits
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ('{"type": "ChannelDestroyed", "x": ' + "[" * 50_000 + "]" * 50_000 + "}", "nested too deeply"),
+        ('{"type": "Stasis Start\\n"}', "not an ARI type name"),
+        ('{"type": "' + "A" * 500 + '"}', "not an ARI type name"),
+        ("\xff\xfe garbage", "not JSON"),
+    ],
+)
+def test_hostile_messages_raise_ari_event_error_naming_what_was_wrong(message: str, named: str) -> None:
+    with pytest.raises(AriEventError, match=named):
+        parse_event(message)
+
+
+def test_unknown_type_labels_are_bounded() -> None:
+    names = UnknownTypes(limit=3)
+    labels = [names.label(f"Future{i}") for i in range(10)]
+    assert labels[:3] == ["Future0", "Future1", "Future2"] and set(labels[3:]) == {"other"}
+    assert names.label("Future1") == "Future1"  # a type seen before keeps its name
+    assert is_known_type("StasisStart") and is_known_type("ChannelVarset") and not is_known_type("Future0")
