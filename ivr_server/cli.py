@@ -17,7 +17,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ivr_server import __version__, cli_audit, cli_flows, cli_nlu, cli_speech
+from ivr_server import __version__, cli_audit, cli_flows, cli_nlu, cli_privacy, cli_speech
 from ivr_server.config import (
     Settings,
     config_file_path,
@@ -143,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_flows.add_commands(commands, EPILOG)
     cli_nlu.add_commands(commands, EPILOG)
     cli_audit.add_commands(commands, EPILOG)
+    cli_privacy.add_commands(commands, EPILOG)
 
     config = commands.add_parser("config", help="settings", epilog=EPILOG)
     config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)

@@ -44,10 +44,36 @@ def with_check_digit(body: str) -> str:
         ("call me on +1 (555) 123-4567", "call me on +[phone]", {"phone": 1}),
         ("five five five one two three four five six seven", "[phone]", {"phone": 1}),
         ("write to ann.lee+ivr@mail.example.co.uk", "write to [email]", {"email": 1}),
+        ("card 4111.1111.1111.1111 ok", "card [card] ok", {"card": 1}),
+        ("card 4111_1111_1111_1111", "card [card]", {"card": 1}),
+        ("ssn 123456789", "ssn [national_id]", {"national_id": 1}),
+        ("one two three four five six seven eight nine", "[national_id]", {"national_id": 1}),
+        ("mail john dot smith at example dot com please", "mail [email] please", {"email": 1}),
+        ("it's ann underscore lee at mail dot example dot co dot uk", "it's [email]", {"email": 1}),
+        ("send it to bob at example.org", "send it to [email]", {"email": 1}),
+        ("IBAN GB82 WEST 1234 5698 7654 32 THANKS", "IBAN [iban] THANKS", {"iban": 1}),
+        ("DE89370400440532013000", "[iban]", {"iban": 1}),
+        ("sort code 20-00-00 account", "sort code [sort_code] account", {"sort_code": 1}),
+        ("sortcode: 20 00 00", "sortcode: [sort_code]", {"sort_code": 1}),
+        ("my sort code is 200000", "my sort code is 200000", {}),  # six digits, no "sort code" before
+        ("born 12/03/1985 in", "born [date_of_birth] in", {"date_of_birth": 1}),
+        ("dob 1985-03-12", "dob [date_of_birth]", {"date_of_birth": 1}),
+        ("on 12th of March, 1985", "on [date_of_birth]", {"date_of_birth": 1}),
+        ("born march twelfth nineteen eighty five", "born [date_of_birth]", {"date_of_birth": 1}),
+        (
+            "four one one one one one one one one one one one one one one two",
+            "[card]",
+            {"card": 1},
+        ),  # misheard (check digit fails): still a card
         # Not personal data: left as said.
+        ("I paid on 03/12/2026 and on March 3rd, 2026", "I paid on 03/12/2026 and on March 3rd, 2026", {}),
+        ("may I pay nineteen dollars on june first", "may I pay nineteen dollars on june first", {}),
+        ("look at this dot and that", "look at this dot and that", {}),
+        ("meet at the bank at nine", "meet at the bank at nine", {}),
+        ("GB82 WEST ABCD EFGH IJKL", "GB82 WEST ABCD EFGH IJKL", {}),  # check digits fail
         ("my card ending 4421 is lost", "my card ending 4421 is lost", {}),
         ("transfer one thousand two hundred dollars", "transfer one thousand two hundred dollars", {}),
-        ("4111 1111 1111 1112", "4111 1111 1111 1112", {}),  # not Luhn-valid, too long for a phone
+        ("4111 1111 1111 1112", "[card]", {"card": 1}),  # not Luhn-valid: misheard, still a card
         (
             "call 3f2a6b1c-1234-5678-9012-345678901234 ended",
             "call 3f2a6b1c-1234-5678-9012-345678901234 ended",
@@ -124,3 +150,20 @@ def test_words_only_text_is_untouched() -> None:
     for _ in range(200):
         text = " ".join(rng.choice(words) for _ in range(rng.randint(1, 12)))
         assert redact(text) == (text, {}) or sum(w in SPOKEN.values() for w in text.split()) >= 10
+
+
+def test_text_longer_than_a_piece_is_redacted_whole_with_nothing_lost() -> None:
+    from ivr_server.privacy.redact import MAX_TEXT
+
+    filler = "word " * (MAX_TEXT // 5 - 3)  # a card straddles the first piece's limit
+    text = filler + "4111 1111 1111 1111 then more " + "x" * (MAX_TEXT + 10) + " ssn 123-45-6789"
+    out, found = redact(text)
+    assert out == filler + "[card] then more " + "x" * (MAX_TEXT + 10) + " ssn [national_id]"
+    assert found == {"card": 1, "national_id": 1}
+
+
+@settings(max_examples=200)
+@given(st.text(st.sampled_from("0123456789 .-_@/abcdefghijklmnoptuvwxyzABDEGJ"), max_size=400))
+def test_separator_heavy_text_redacts_and_stays_stable(text: str) -> None:
+    once, _ = redact(text)
+    assert redact(once)[0] == once
