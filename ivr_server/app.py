@@ -73,7 +73,16 @@ class IvrServer:
     def request_reload(self) -> None:
         """SIGHUP: read the flow files again (off the event loop: models may train)."""
         if self._reloading is None or self._reloading.done():
-            self._reloading = asyncio.get_running_loop().create_task(self.reload_flows())
+            self._reloading = asyncio.get_running_loop().create_task(self._reload_logged())
+
+    async def _reload_logged(self) -> None:
+        """A reload nobody awaits: its failure is logged, and the flows served stay as they were."""
+        try:
+            await self.reload_flows()
+        except Exception as err:
+            log.exception(
+                "flows.reload_failed", error=f"{type(err).__name__}: {err}", kept="the flows served before"
+            )
 
     async def reload_flows(self) -> dict[str, Flow]:
         """New calls get the flows as the files are now; calls in progress keep theirs."""

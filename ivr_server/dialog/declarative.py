@@ -59,7 +59,13 @@ class FlowLibrary:
         served: dict[str, str] = {}
         paths = sorted(self.directory.glob("*.yaml")) if self.directory.is_dir() else []
         for path in paths:
-            entry = self._load_file(path)
+            try:
+                entry = self._load_file(path)
+            except Exception as err:  # a bug or a resource fault in one file: the others still load
+                log.exception(
+                    "flows.invalid", file=str(path), problems=[f"{type(err).__name__}: {err}"], count=1
+                )
+                entry = None
             if entry is None:
                 entry = self._good.get(path)
                 if entry is None:

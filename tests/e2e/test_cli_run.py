@@ -56,8 +56,9 @@ async def read_until(proc: asyncio.subprocess.Process, event: str, lines: list[d
 
 async def test_run_serves_a_call_logs_json_and_exits_0_on_sigterm(tmp_path: Path) -> None:
     """The server process answers a call, writes JSON lines with the call's id on each call
-    line and no password anywhere, on SIGHUP reloads its flows (a file broken meanwhile keeps
-    its last good version), and on SIGTERM stops cleanly with exit code 0."""
+    line and no password anywhere, on SIGHUP reloads its flows (a file broken meanwhile, with a
+    Python tag and a 5000-digit number, keeps its last good version; a new file nested 10,000
+    deep is refused by name), and on SIGTERM stops cleanly with exit code 0."""
     flows = tmp_path / "flows"
     flows.mkdir()
     (flows / "phone-tree.yaml").write_text((REPO / "flows" / "phone-tree.yaml").read_text())
@@ -77,12 +78,18 @@ async def test_run_serves_a_call_logs_json_and_exits_0_on_sigterm(tmp_path: Path
         call = SippCall(scenario([Keys("7#")], tmp_path), service="100", workdir=tmp_path)
         assert await call.run() == 0, call.errors()
         await read_until(proc, "call.ended", lines)
-        (flows / "phone-tree.yaml").write_text("flow: phone-tree\nstates: [oops\n")
+        (flows / "phone-tree.yaml").write_text(
+            "flow: phone-tree\nstates: !!python/object/apply:os.system ['true']\nv: " + "9" * 5000 + "\n"
+        )
+        (flows / "nested.yaml").write_text("flow: nested\nstates: " + "[" * 10_000 + "]" * 10_000 + "\n")
         proc.send_signal(signal.SIGHUP)
         await read_until(proc, "flows.reloaded", lines)
-        assert "phone-tree" in lines[-1]["flows"]
+        assert "phone-tree" in lines[-1]["flows"] and "nested" not in lines[-1]["flows"]
         (kept,) = [line for line in lines if line["event"] == "flows.kept_last_good"]
         assert kept["flow"] == "phone-tree" and kept["file"] == str(flows / "phone-tree.yaml")
+        invalid = {line["file"]: line["problems"] for line in lines if line["event"] == "flows.invalid"}
+        assert any("python/object/apply" in p for p in invalid[str(flows / "phone-tree.yaml")])
+        assert "nested too deeply" in invalid[str(flows / "nested.yaml")][0]
         proc.send_signal(signal.SIGTERM)
         _, rest = await asyncio.wait_for(proc.communicate(), 20)
         lines += [json.loads(line) for line in rest.decode().splitlines()]

@@ -210,3 +210,48 @@ def test_a_yaml_tag_no_safe_constructor_takes_is_a_problem_not_an_exception(text
     local tag is named with its place; nothing is constructed."""
     flow, problems = check_text(text, "banking.yaml")
     assert flow is None and problems and str(problems[0]).startswith("banking.yaml:1:")
+
+
+ALIAS_BOMB = "".join(
+    f"{c}: &{c} [{', '.join([f'*{p}' if p else 'x'] * 9)}]\n" for p, c in zip(["", *"abcdef"], "abcdefg")
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("flow: x\nstates: !!python/object/apply:os.system ['echo hi']\n", "tag 'tag:yaml.org,2002:python/"),
+        (
+            "flow: x\nstates: !include other.yaml\n",
+            "YAML tag '!include' is not allowed",
+        ),
+        ("flow: x\nb: !!binary aGVsbG8=\n", "tag 'tag:yaml.org,2002:binary' is not allowed"),
+        ("flow: x\ns: " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+        ("".join("  " * i + f"k{i}:\n" for i in range(3000)), "nested too deeply"),
+        (ALIAS_BOMB.replace("a: &a", "flow: x\na: &a"), "more than 100000 values"),
+        ("flow: x\nversion: " + "9" * 5000 + "\n", "cannot be read as a value: Exceeds the limit"),
+        ("flow: 2001-13-45\n", "'2001-13-45' cannot be read as a value: month must be in 1..12"),
+        ("\x00\x01\x02 flow: x", "not valid YAML: unacceptable character #x0000"),
+    ],
+)
+def test_hostile_flow_files_are_problems_naming_what_was_wrong(text: str, named: str) -> None:
+    flow, problems = check_text(text, "hostile.yaml")
+    assert flow is None and any(named in str(p) for p in problems), problems
+
+
+yaml_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=30,
+)
+flow_keys = st.sampled_from(
+    ["flow", "start", "states", "prompts", "intents", "slots", "on", "say", "goto", "x"]
+)
+
+
+@given(st.dictionaries(flow_keys, yaml_values, max_size=6))
+def test_any_yaml_document_gives_a_flow_or_problems_never_an_exception(document: dict) -> None:
+    import yaml
+
+    flow, problems = check_text(yaml.safe_dump(document))
+    assert (flow is None) == bool(problems)

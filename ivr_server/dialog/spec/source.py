@@ -19,6 +19,12 @@ import yaml
 Path_ = tuple[str | int, ...]
 MAX_FLOW_BYTES = 1_000_000  # a flow is hand-written; anything bigger is a mistake or an attack
 MAX_FLOW_VALUES = 100_000
+MAX_DEPTH = 64  # blocks inside blocks: a hand-written flow uses under ten
+_YAML = "tag:yaml.org,2002:"
+# What plain YAML resolves to; any other tag ("!include", "!!python/...", "!!binary") is refused.
+ALLOWED_TAGS = frozenset(
+    _YAML + t for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp")
+)
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,11 @@ def parse_source(text: str, name: str = "<flow>") -> Source:
     except yaml.YAMLError as err:
         source.problems.append(Problem(name, 1, 1, f"not valid YAML: {err}"))
         return source
+    except RecursionError:  # PyYAML's composer recurses per level of nesting
+        source.problems.append(
+            Problem(name, 1, 1, f"nested too deeply (a flow nests under {MAX_DEPTH} levels)")
+        )
+        return source
     if node is None:
         source.problems.append(Problem(name, 1, 1, "the file is empty"))
         return source
@@ -109,11 +120,21 @@ class _Reader:
                 self.source.problem(path, f"more than {MAX_FLOW_VALUES} values (YAML aliases expanding?)")
             return None
         self.source.positions[path] = _at(node)
+        if node.tag not in ALLOWED_TAGS:
+            self.source.problem(path, f"YAML tag {node.tag[:60]!r} is not allowed in a flow file")
+            return None
+        if len(path) > MAX_DEPTH:
+            self.source.problem(path, f"nested too deeply (a flow nests under {MAX_DEPTH} levels)")
+            return None
         if isinstance(node, yaml.MappingNode):
             return self.mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
             return [self.value(item, (*path, i)) for i, item in enumerate(node.value)]
-        return self.loader.construct_object(node, deep=True)  # int, float, bool, null, str
+        try:
+            return self.loader.construct_object(node, deep=True)  # int, float, bool, null, str, date
+        except (ValueError, OverflowError, TypeError) as err:  # 5000 digits, the 45th of month 13
+            self.source.problem(path, f"{str(node.value)[:40]!r} cannot be read as a value: {str(err)[:120]}")
+            return None
 
     def mapping(self, node: yaml.MappingNode, path: Path_) -> dict[str, Any]:
         out: dict[str, Any] = {}
