@@ -57,7 +57,7 @@ class IvrServer:
         self.voice: LoadedVoice | None = None
         self.stop_requested = asyncio.Event()
         self.flow_library: FlowLibrary | None = None
-        self._reloading: asyncio.Task[dict[str, Flow]] | None = None
+        self._reloading: asyncio.Task[None] | None = None
         self._file_flows: dict[str, Flow] = {}
         self._deployed_flows: dict[str, Flow] = {}
         self._deployments_seen: tuple[tuple[int, str, int], ...] | None = None
