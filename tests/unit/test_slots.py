@@ -141,3 +141,38 @@ def test_an_answer_the_other_hypotheses_agree_on_is_not_lost() -> None:
     assert (
         parse_heard(four, "four four two", ["four four two one", "maybe four four two one"]).value == "4421"
     )
+
+
+SLOT_TYPES = ["digits", "card_number", "yes_no", "number", "amount", "date", "text"]
+number_words = st.sampled_from(
+    ["one", "nine", "twenty", "hundred", "thousand", "million", "point", "and", "dollars", "cents", "oh"]
+)
+said_texts = st.one_of(
+    st.text(max_size=200),
+    st.lists(number_words | st.from_regex(r"\d{1,30}(\.\d{1,30})?", fullmatch=True), max_size=60).map(
+        " ".join
+    ),
+)
+
+
+@given(st.sampled_from(SLOT_TYPES), st.integers(1, 20), said_texts, st.text("0123456789*#", max_size=40))
+def test_every_slot_parser_gives_a_value_or_a_reason_never_an_exception(
+    kind: str, length: int, said: str, keyed: str
+) -> None:
+    slot = Slot("s", kind, length=length if kind == "digits" else None)
+    for got in (parse(slot, said), parse(slot, "", keyed), parse_heard(slot, said, [said[:10], keyed])):
+        assert (got.value is None) != (got.reason is None)
+
+
+@pytest.mark.parametrize(
+    ("said", "keyed"),
+    [
+        ("9" * 5000, ""),  # over Python's 4300-digit int() limit
+        ("1" + "0" * 400, ""),  # past a float
+        ("$" + "9" * 5000 + ".50", ""),
+        ("", "9" * 5000),
+    ],
+)
+def test_a_number_with_thousands_of_digits_is_too_large_not_a_crash(said: str, keyed: str) -> None:
+    for kind in ("number", "amount"):
+        assert parse(Slot("n", kind), said, keyed).reason == "that number is too large"

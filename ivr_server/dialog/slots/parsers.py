@@ -4,11 +4,12 @@ returns the value, or a reason it is not one (said back to the caller, logged, c
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ivr_server.dialog.slots.words import digit_runs, number_value, tokens
+from ivr_server.dialog.slots.words import MAX_NUMBER, digit_runs, number_value, tokens
 from ivr_server.dialog.spec.model import Slot
 
 YES = {"yes", "yeah", "yep", "yup", "correct", "right", "sure", "affirmative", "ok", "okay", "absolutely"}
@@ -114,7 +115,7 @@ def _number(kind: str, said: str, keyed: str) -> Parsed:
         text = keyed.replace("*", ".")
         if not re.fullmatch(r"\d+(\.\d{1,2})?", text):
             return Parsed(None, "keys are not a number")
-        value = float(text)
+        value = float(text) if len(text) <= 20 else math.inf
     else:
         got = number_value(said)
         if got is None:
@@ -127,6 +128,8 @@ def _number(kind: str, said: str, keyed: str) -> Parsed:
                 if len(after) == 2 and (cents := number_value(after[1])) is not None and cents < 100:
                     dollars = number_value(after[0]) or 0.0
                     value = dollars + cents / 100
+    if value >= MAX_NUMBER:
+        return Parsed(None, "that number is too large")
     if kind == "amount":
         return Parsed(f"{value:.2f}")
     return Parsed(str(int(value)) if value == int(value) else str(value))

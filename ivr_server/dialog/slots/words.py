@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 DIGIT_WORDS = {
@@ -69,11 +70,17 @@ def digit_runs(text: str) -> list[str]:
     return runs
 
 
+MAX_NUMBER = 10**15  # past this a said or keyed number is no amount a caller means
+
+
 def number_value(text: str) -> float | None:
     """A number said as words or written: "one hundred and twenty three" -> 123, "12.50" -> 12.5,
-    "twelve point five" -> 12.5. None when the text holds no number."""
+    "twelve point five" -> 12.5. None when the text holds no number; infinity when it holds one
+    of MAX_NUMBER or more ("one million million million ...", five thousand nines)."""
     total, group, seen, decimals, in_decimals = 0, 0, False, "", False
     for tok in tokens(text):
+        if total > MAX_NUMBER or group > MAX_NUMBER or len(tok) > 40:
+            return math.inf  # checked before any int() or float(): those overflow or refuse
         if re.fullmatch(r"\d+(\.\d+)?", tok):
             if in_decimals:
                 decimals += tok.replace(".", "")
@@ -102,5 +109,7 @@ def number_value(text: str) -> float | None:
             break  # the number has ended ("fifty dollars")
     if not seen:
         return None
+    if total + group > MAX_NUMBER:
+        return math.inf
     value = float(total + group)
-    return value + float(f"0.{decimals}") if decimals else value
+    return value + float(f"0.{decimals[:15]}") if decimals else value
