@@ -213,7 +213,8 @@ def test_a_yaml_tag_no_safe_constructor_takes_is_a_problem_not_an_exception(text
 
 
 ALIAS_BOMB = "".join(
-    f"{c}: &{c} [{', '.join([f'*{p}' if p else 'x'] * 9)}]\n" for p, c in zip(["", *"abcdef"], "abcdefg")
+    f"{c}: &{c} [{', '.join([f'*{p}' if p else 'x'] * 9)}]\n"
+    for p, c in zip(["", *"abcdef"], "abcdefg", strict=True)
 )
 
 
