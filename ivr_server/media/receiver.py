@@ -17,6 +17,7 @@ import structlog
 
 from ivr_server.errors import RtpParseError
 from ivr_server.media.formats import MediaFormat
+from ivr_server.media.frames import Reframer
 from ivr_server.media.g711 import Pcm
 from ivr_server.media.rtp import RtpPacket
 from ivr_server.media.stats import RtpReceiveStats
@@ -29,7 +30,8 @@ Address = tuple[str, int]
 
 
 class RtpReceiver(asyncio.DatagramProtocol):
-    """Datagram protocol bound to one call's port. Decoded frames go to ``sink`` synchronously.
+    """Datagram protocol bound to one call's port. Decoded audio goes to ``sink`` synchronously,
+    in 20 ms frames whatever the peer's packet size (frames.py).
 
     Packets are dropped and counted (never raised) when they come from anywhere but the address
     Asterisk announced for the call's ExternalMedia channel, are not RTP, or carry another
@@ -43,7 +45,9 @@ class RtpReceiver(asyncio.DatagramProtocol):
         self.sink = sink
         self.metrics = metrics
         self.stats = RtpReceiveStats(fmt.sample_rate)
+        self._frames = Reframer(fmt.sample_rate)
         self.rejected: dict[str, int] = {"wrong_source": 0, "malformed": 0, "payload_type": 0}
+        self.sink_failures = 0  # frames the call's audio path raised on (logged, counted, skipped)
         self.overflowed = 0
         self._backlog: deque[tuple[bytes, tuple[Any, ...], float]] = deque(maxlen=backlog)
         self.expected_peer: Address | None = None
@@ -94,7 +98,15 @@ class RtpReceiver(asyncio.DatagramProtocol):
             return
         self.stats.update(packet.sequence, packet.timestamp, arrived)
         self.metrics.rtp_received.inc()
-        self.sink(pcm)
+        for frame in self._frames.push(pcm):
+            try:
+                self.sink(frame)
+            except Exception:  # the call keeps its audio: the media clock would drop this receiver
+                self.sink_failures += 1
+                self.metrics.audio_dropped.labels(direction="in").inc()
+                should, count = self._log_limit.should_log("sink_failed")
+                if should:
+                    self.log.exception("rtp.frame_failed", count=count)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP errors for our sends (e.g. port unreachable while Asterisk restarts).

@@ -115,8 +115,11 @@ async def test_digits_call_is_stored_and_read_back(database_url: str, tmp_path: 
 
 
 async def test_bad_input_is_counted_and_the_call_goes_on(database_url: str, tmp_path: Path) -> None:
-    """Garbage RTP from a stranger, a malformed packet from Asterisk's own address, and an event
-    type the server does not know are each counted and logged; the call completes normally."""
+    """Garbage RTP from a stranger, malformed packets from Asterisk's own address, audio packets
+    of odd sizes (1 and 161 bytes: cut into 20 ms frames, not a crash of the VAD), an event type
+    the server does not know and one nested 1500 deep (relayed by Asterisk over the real events
+    socket: too deep for Python's JSON parser) are each counted and logged; the call completes
+    normally."""
     call = SippCall(scenario([Pause(2500), Keys("4421#")], tmp_path), service="100", workdir=tmp_path)
     async with running_server(server_settings(database_url)) as server:
         caller = asyncio.create_task(call.run())
@@ -128,11 +131,22 @@ async def test_bad_input_is_counted_and_the_call_goes_on(database_url: str, tmp_
                 stranger.sendto(b"\x80\x00 not from asterisk", ("127.0.0.1", port))
         for garbage in (b"\x00\x01", b"\x40" + bytes(20), b"\x8f" + bytes(11)):
             send_udp_from((host, int(asterisk_port)), ("127.0.0.1", port), garbage)
+        for seq, size in ((60_000, 1), (60_001, 161)):  # payload type 0 (PCMU), a stray SSRC
+            odd = RtpPacket(0, seq, seq * 160, 0x5EED, b"\xff" * size).to_bytes()
+            send_udp_from((host, int(asterisk_port)), ("127.0.0.1", port), odd)
         (channel,) = [s.channel.id for s in server.manager.sessions.values()]  # type: ignore[union-attr]
         async with httpx.AsyncClient(base_url="http://127.0.0.1:8088/ari", auth=ARI) as ari:
             resp = await ari.post(
                 "/events/user/IvrTestProbe",
                 params={"application": "ivr-server", "source": f"channel:{channel}"},
+            )
+            assert resp.status_code == 204, resp.text
+            nested = "[" * 1500 + "]" * 1500
+            resp = await ari.post(
+                "/events/user/IvrTestDeep",
+                params={"application": "ivr-server", "source": f"channel:{channel}"},
+                content='{"variables": {"deep": ' + nested + "}}",
+                headers={"Content-Type": "application/json"},
             )
             assert resp.status_code == 204, resp.text
         assert await caller == 0, call.errors()
@@ -141,6 +155,7 @@ async def test_bad_input_is_counted_and_the_call_goes_on(database_url: str, tmp_
         assert sample("ivr_rtp_packets_rejected_total", {"reason": "wrong_source"}) == 5
         assert sample("ivr_rtp_packets_rejected_total", {"reason": "malformed"}) == 3
         assert sample("ivr_ari_events_unknown_total", {"type": "ChannelUserevent"}) == 1
+        assert sample("ivr_ari_events_malformed_total") == 1  # the deep one
 
     record, events = await stored_call(database_url)
     assert record.end_reason == "completed"

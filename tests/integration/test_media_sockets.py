@@ -218,3 +218,42 @@ async def test_clock_ticks_do_not_run_in_the_context_of_the_call_that_started_it
     await asyncio.sleep(0.1)
     clock.remove(member)
     assert len(seen) >= 3 and all("call_id" not in fields for fields in seen), seen[:3]
+
+
+async def test_odd_sized_packets_become_whole_frames_and_a_failing_frame_is_skipped() -> None:
+    """A peer's 1-, 80- and 161-byte PCMU payloads reach the call as 20 ms frames with every
+    sample kept in order; a frame the call's audio path raises on is counted and skipped, and
+    the frames after it still arrive (the receiver is not dropped from the media clock)."""
+    frames: list[np.ndarray] = []
+    failures = iter([False, True])
+
+    def sink(frame: np.ndarray) -> None:
+        if next(failures, False):
+            raise ValueError("a bug downstream")
+        frames.append(frame)
+
+    receiver = RtpReceiver(ULAW, sink, Metrics())
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(lambda: receiver, local_addr=("127.0.0.1", 0))
+    port = transport.get_extra_info("sockname")[1]
+    asterisk = udp_socket()
+    receiver.expect_peer(*asterisk.getsockname())
+    sizes = [1, 80, 161, 160, 80, 160, 158]
+    pcm = (np.sin(np.arange(sum(sizes)) / 7) * 8000).astype(np.int16)
+    payload = ULAW.encode(pcm)
+    try:
+        at = 0
+        for seq, size in enumerate(sizes):
+            packet = RtpPacket(ULAW.payload_type, seq, at, 7, payload[at : at + size])
+            asterisk.sendto(packet.to_bytes(), ("127.0.0.1", port))
+            at += size
+        await settle()
+        receiver.drain()
+    finally:
+        transport.close()
+        asterisk.close()
+    assert all(len(f) == ULAW.frame_samples for f in frames)
+    heard = ulaw_decode(payload)
+    assert len(frames) == sum(sizes) // 160 - 1 and receiver.sink_failures == 1
+    assert np.array_equal(frames[0], heard[:160]) and np.array_equal(frames[1], heard[320:480])
+    assert receiver.rejected == {"wrong_source": 0, "malformed": 0, "payload_type": 0}

@@ -68,3 +68,21 @@ def test_malformed_packets_say_what_is_wrong(data: bytes, message: str) -> None:
 def test_padding_and_extension_are_stripped_from_the_payload() -> None:
     data = b"\xb0\x00" + bytes(10) + b"\xbe\xde\x00\x01" + b"EXT!" + b"audio" + b"\x00\x00\x03"
     assert RtpPacket.parse(data).payload == b"audio"
+
+
+@given(st.lists(st.integers(0, 700), max_size=30))
+def test_any_packet_sizes_reframe_into_whole_frames_keeping_every_sample(sizes: list[int]) -> None:
+    import numpy as np
+
+    from ivr_server.media.frames import Reframer
+
+    reframer = Reframer(8000)
+    audio = np.arange(sum(sizes), dtype=np.int64).astype(np.int16)
+    out, at = [], 0
+    for size in sizes:
+        out += reframer.push(audio[at : at + size])
+        at += size
+    assert all(len(f) == 160 for f in out)
+    whole = len(out) * 160
+    assert whole == sum(sizes) - sum(sizes) % 160
+    assert np.array_equal(np.concatenate(out) if out else audio[:0], audio[:whole])
