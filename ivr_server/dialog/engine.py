@@ -10,6 +10,7 @@ Every decision is recorded with the flow's version and the model's, so it can be
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 import uuid
@@ -21,7 +22,7 @@ import structlog
 
 from ivr_server.dialog.decide import Decision, Guess, Misses, decide
 from ivr_server.dialog.slots.parsers import entities, parse_heard
-from ivr_server.dialog.spec.model import Action, Flow, Intent, Settings, Slot, State, Transition
+from ivr_server.dialog.spec.model import Action, Flow, Intent, Settings, Slot, State, Tool, Transition
 from ivr_server.errors import ToolError
 from ivr_server.privacy.redact import SECURE_VALUES
 from ivr_server.speech.adapt.grammars import answer_kind
@@ -227,8 +228,12 @@ class Engine:
             "state": state.name,
             "flow_version": self.flow.version,
         }
+        call = asyncio.ensure_future(self.tools.call(tool, dict(self.session.slots), on_slow=filler))
         try:
-            result = await self.tools.call(tool, self.session.slots, on_slow=filler)
+            result = await (asyncio.shield(call) if tool.critical else call)
+        except asyncio.CancelledError:  # the caller hung up (or the call was cut) mid-request
+            await self._after_hangup(call, tool, audited, started)
+            raise
         except ToolError as err:
             self.session.tool_calls.append((name, err.code))
             self.audit(
@@ -251,6 +256,35 @@ class Engine:
             },
         )
         return True
+
+    async def _after_hangup(
+        self, call: asyncio.Future[Any], tool: Tool, audited: dict[str, Any], started: float
+    ) -> None:
+        """A critical tool (a payment, a card block) runs to its end after a hang-up, within its
+        own timeouts and retries; any other is cancelled. The audit trail says which, and how
+        the critical one ended."""
+        if not tool.critical:
+            call.cancel()
+            self.audit(
+                "tool_call", {**audited, "outcome": "cancelled_by_hangup", "latency_ms": _ms_since(started)}
+            )
+            return
+        outcome: dict[str, Any]
+        try:
+            async with asyncio.timeout(tool.timeout_s * (2 + tool.retries) + 5):
+                result = await call
+        except ToolError as err:
+            outcome = {"outcome": err.code, "error": str(err)[:300]}
+        except (TimeoutError, asyncio.CancelledError):  # stuck, or the server is hurrying to stop
+            call.cancel()
+            outcome = {"outcome": "abandoned_after_hangup"}
+        else:
+            outcome = {"outcome": "ok", "status": result.status, "attempts": result.attempts,
+                       "slots_set": sorted(result.slots)}  # fmt: skip
+        self.audit(
+            "tool_call", {**audited, **outcome, "after_hangup": True, "latency_ms": _ms_since(started)}
+        )
+        log.info("flow.critical_tool_finished", tool=tool.name, outcome=outcome["outcome"])
 
     async def _transfer(self, target: Mapping[str, str]) -> None:
         s = self.session

@@ -148,34 +148,46 @@ class ToolClient:
         if not breaker.allow(self._clock()):
             raise ToolUnavailable(f"tool {tool.name}: the circuit for service '{tool.service}' is open")
         try:
-            response = await self._http.send(request)
-            body = response.content[: MAX_ANSWER_BYTES + 1]
-        except httpx.TimeoutException as err:
+            async with asyncio.timeout(tool.timeout_s):  # the whole answer, not each read of it
+                status, body = await self._read(request)
+        except (httpx.TimeoutException, TimeoutError) as err:
             breaker.failed(self._clock())
             raise ToolTimeout(f"tool {tool.name}: no answer within {tool.timeout_s:g} s") from err
         except httpx.HTTPError as err:
             breaker.failed(self._clock())
             raise ToolUnavailable(f"tool {tool.name}: {type(err).__name__}: {err}") from err
-        if response.status_code >= 500:
+        if status >= 500:
             breaker.failed(self._clock())
-            raise ToolUnavailable(
-                f"tool {tool.name}: service '{tool.service}' answered {response.status_code}"
-            )
-        if response.status_code >= 400:
+            raise ToolUnavailable(f"tool {tool.name}: service '{tool.service}' answered {status}")
+        if status >= 400:
             breaker.succeeded()  # the service works; the request was refused
-            raise ToolBadAnswer(
-                f"tool {tool.name}: service '{tool.service}' refused it ({response.status_code})"
-            )
+            raise ToolBadAnswer(f"tool {tool.name}: service '{tool.service}' refused it ({status})")
         if len(body) > MAX_ANSWER_BYTES:
             breaker.failed(self._clock())
             raise ToolBadAnswer(f"tool {tool.name}: the answer is over {MAX_ANSWER_BYTES} bytes")
         try:
             data = json.loads(body) if body.strip() else {}
-        except ValueError as err:
+        except ValueError as err:  # not JSON, or an integer of over 4300 digits
             breaker.failed(self._clock())
-            raise ToolBadAnswer(f"tool {tool.name}: the answer is not JSON ({err})") from err
+            raise ToolBadAnswer(f"tool {tool.name}: the answer is not JSON ({str(err)[:200]})") from err
+        except RecursionError as err:
+            breaker.failed(self._clock())
+            raise ToolBadAnswer(f"tool {tool.name}: the answer is nested too deeply to read") from err
         breaker.succeeded()
-        return response.status_code, data
+        return status, data
+
+    async def _read(self, request: httpx.Request) -> tuple[int, bytes]:
+        """Status and body, reading no more than one byte past MAX_ANSWER_BYTES."""
+        response = await self._http.send(request, stream=True)
+        try:
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_ANSWER_BYTES:
+                    break
+            return response.status_code, bytes(body[: MAX_ANSWER_BYTES + 1])
+        finally:
+            await response.aclose()
 
     async def _filler(self, tool: Tool, on_slow: Callable[[], Awaitable[None]], slow: asyncio.Event) -> None:
         await asyncio.sleep(tool.filler_after_ms / 1000)

@@ -5,7 +5,8 @@ with a few accounts, card blocking it records, and faults tests can order.
     GET  /accounts/{account}/transactions?limit  {"summary": "...", "items": [...]}
     POST /cards/block {"last4": "4421"}          {"reference": "BLK-000001", "status": "blocked"}
     GET  /_calls                                 every call so far (what the tests assert on)
-    POST /_faults {"delay_ms", "status", "malformed", "times"}   the next requests misbehave
+    POST /_faults {"delay_ms", "status", "malformed", "answer", "times"}   the next requests misbehave
+                 (answer: "huge", 5 MB of JSON streamed; "nested", an array nested 100,000 deep)
     GET  /health
 
 Run it with ``ivr-server demo-bank`` (127.0.0.1:8099).
@@ -17,6 +18,7 @@ import asyncio
 import itertools
 import json
 import socket
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,21 +33,40 @@ ACCOUNTS = {
 }  # fmt: skip
 
 
+MAX_CALLS_KEPT, MAX_FAULTS = 1000, 100  # a long-running demo keeps its memory
+ANSWERS = ("", "huge", "nested")
+HUGE_BYTES = 5_000_000
+
+
 @dataclass
 class Fault:
     delay_ms: int = 0
     status: int = 0
     malformed: bool = False
     times: int = 1
+    answer: str = ""
+
+    @classmethod
+    def from_json(cls, spec: Any) -> Fault:
+        """A fault as a test orders it; ValueError names what is wrong."""
+        if not isinstance(spec, dict) or set(spec) - {"delay_ms", "status", "malformed", "times", "answer"}:
+            raise ValueError("a fault is an object of delay_ms, status, malformed, times, answer")
+        fault = cls(**spec)
+        numbers = (fault.delay_ms, fault.status, fault.times)
+        if not all(isinstance(v, int) and 0 <= v <= 60_000 for v in numbers) or fault.answer not in ANSWERS:
+            raise ValueError(
+                f"delay_ms, status and times are whole numbers to 60000; answer one of {ANSWERS}"
+            )
+        return fault
 
 
 @dataclass
 class Bank:
-    calls: list[dict[str, Any]] = field(default_factory=list)
+    calls: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_CALLS_KEPT))
     faults: list[Fault] = field(default_factory=list)
     refs: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
-    async def misbehave(self) -> web.Response | None:
+    async def misbehave(self) -> web.StreamResponse | None:
         if not self.faults:
             return None
         fault = self.faults[0]
@@ -58,7 +79,30 @@ class Bank:
             return web.json_response({"error": "injected"}, status=fault.status)
         if fault.malformed:
             return web.Response(text="<html>not json", content_type="text/html")
+        if fault.answer == "nested":
+            return web.Response(text="[" * 100_000 + "]" * 100_000, content_type="application/json")
+        if fault.answer == "huge":
+            return _Huge()
         return None
+
+
+class _Huge(web.StreamResponse):
+    """A JSON answer of HUGE_BYTES, streamed: what a client that reads it all would hold."""
+
+    def __init__(self) -> None:
+        super().__init__(headers={"Content-Type": "application/json"})
+
+    async def prepare(self, request: web.BaseRequest) -> Any:
+        writer = await super().prepare(request)
+        chunk = b" " * 65536
+        await self.write(b'{"available": "1.00", "pad": "')
+        try:
+            for _ in range(HUGE_BYTES // len(chunk)):
+                await self.write(chunk)
+            await self.write(b'"}')
+        except (ConnectionResetError, RuntimeError):  # the client stopped reading: as it should
+            pass
+        return writer
 
 
 def make_app() -> web.Application:
@@ -69,7 +113,7 @@ def make_app() -> web.Application:
         bank.calls.append({"method": request.method, "path": request.rel_url.raw_path, "body": body,
                            "idempotency_key": request.headers.get("Idempotency-Key")})  # fmt: skip
 
-    async def account_of(request: web.Request) -> dict[str, Any] | web.Response:
+    async def account_of(request: web.Request) -> dict[str, Any] | web.StreamResponse:
         """The account a request names, or the answer to send instead (a fault, a 404)."""
         record(request)
         if (bad := await bank.misbehave()) is not None:
@@ -79,15 +123,15 @@ def make_app() -> web.Application:
             return web.json_response({"error": "no such account"}, status=404)
         return account
 
-    async def balance(request: web.Request) -> web.Response:
+    async def balance(request: web.Request) -> web.StreamResponse:
         account = await account_of(request)
-        if isinstance(account, web.Response):
+        if isinstance(account, web.StreamResponse):
             return account
         return web.json_response({"available": account["available"], "currency": "USD"})
 
-    async def transactions(request: web.Request) -> web.Response:
+    async def transactions(request: web.Request) -> web.StreamResponse:
         account = await account_of(request)
-        if isinstance(account, web.Response):
+        if isinstance(account, web.StreamResponse):
             return account
         limit = request.query.get("limit", "3")
         if not limit.isdigit():
@@ -99,7 +143,7 @@ def make_app() -> web.Application:
         )
         return web.json_response({"summary": summary, "items": [{"name": n, "amount": a} for n, a in items]})
 
-    async def block(request: web.Request) -> web.Response:
+    async def block(request: web.Request) -> web.StreamResponse:
         try:
             body = await request.json()
         except (ValueError, json.JSONDecodeError):
@@ -113,12 +157,16 @@ def make_app() -> web.Application:
         return web.json_response({"reference": f"BLK-{next(bank.refs):06d}", "status": "blocked"})
 
     async def calls(_request: web.Request) -> web.Response:
-        return web.json_response(bank.calls)
+        return web.json_response(list(bank.calls))
 
     async def faults(request: web.Request) -> web.Response:
-        spec = await request.json()
-        bank.faults.append(Fault(int(spec.get("delay_ms", 0)), int(spec.get("status", 0)),
-                                 bool(spec.get("malformed", False)), int(spec.get("times", 1))))  # fmt: skip
+        try:
+            fault = Fault.from_json(await request.json())
+        except (ValueError, TypeError) as err:
+            return web.json_response({"error": str(err)[:200]}, status=400)
+        if len(bank.faults) >= MAX_FAULTS:
+            return web.json_response({"error": f"at most {MAX_FAULTS} faults wait"}, status=429)
+        bank.faults.append(fault)
         return web.json_response({"queued": len(bank.faults)})
 
     async def health(_request: web.Request) -> web.Response:

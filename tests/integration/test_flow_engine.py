@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ivr_server.dialog.engine import Engine
 from ivr_server.dialog.flowtest import ScriptPort, run_file, run_test
 from ivr_server.dialog.spec.loader import load_flow
 from ivr_server.tools.client import Service
@@ -206,3 +207,48 @@ async def test_every_decision_records_the_recognition_resources_it_was_heard_wit
     assert session.decisions and all(r.resources_version == "a0a773af1dd9" for r in session.decisions)
     decisions = [p for kind, p in audited if kind == "decision"]
     assert decisions and all(p["asr_resources_version"] == "a0a773af1dd9" for p in decisions)
+
+
+@pytest.mark.parametrize("critical", [True, False])
+async def test_a_hang_up_mid_request_lets_a_critical_tool_finish_and_audits_it(critical: bool) -> None:
+    """The caller hangs up while the card block (critical in the flow) is on its way: the POST
+    completes and the audit trail says so after the call's task has ended. A tool that is not
+    critical is cancelled with the call, and the trail says that instead."""
+    import asyncio
+    import dataclasses
+
+    from ivr_server.tools.client import ToolClient
+
+    runner, services, url = await bank_with_fault(delay_ms=600, times=1)
+    flow = BANKING
+    if not critical:
+        tools = {
+            **BANKING.tools,
+            "block_card": dataclasses.replace(BANKING.tools["block_card"], critical=False),
+        }
+        flow = dataclasses.replace(BANKING, tools=tools)
+    audited: list[tuple[str, dict]] = []
+    port = ScriptPort([{"say": "I lost my card ending 4421"}, {"say": "yes"}])
+    client = ToolClient(services)
+    engine = Engine(flow, port, tools=client, today=TODAY, audit=lambda k, p: audited.append((k, p)))
+    port.engine = engine
+    try:
+        call = asyncio.create_task(engine.run())
+        while engine.session.state != "block_card":
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # the POST is at the bank, which answers after 600 ms
+        call.cancel()  # the hang-up
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        async with httpx.AsyncClient() as http:
+            made = (await http.get(f"{url}/_calls")).json()
+    finally:
+        await client.aclose()
+        await runner.cleanup()  # type: ignore[attr-defined]
+    (tool_call,) = [p for k, p in audited if k == "tool_call"]
+    assert [c["path"] for c in made] == ["/cards/block"]
+    if critical:
+        assert tool_call["outcome"] == "ok" and tool_call["after_hangup"] is True
+        assert tool_call["slots_set"] == ["block_ref"] and tool_call["latency_ms"] >= 550
+    else:
+        assert tool_call["outcome"] == "cancelled_by_hangup"

@@ -156,3 +156,28 @@ async def test_an_unconfigured_service_is_named() -> None:
             await tools.call(BALANCE, {"account": "12345678"})
     finally:
         await tools.aclose()
+
+
+@pytest.mark.parametrize(
+    ("answer", "named"),
+    [("huge", "the answer is over 1000000 bytes"), ("nested", "the answer is nested too deeply to read")],
+)
+async def test_a_hostile_answer_is_a_bad_answer_read_no_further_than_the_cap(
+    bank: str, answer: str, named: str
+) -> None:
+    """5 MB streamed (the client stops one byte past 1 MB) or an array nested 100,000 deep."""
+    await fault(bank, answer=answer)
+    tools = client(bank)
+    try:
+        with pytest.raises(ToolBadAnswer, match=named):
+            await tools.call(dataclasses.replace(BALANCE, retries=0), {"account": "12345678"})
+        assert (await tools.call(BALANCE, {"account": "12345678"})).slots == {"balance": "1234.56"}
+    finally:
+        await tools.aclose()
+
+
+async def test_the_demo_bank_refuses_a_malformed_fault_order(bank: str) -> None:
+    async with httpx.AsyncClient() as http:
+        for spec in ([1, 2], {"delay_ms": "soon"}, {"answer": "../../etc"}, {"unknown": 1}):
+            resp = await http.post(f"{bank}/_faults", json=spec)
+            assert resp.status_code == 400 and "error" in resp.json()

@@ -61,7 +61,7 @@ class Tool:
     timeout_s: float = 3.0
     retries: int = 0
     idempotent: bool = False
-    critical: bool = False  # not cancelled by barge-in
+    critical: bool = False  # runs to its end (audited) even if the caller hangs up meanwhile
     filler_after_ms: int = 1000
     filler: str | None = None  # prompt played when the call takes longer than filler_after_ms
     result: dict[str, str] = field(default_factory=dict)  # slot -> dotted path in the JSON answer
