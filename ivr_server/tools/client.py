@@ -127,7 +127,7 @@ class ToolClient:
                 await asyncio.gather(filler, return_exceptions=True)
         elapsed_ms = (time.monotonic() - started) * 1000
         result = ToolResult(
-            _mapped(tool, answer[1]), answer[0], attempts, round(elapsed_ms, 1), slow.is_set()
+            map_answer(tool, answer[1]), answer[0], attempts, round(elapsed_ms, 1), slow.is_set()
         )
         log.info("tool.called", tool=tool.name, service=tool.service, status=result.status,
                  attempts=attempts, elapsed_ms=result.elapsed_ms, slow=result.slow)  # fmt: skip
@@ -166,13 +166,10 @@ class ToolClient:
             breaker.failed(self._clock())
             raise ToolBadAnswer(f"tool {tool.name}: the answer is over {MAX_ANSWER_BYTES} bytes")
         try:
-            data = json.loads(body) if body.strip() else {}
-        except ValueError as err:  # not JSON, or an integer of over 4300 digits
+            data = decode_answer(tool, body)
+        except ToolBadAnswer:
             breaker.failed(self._clock())
-            raise ToolBadAnswer(f"tool {tool.name}: the answer is not JSON ({str(err)[:200]})") from err
-        except RecursionError as err:
-            breaker.failed(self._clock())
-            raise ToolBadAnswer(f"tool {tool.name}: the answer is nested too deeply to read") from err
+            raise
         breaker.succeeded()
         return status, data
 
@@ -195,7 +192,17 @@ class ToolClient:
         await on_slow()
 
 
-def _mapped(tool: Tool, data: Any) -> dict[str, str]:
+def decode_answer(tool: Tool, body: bytes) -> Any:
+    """A service's answer as JSON values; ToolBadAnswer says what was wrong with it."""
+    try:
+        return json.loads(body) if body.strip() else {}
+    except (ValueError, UnicodeDecodeError) as err:  # not JSON, or an integer of over 4300 digits
+        raise ToolBadAnswer(f"tool {tool.name}: the answer is not JSON ({str(err)[:200]})") from err
+    except RecursionError as err:
+        raise ToolBadAnswer(f"tool {tool.name}: the answer is nested too deeply to read") from err
+
+
+def map_answer(tool: Tool, data: Any) -> dict[str, str]:
     """The answer's fields into slots: ``{"balance": "available"}`` reads data["available"];
     dotted paths go deeper (``account.balance``, ``items.0.amount``)."""
     out = {}

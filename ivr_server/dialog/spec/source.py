@@ -72,7 +72,10 @@ def read_source(path: Path) -> Source:
 
 
 def parse_source(text: str, name: str = "<flow>") -> Source:
-    source = Source(name, None, version=hashlib.sha256(text.encode()).hexdigest()[:12])
+    # surrogatepass: text from an API may hold lone surrogates; YAML then refuses them by place
+    source = Source(
+        name, None, version=hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    )
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as err:
