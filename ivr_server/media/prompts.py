@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -11,6 +12,9 @@ from ivr_server.media.g711 import Pcm
 from ivr_server.media.resample import resample
 
 MANIFEST = "prompts.toml"
+
+
+PROMPT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 def read_texts(directory: Path) -> dict[str, str]:
@@ -25,6 +29,11 @@ def read_texts(directory: Path) -> dict[str, str]:
         raise MediaError(f"{manifest} is not valid TOML: {err}") from err
     if not isinstance(texts, dict) or not texts:
         raise MediaError(f'{manifest} has no [prompts] table of id = "text" lines')
+    # An id names a file (<id>.wav beside the manifest): "../x" or "/x" would write elsewhere.
+    bad = sorted(k for k in texts if not PROMPT_ID.fullmatch(str(k)))
+    if bad:
+        raise MediaError(f"{manifest}: prompt ids {', '.join(map(repr, bad[:5]))} are not names "
+                         "(letters, digits, _ and -, starting with a letter or digit)")  # fmt: skip
     return {str(k): str(v) for k, v in texts.items()}
 
 

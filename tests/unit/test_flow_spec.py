@@ -233,6 +233,14 @@ ALIAS_BOMB = "".join(
         ("flow: x\nversion: " + "9" * 5000 + "\n", "cannot be read as a value: Exceeds the limit"),
         ("flow: 2001-13-45\n", "'2001-13-45' cannot be read as a value: month must be in 1..12"),
         ("\x00\x01\x02 flow: x", "not valid YAML: unacceptable character #x0000"),
+        (
+            "flow: x\nstates:\n  a: {end: true}\nnlu:\n  data: [../secrets.csv]\n",
+            "'../secrets.csv' must be a path inside the flow file's",
+        ),
+        (
+            "flow: x\nstates:\n  a: {end: true}\nnlu:\n  data: [/etc/passwd]\n",
+            "'/etc/passwd' must be a path inside the flow file's",
+        ),
     ],
 )
 def test_hostile_flow_files_are_problems_naming_what_was_wrong(text: str, named: str) -> None:
@@ -256,3 +264,13 @@ def test_any_yaml_document_gives_a_flow_or_problems_never_an_exception(document:
 
     flow, problems = check_text(yaml.safe_dump(document))
     assert (flow is None) == bool(problems)
+
+
+@pytest.mark.parametrize("pid", ["../evil", "/tmp/evil", "a/b", ".hidden", ""])
+def test_a_prompt_id_that_is_not_a_name_is_refused_before_it_names_a_file(pid: str, tmp_path: Path) -> None:
+    from ivr_server.errors import MediaError
+    from ivr_server.media.prompts import read_texts
+
+    (tmp_path / "prompts.toml").write_text(f'[prompts]\nwelcome = "Hello"\n"{pid}" = "x"\n')
+    with pytest.raises(MediaError, match="are not names"):
+        read_texts(tmp_path)

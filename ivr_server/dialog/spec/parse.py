@@ -355,7 +355,12 @@ class Builder:
         data = self.strings(raw.get("data"), (*path, "data"))
         base = Path(self.src.file).parent
         for i, name in enumerate(data):
-            if not (base / name).is_file():
+            if Path(name).is_absolute() or ".." in Path(name).parts:
+                self.src.problem(
+                    (*path, "data", i),
+                    f"data file '{name[:80]}' must be a path inside the flow file's folder",
+                )
+            elif not (base / name).is_file():
                 self.src.problem(
                     (*path, "data", i), f"data file '{name}' not found (paths are relative to the flow file)"
                 )
