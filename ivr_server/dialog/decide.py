@@ -14,12 +14,18 @@ its state does not allow.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+import regex
+import structlog
 
 from ivr_server.dialog.spec.model import Intent, Settings
+
+log = structlog.get_logger(__name__)
 
 Kind = Literal["act", "confirm", "disambiguate", "no_match"]
 Source = Literal["dtmf", "keyword", "pattern", "model", "none"]
@@ -96,8 +102,33 @@ def _keyword_hits(intents: Sequence[Intent], words: str) -> list[str]:
     return [i.name for i in intents if any(f" {normalized(k)} " in padded for k in i.keywords)]
 
 
+PATTERN_TIMEOUT_S = 0.02  # a designer's pattern on a caller's words: bounded, the loop carries audio
+MAX_PATTERN_TEXT = 1000  # characters of an utterance a pattern is tried on
+
+
 def _pattern_hits(intents: Sequence[Intent], words: str) -> list[str]:
-    return [i.name for i in intents if any(re.search(p, words) for p in i.patterns)]
+    return [i.name for i in intents if any(pattern_hit(p, words) for p in i.patterns)]
+
+
+def pattern_hit(pattern: str, words: str) -> bool:
+    """Whether the flow's pattern matches; a pattern that backtracks past PATTERN_TIMEOUT_S on
+    these words counts as no match (and is logged once per pattern) instead of stalling the
+    event loop. The ``regex`` module is the one with a match timeout."""
+    try:
+        return _compiled(pattern).search(words[:MAX_PATTERN_TEXT], timeout=PATTERN_TIMEOUT_S) is not None
+    except TimeoutError:
+        if pattern not in _timed_out:
+            _timed_out.add(pattern)
+            log.warning("flow.pattern_timeout", pattern=pattern[:120], timeout_s=PATTERN_TIMEOUT_S)
+        return False
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(pattern: str) -> Any:
+    return regex.compile(pattern)
+
+
+_timed_out: set[str] = set()
 
 
 def _by_model(intents: Sequence[Intent], settings: Settings, guesses: Sequence[Guess]) -> Decision:

@@ -105,3 +105,16 @@ def test_words_heard_unsurely_are_confirmed_never_acted_on() -> None:
     assert decide(WELCOME, S, keyed="3", heard_confidence=0.1).kind == "act"
     off = Settings(asr_confirm_below=0.0)
     assert decide(WELCOME, off, "how much do I have", guesses=sure_model, heard_confidence=0.01).kind == "act"
+
+
+def test_a_pattern_that_backtracks_on_a_callers_words_is_no_match_within_its_bound() -> None:
+    """(a+)+b on 40 a's takes minutes with Python's re; here it gives up after
+    PATTERN_TIMEOUT_S and counts as no match, so the event loop is never held."""
+    import time
+
+    from ivr_server.dialog.decide import PATTERN_TIMEOUT_S, pattern_hit
+
+    started = time.perf_counter()
+    assert not pattern_hit(r"(a+)+b", "a" * 40)
+    assert time.perf_counter() - started < PATTERN_TIMEOUT_S * 20  # the bound, not minutes
+    assert pattern_hit(r"\bblock(ed)? my card\b", "please block my card now")

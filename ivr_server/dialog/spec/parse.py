@@ -10,6 +10,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+import regex
+
 from ivr_server.dialog.spec.model import (
     HTTP_METHODS,
     Action,
@@ -194,8 +196,8 @@ class Builder:
         patterns = self.strings(raw.get("patterns"), (*path, "patterns"))
         for i, pattern in enumerate(patterns):
             try:
-                re.compile(pattern)
-            except re.error as err:
+                regex.compile(pattern)  # what decide.py matches with (it has a timeout)
+            except regex.error as err:
                 self.src.problem(
                     (*path, "patterns", i), f"pattern {pattern!r} is not a regular expression: {err}"
                 )
