@@ -70,7 +70,7 @@ async def test_no_card_or_secure_value_in_logs_store_or_webhooks(
         env = {
             "IVR_FLOWS_DIR": str(flows),
             "IVR_DATABASE_URL": url,
-            "IVR_METRICS_PORT": "0",
+            "IVR_METRICS_PORT": "19467",
             "IVR_MEDIA_PORT_MIN": "41300",
             "IVR_MEDIA_PORT_MAX": "41399",
             "IVR_ARI_PASSWORD": "ivr-sandbox",
@@ -88,6 +88,8 @@ async def test_no_card_or_secure_value_in_logs_store_or_webhooks(
         flow = [(x["event"], x.get("words"), x.get("intent")) for x in lines if "call_id" in x]
         assert sipp == 0, f"{call.errors()[-500:]}\n{flow}"
         await asyncio.sleep(1.0)  # the webhook's retry after its first 503
+        async with httpx.AsyncClient() as http:
+            metrics = (await http.get("http://127.0.0.1:19467/metrics")).text
         proc.send_signal(signal.SIGTERM)
         _, rest = await asyncio.wait_for(proc.communicate(), 30)
         lines += [json.loads(line) for line in rest.decode().splitlines()]
@@ -105,7 +107,10 @@ async def test_no_card_or_secure_value_in_logs_store_or_webhooks(
     assert ("GET", f"/accounts/{ACCOUNT}/balance") in made, made  # the secure value was really used
     assert {"decision", "tool_call", "transfer", "call_ended", "config_change"} <= audited, audited
     logs, webhooks = json.dumps(lines), json.dumps(pop.received)
-    for where, text in (("logs", logs), ("store", store), ("webhooks", webhooks)):
+    for where, text in (("logs", logs), ("store", store), ("webhooks", webhooks), ("metrics", metrics)):
         assert ACCOUNT not in text, f"the secure account number is in the {where}"
-        assert Redactor(SecureValues()).text(text).found["card"] == 0, f"a card number is in the {where}"
+        found = Redactor(SecureValues()).text(text).found
+        for kind in ("card", "national_id", "iban"):
+            assert found[kind] == 0, f"{found[kind]} {kind} in the {where}"
+    assert "ivr_calls_ended_total" in metrics
     assert pop.received, "the agent's screen pop got nothing"
