@@ -163,7 +163,7 @@ class Builder:
                 kind = int if f.name in _OPTIONAL_INTS else type(getattr(base, f.name))
                 what = {bool: "true or false", int: "a whole number", float: "a number"}[kind]
                 got = self.typed(raw[f.name], (*path, f.name), kind, getattr(base, f.name), what)
-                if kind is not bool and got < 0:
+                if got is not None and kind is not bool and got < 0:
                     self.src.problem((*path, f.name), f"{f.name} must not be negative")
                     continue
                 changes[f.name] = got

@@ -76,6 +76,11 @@ def parse_source(text: str, name: str = "<flow>") -> Source:
     source = Source(
         name, None, version=hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
     )
+    if _bracket_depth(text) > MAX_DEPTH:  # refused before PyYAML, which slows and then recurses
+        source.problems.append(
+            Problem(name, 1, 1, f"nested too deeply (a flow nests under {MAX_DEPTH} levels)")
+        )
+        return source
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as err:
@@ -102,6 +107,35 @@ def parse_source(text: str, name: str = "<flow>") -> Source:
         source.data = None
         source.problems.append(Problem(name, line, column, f"not valid here: {err.problem or err}"))
     return source
+
+
+def _bracket_depth(text: str) -> int:
+    """How deep [ and { nest outside quotes and comments (an upper bound is enough: a text with
+    fewer brackets than MAX_DEPTH is not even scanned)."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return 0
+    depth = deepest = 0
+    quote, previous = "", "\n"
+    chars = iter(text)
+    for ch in chars:
+        if quote:
+            if ch == "\\" and quote == '"':
+                next(chars, None)
+            elif ch == quote:
+                quote = ""
+        elif ch == "#" and previous in " \t\n":
+            for rest in chars:  # a comment runs to the end of its line
+                if rest == "\n":
+                    break
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+        previous = ch
+    return deepest
 
 
 def _at(node: yaml.Node) -> tuple[int, int]:
