@@ -18,7 +18,6 @@ import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
 from ivr_server import __version__
-from ivr_server.audit.append import AuditEvent
 from ivr_server.config import Settings, effective_settings, mask_url
 from ivr_server.dialog.declarative import FlowLibrary
 from ivr_server.dialog.flows import FLOWS, Flow
@@ -32,6 +31,7 @@ from ivr_server.observability.logging import RateLimitedLog
 from ivr_server.observability.metrics import Metrics, serve_metrics
 from ivr_server.speech.adapt.compile import Compiler
 from ivr_server.speech.voice_services import LoadedVoice, load_voice
+from ivr_server.store.audit_append import AuditEvent
 from ivr_server.store.database import create_engine, require_current_schema
 from ivr_server.store.deployments import Deployment, serving
 from ivr_server.store.outbox import Outbox

@@ -50,8 +50,8 @@ def add_commands(commands: Any, epilog: str) -> None:
 
 
 def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
-    from ivr_server.audit.store import verify_store
     from ivr_server.cli import _open_store
+    from ivr_server.store.audit_trail import verify_store
 
     async def run() -> int:
         engine = await _open_store(settings)
@@ -79,8 +79,8 @@ def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_audit_list(args: argparse.Namespace, settings: Settings) -> int:
-    from ivr_server.audit.store import recent
     from ivr_server.cli import _open_store
+    from ivr_server.store.audit_trail import recent
 
     async def run() -> int:
         engine = await _open_store(settings)

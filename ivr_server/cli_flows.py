@@ -360,11 +360,11 @@ def cmd_flows_stats(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_flows_replay(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
-    from ivr_server.audit.store import last_decisions
     from ivr_server.cli import _open_store
     from ivr_server.dialog.nlu.flow_model import model_for_flow
     from ivr_server.dialog.replay import replay
     from ivr_server.dialog.spec.loader import check_file, check_text
+    from ivr_server.store.audit_trail import last_decisions
     from ivr_server.store.deployments import list_deployments
 
     from_file = Path(args.candidate).is_file()

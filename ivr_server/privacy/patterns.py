@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from ivr_server.dialog.slots.words import UNITS
+from ivr_server.spoken_numbers import UNITS
 
 Span = tuple[int, int]
 

@@ -18,8 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ivr_server.dialog.slots.words import DIGIT_WORDS, REPEATS
 from ivr_server.privacy import patterns
+from ivr_server.spoken_numbers import DIGIT_WORDS, REPEATS
 
 KINDS = ("card", "national_id", "phone", "email", "iban", "sort_code", "date_of_birth", "secure")
 MAX_TEXT = 100_000  # longer text is redacted in pieces of at most this, cut at white space

@@ -15,8 +15,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ivr_server.audit.append import AuditEvent, append_audit
 from ivr_server.errors import IvrError, StoreError
+from ivr_server.store.audit_append import AuditEvent, append_audit
 from ivr_server.store.schema import flow_deployments
 
 SERVING = ("active", "candidate")

@@ -21,8 +21,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import Executable
 
-from ivr_server.audit.append import AuditEvent, append_audit
 from ivr_server.errors import StoreError
+from ivr_server.store.audit_append import AuditEvent, append_audit
 from ivr_server.store.schema import call_events, calls, handoffs, turns
 
 INPUT_EVENTS = ("dtmf", "dtmf_collected")  # call events that carry what the caller keyed

@@ -30,10 +30,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ivr_server.audit.append import AuditEvent, append_audit
 from ivr_server.observability.logging import RateLimitedLog
 from ivr_server.observability.metrics import Metrics
 from ivr_server.privacy.redact import Redactor
+from ivr_server.store.audit_append import AuditEvent, append_audit
 from ivr_server.store.outbox import Outbox
 from ivr_server.store.schema import SIZES, call_events, calls, handoffs, turns
 

@@ -20,7 +20,7 @@ import structlog
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ivr_server.audit.append import AuditEvent
+from ivr_server.store.audit_append import AuditEvent
 from ivr_server.store.queries import open_call_ids
 from ivr_server.store.writer import CallEnded, CallEvent
 from ivr_server.telephony.ari_connection import Snapshot

@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 import numpy as np
 import structlog
 
-from ivr_server.audit.append import AuditEvent
 from ivr_server.config import Settings
 from ivr_server.dialog.flows import Flow
 from ivr_server.errors import AriError, AriNotFound, AriUnavailable, MediaError
@@ -36,6 +35,7 @@ from ivr_server.observability.metrics import Metrics
 from ivr_server.speech.asr.base import LanguageModel
 from ivr_server.speech.speech_meter import SpeechMeter, SpeechSegment
 from ivr_server.speech.voice import Heard, Said, VoiceIO, VoiceServices
+from ivr_server.store.audit_append import AuditEvent
 from ivr_server.store.writer import CallAnswered, CallEnded, CallEvent, CallStarted, StoreWriter
 from ivr_server.telephony.ari_events import Channel
 from ivr_server.telephony.ari_rest import AriRestClient, best_effort

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ivr_server.audit.append import AuditEvent
-from ivr_server.audit.store import chain_rows, verify_store
+from ivr_server.store.audit_append import AuditEvent
+from ivr_server.store.audit_trail import chain_rows, verify_store
 from ivr_server.store.database import create_engine
 from ivr_server.store.queries import call_events_of, list_calls
 from ivr_server.store.writer import CallEvent, Op

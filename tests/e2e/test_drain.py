@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ivr_server.audit.store import recent, verify_store
+from ivr_server.store.audit_trail import recent, verify_store
 from ivr_server.store.database import create_engine
 from ivr_server.store.queries import list_calls
 from tests.conftest import fresh_database, sandbox

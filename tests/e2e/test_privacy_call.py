@@ -17,8 +17,8 @@ import httpx
 import pytest
 from sqlalchemy import MetaData, select
 
-from ivr_server.audit.store import recent, verify_store
 from ivr_server.privacy.redact import Redactor, SecureValues
+from ivr_server.store.audit_trail import recent, verify_store
 from ivr_server.store.database import create_engine
 from tests.conftest import REPO, fresh_database
 from tests.e2e.test_banking_call import ScreenPop, prompt_ms, spoken

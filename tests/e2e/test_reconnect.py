@@ -12,7 +12,7 @@ import httpx
 import pytest
 import structlog
 
-from ivr_server.audit.store import recent, verify_store
+from ivr_server.store.audit_trail import recent, verify_store
 from ivr_server.store.database import create_engine
 from ivr_server.store.queries import call_events_of, list_calls
 from tests.conftest import running_server, sandbox, server_settings, settle

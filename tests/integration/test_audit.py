@@ -13,10 +13,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ivr_server.audit import chain
-from ivr_server.audit.append import AuditEvent
-from ivr_server.audit.store import chain_rows, recent, verify_store
 from ivr_server.observability.metrics import Metrics
 from ivr_server.privacy.redact import Redactor, SecureValues
+from ivr_server.store.audit_append import AuditEvent
+from ivr_server.store.audit_trail import chain_rows, recent, verify_store
 from ivr_server.store.queries import turns_of
 from ivr_server.store.writer import CallStarted, StoreWriter, Turn
 from tests.integration.test_cli import cli

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ivr_server.audit.store import recent, verify_store
 from ivr_server.dialog.declarative import CanaryFlow, FlowLibrary
 from ivr_server.dialog.spec.loader import check_text
+from ivr_server.store.audit_trail import recent, verify_store
 from ivr_server.store.deployments import DeploymentError, deploy, list_deployments, promote, rollback, serving
 from ivr_server.tools.client import ToolClient
 from tests.conftest import REPO

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from ivr_server.audit.append import AuditEvent
-from ivr_server.audit.store import chain_rows, verify_store
 from ivr_server.errors import ConfigError
 from ivr_server.observability.metrics import Metrics
+from ivr_server.store.audit_append import AuditEvent
+from ivr_server.store.audit_trail import chain_rows, verify_store
 from ivr_server.store.database import create_engine
 from ivr_server.store.outbox import Outbox
 from ivr_server.store.queries import call_events_of, list_calls

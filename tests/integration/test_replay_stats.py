@@ -10,10 +10,10 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ivr_server.audit.append import AuditEvent
 from ivr_server.dialog.nlu.flow_model import model_for_flow
 from ivr_server.dialog.replay import redecide
 from ivr_server.dialog.spec.loader import check_text
+from ivr_server.store.audit_append import AuditEvent
 from ivr_server.store.deployments import deploy
 from ivr_server.store.flow_stats import flow_stats
 from ivr_server.store.writer import CallEnded, CallEvent, CallStarted, Op, Turn

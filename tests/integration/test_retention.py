@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ivr_server.audit.store import recent, verify_store
+from ivr_server.store.audit_trail import recent, verify_store
 from ivr_server.store.queries import call_events_of, turns_of
 from ivr_server.store.retention import RetentionPolicy, apply_retention
 from ivr_server.store.schema import calls, handoffs

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ivr_server.dialog.slots.words import DIGIT_WORDS
 from ivr_server.privacy.redact import Redactor, SecureValues, luhn_valid
+from ivr_server.spoken_numbers import DIGIT_WORDS
 
 SPOKEN = {
     d: w for w, d in reversed(DIGIT_WORDS.items()) if w not in ("to", "too", "for", "o", "oh", "nought")

@@ -15,9 +15,10 @@ from typing import Protocol
 
 from ivr_server.errors import AsrError
 from ivr_server.media.g711 import Pcm
+from ivr_server.spoken_numbers import GRAMMAR_DIGITS
 
 # Named grammars a flow or the CLI can ask for; an engine turns the phrases into its own form.
-DIGIT_WORDS = ("zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+DIGIT_WORDS = GRAMMAR_DIGITS  # the digits grammar's words (spoken_numbers.py)
 GRAMMARS: dict[str, tuple[str, ...]] = {"digits": DIGIT_WORDS, "yesno": ("yes", "no")}
 
 
