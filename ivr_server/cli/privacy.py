@@ -11,9 +11,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ivr_server.cli.common import ExitCode
 from ivr_server.config import Settings
 
-NOT_FOUND, FOUND = 5, 1
+NOT_FOUND, FOUND = int(ExitCode.NOT_FOUND), int(ExitCode.FAILURE)  # FOUND: --check found something
 
 
 def add_commands(commands: Any, epilog: str) -> None:

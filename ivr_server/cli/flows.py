@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ivr_server.cli.common import ExitCode, opened_store, print_table
 from ivr_server.config import Settings
 
-BAD_INPUT = 6  # cli.ExitCode.BAD_INPUT (cli imports this module)
+BAD_INPUT = int(ExitCode.BAD_INPUT)
 
 
 def add_commands(commands: Any, epilog: str) -> None:
@@ -231,7 +232,6 @@ def _percent(text: str) -> int:
 def cmd_flows_deploy(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
-    from ivr_server.cli import _open_store
     from ivr_server.dialog.spec.loader import check_file
     from ivr_server.store.deployments import DeploymentError, deploy
 
@@ -243,16 +243,14 @@ def cmd_flows_deploy(args: argparse.Namespace, settings: Settings) -> int:
     source = args.file.read_text(encoding="utf-8")
 
     async def run() -> int:
-        engine = await _open_store(settings)
         try:
-            done = await deploy(
-                engine, flow.name, flow.version, source, args.canary, settings.audit_key_bytes
-            )
+            async with opened_store(settings) as engine:
+                done = await deploy(
+                    engine, flow.name, flow.version, source, args.canary, settings.audit_key_bytes
+                )
         except DeploymentError as err:
             print(f"ivr-server: {err}", file=sys.stderr)
             return 1
-        finally:
-            await engine.dispose()
         share = f", canary {done.canary_percent}% of new calls" if done.status == "candidate" else ""
         print(f"deployed {done.flow} v{done.version_number} ({done.content_hash}) as {done.status}{share}")
         return 0
@@ -263,15 +261,11 @@ def cmd_flows_deploy(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_flows_list(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
-    from ivr_server.cli import _open_store
     from ivr_server.store.deployments import list_deployments
 
     async def run() -> int:
-        engine = await _open_store(settings)
-        try:
+        async with opened_store(settings) as engine:
             versions = await list_deployments(engine, args.flow)
-        finally:
-            await engine.dispose()
         if args.json:
             print(json.dumps([v.as_dict() for v in versions], indent=1))
             return 0
@@ -289,24 +283,21 @@ def cmd_flows_list(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_flows_change(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
-    from ivr_server.cli import _open_store
     from ivr_server.store.deployments import DeploymentError, promote, rollback
 
     async def run() -> int:
-        engine = await _open_store(settings)
         try:
-            if args.change == "promote":
-                done = await promote(engine, args.flow, settings.audit_key_bytes)
-                print(f"{done.flow} v{done.version_number} is now active for every new call")
-            else:
-                now = await rollback(engine, args.flow, settings.audit_key_bytes)
-                serving = f"v{now.version_number}" if now is not None else "the flow file"
-                print(f"rolled back: new {args.flow} calls get {serving}")
+            async with opened_store(settings) as engine:
+                if args.change == "promote":
+                    done = await promote(engine, args.flow, settings.audit_key_bytes)
+                    print(f"{done.flow} v{done.version_number} is now active for every new call")
+                else:
+                    now = await rollback(engine, args.flow, settings.audit_key_bytes)
+                    serving = f"v{now.version_number}" if now is not None else "the flow file"
+                    print(f"rolled back: new {args.flow} calls get {serving}")
         except DeploymentError as err:
             print(f"ivr-server: {err}", file=sys.stderr)
             return 1
-        finally:
-            await engine.dispose()
         return 0
 
     return asyncio.run(run())
@@ -316,17 +307,13 @@ def cmd_flows_stats(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
     from datetime import UTC, datetime, timedelta
 
-    from ivr_server.cli import _open_store, _print_table
     from ivr_server.store.flow_stats import flow_stats
 
     since = datetime.now(UTC) - timedelta(days=args.since) if args.since else None
 
     async def run() -> int:
-        engine = await _open_store(settings)
-        try:
+        async with opened_store(settings) as engine:
             table = [s.as_dict() for s in await flow_stats(engine, args.flow, since)]
-        finally:
-            await engine.dispose()
         if args.json:
             print(json.dumps(table, indent=1))
             return 0
@@ -351,7 +338,7 @@ def cmd_flows_stats(args: argparse.Namespace, settings: Settings) -> int:
             rates = [f"{r['containment']:.0%}", f"{r['transfer_rate']:.0%}", str(r["abandoned"])]
             counts = [f"{r['avg_turns']:.1f}", str(r["errors"]), str(r["tool_failures"])]
             rows.append([r["flow"], version + r["version"], str(r["calls"]), *rates, *counts])
-        _print_table(rows)
+        print_table(rows)
         return 0
 
     return asyncio.run(run())
@@ -360,7 +347,6 @@ def cmd_flows_stats(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_flows_replay(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
-    from ivr_server.cli import _open_store
     from ivr_server.dialog.nlu.flow_model import model_for_flow
     from ivr_server.dialog.replay import replay
     from ivr_server.dialog.spec.loader import check_file, check_text
@@ -370,8 +356,7 @@ def cmd_flows_replay(args: argparse.Namespace, settings: Settings) -> int:
     from_file = Path(args.candidate).is_file()
 
     async def run() -> int:
-        engine = await _open_store(settings)
-        try:
+        async with opened_store(settings) as engine:
             if from_file:
                 spec, problems = check_file(Path(args.candidate))
                 where = args.candidate
@@ -388,8 +373,6 @@ def cmd_flows_replay(args: argparse.Namespace, settings: Settings) -> int:
                     print(problem, file=sys.stderr)
                 return BAD_INPUT
             calls, decisions = await last_decisions(engine, spec.name, max(1, args.last))
-        finally:
-            await engine.dispose()
         model = model_for_flow(spec, cache_dir=settings.data_dir / "nlu-cache")
         changed = replay(spec, model, decisions)
         changed_calls = sorted({c.decision.call_id for c in changed})

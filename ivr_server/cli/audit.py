@@ -8,6 +8,7 @@ import asyncio
 import json
 from typing import Any
 
+from ivr_server.cli.common import opened_store
 from ivr_server.config import Settings
 
 
@@ -50,15 +51,11 @@ def add_commands(commands: Any, epilog: str) -> None:
 
 
 def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
-    from ivr_server.cli import _open_store
     from ivr_server.store.audit_trail import verify_store
 
     async def run() -> int:
-        engine = await _open_store(settings)
-        try:
+        async with opened_store(settings) as engine:
             verdict = await verify_store(engine, settings.audit_key_bytes)
-        finally:
-            await engine.dispose()
         broken = verdict.broken
         if args.json:
             print(json.dumps({
@@ -79,15 +76,11 @@ def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_audit_list(args: argparse.Namespace, settings: Settings) -> int:
-    from ivr_server.cli import _open_store
     from ivr_server.store.audit_trail import recent
 
     async def run() -> int:
-        engine = await _open_store(settings)
-        try:
+        async with opened_store(settings) as engine:
             records = await recent(engine, max(1, args.limit), args.call, args.kind)
-        finally:
-            await engine.dispose()
         if args.json:
             print(json.dumps([r.as_dict() for r in records], indent=1))
             return 0
@@ -102,12 +95,10 @@ def cmd_audit_list(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_retention_run(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import UTC, datetime
 
-    from ivr_server.cli import _open_store
     from ivr_server.store.retention import apply_retention
 
     async def run() -> int:
-        engine = await _open_store(settings)
-        try:
+        async with opened_store(settings) as engine:
             report = await apply_retention(
                 engine,
                 settings.retention_policy(),
@@ -115,8 +106,6 @@ def cmd_retention_run(args: argparse.Namespace, settings: Settings) -> int:
                 settings.audit_key_bytes,
                 dry_run=args.dry_run,
             )
-        finally:
-            await engine.dispose()
         if args.json:
             print(json.dumps({**report.as_dict(), "dry_run": args.dry_run}))
             return 0
