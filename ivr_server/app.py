@@ -18,7 +18,7 @@ import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
 from ivr_server import __version__
-from ivr_server.config import Settings, effective_settings, mask_url
+from ivr_server.config import Settings, ari_ssl_context, effective_settings, mask_url, retention_policy
 from ivr_server.dialog.declarative import FlowLibrary
 from ivr_server.dialog.flows import FLOWS, Flow
 from ivr_server.dialog.nlu.encoder import default_encoder, use_encoder
@@ -144,7 +144,7 @@ class IvrServer:
                 s.ari_password,
                 connect_timeout_s=s.ari_connect_timeout_s,
                 request_timeout_s=s.ari_request_timeout_s,
-                ssl_context=s.ari_ssl_context(),
+                ssl_context=ari_ssl_context(s),
             )
             outbox = Outbox(s.effective_outbox_path, s.effective_database_url, OP_KINDS)
             self.writer = writer = StoreWriter(
@@ -280,7 +280,7 @@ class IvrServer:
             try:
                 report = await apply_retention(
                     self.manager.engine,
-                    self.settings.retention_policy(),
+                    retention_policy(self.settings),
                     _utcnow(),
                     self.settings.audit_key_bytes,
                 )

@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from ivr_server.cli.common import opened_store
-from ivr_server.config import Settings
+from ivr_server.config import Settings, retention_policy
 
 
 def add_commands(commands: Any, epilog: str) -> None:
@@ -101,7 +101,7 @@ def cmd_retention_run(args: argparse.Namespace, settings: Settings) -> int:
         async with opened_store(settings) as engine:
             report = await apply_retention(
                 engine,
-                settings.retention_policy(),
+                retention_policy(settings),
                 datetime.now(UTC),
                 settings.audit_key_bytes,
                 dry_run=args.dry_run,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from ivr_server.config import Settings
+from ivr_server.config import Settings, endpoint_settings
 from ivr_server.errors import AsrError, EngineUnavailable, SpeechError
 from ivr_server.speech.asr.service import AsrService
 from ivr_server.speech.asr.worker import EngineSpec
@@ -87,7 +87,7 @@ async def load_voice(s: Settings, sample_rate: int, prompt_texts: Iterable[str])
         asr=asr,
         synth=synth,
         vad=s.vad_detector,
-        endpoint=s.endpoint_settings(),
+        endpoint=endpoint_settings(s),
         barge_in_min_speech_ms=s.barge_in_min_speech_ms,
         asr_final_timeout_s=s.asr_final_timeout_s,
         tts_first_audio_timeout_s=s.tts_first_audio_timeout_s,

@@ -26,7 +26,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wai
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from ivr_server.config import Settings
+from ivr_server.config import Settings, ari_ssl_context
 from ivr_server.errors import (
     AriAuthError,
     AriEventError,
@@ -95,7 +95,7 @@ class AriConnection:
         self.metrics = metrics
         self.handler = handler
         self.url = events_url(settings.ari_url, settings.ari_app)
-        self._ssl = settings.ari_ssl_context()  # None for ws://
+        self._ssl = ari_ssl_context(settings)  # None for ws://
         token = f"{settings.ari_username}:{settings.ari_password.get_secret_value()}"
         self._headers = {"Authorization": "Basic " + base64.b64encode(token.encode()).decode()}
         self._backoff = _Backoff(settings.ari_reconnect_initial_s, settings.ari_reconnect_max_s)

@@ -1,30 +1,17 @@
-"""Settings: ``IVR_*`` environment variables over an optional TOML file over defaults.
-
-The file groups settings in tables: ``[ari] url = ...`` is the setting ``ari_url``, which the
-environment sets as ``IVR_ARI_URL``. Every field says what it is for; ``ivr-server config show``
-prints the effective values with secrets masked.
-"""
+"""The settings: every field with its default, its bounds and what it is for (the schema)."""
 
 from __future__ import annotations
 
-import json
 import os
-import ssl
-import tomllib
-from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ivr_server.errors import ConfigError
 from ivr_server.resources import resource_dir
-
-if TYPE_CHECKING:
-    from ivr_server.speech.vad.endpointer import EndpointSettings
-    from ivr_server.store.retention import RetentionPolicy
 
 ENV_PREFIX = "IVR_"
 CONFIG_FILE_ENV = "IVR_CONFIG_FILE"
@@ -334,13 +321,6 @@ class Settings(BaseSettings):
         description="The server applies retention this often (0: only `ivr-server retention run`).",
     )
 
-    def retention_policy(self) -> RetentionPolicy:
-        from ivr_server.store.retention import RetentionPolicy
-
-        return RetentionPolicy(
-            self.retention_transcripts_days, self.retention_caller_ids_days, self.retention_calls_days
-        )
-
     # --- Observability -----------------------------------------------------------------------
     log_format: Literal["auto", "json", "console"] = Field(
         "auto", description="json lines, console (readable), or auto (console on a terminal)."
@@ -381,27 +361,15 @@ class Settings(BaseSettings):
             if not first or not first[0].strip():
                 raise ValueError(f"ari_password_file {self.ari_password_file} is empty")
             object.__setattr__(self, "ari_password", SecretStr(first[0].strip()))
+        from ivr_server.config.builders import endpoint_settings
+
         try:
-            self.endpoint_settings()
+            endpoint_settings(self)
         except ConfigError as err:
             raise ValueError(str(err)) from err
         return self
 
     # --- Derived values ----------------------------------------------------------------------
-    def ari_ssl_context(self) -> ssl.SSLContext | None:
-        """The TLS context for an https:// ARI URL (certificate and host name verified)."""
-        if urlsplit(self.ari_url).scheme != "https":
-            return None
-        context = ssl.create_default_context()
-        if self.ari_tls_ca_file is not None:
-            try:
-                context.load_verify_locations(cafile=str(self.ari_tls_ca_file))
-            except (OSError, ssl.SSLError) as err:
-                raise ConfigError(
-                    f"IVR_ARI_TLS_CA_FILE {self.ari_tls_ca_file}: not a readable PEM file: {err}"
-                ) from err
-        return context
-
     @property
     def effective_outbox_path(self) -> Path:
         return self.outbox_path or self.data_dir / "outbox.sqlite3"
@@ -420,18 +388,6 @@ class Settings(BaseSettings):
     def media_external_host(self) -> str:
         return self.media_advertise_host or self.media_bind_host
 
-    def endpoint_settings(self) -> EndpointSettings:
-        from ivr_server.speech.vad.endpointer import EndpointSettings
-
-        return EndpointSettings(
-            threshold=self.vad_threshold,
-            stay_threshold=self.vad_stay_threshold,
-            min_speech_ms=self.vad_min_speech_ms,
-            end_silence_ms=self.vad_end_silence_ms,
-            max_utterance_ms=self.vad_max_utterance_ms,
-            no_input_ms=self.vad_no_input_ms,
-        )
-
     @property
     def tts_cache_path(self) -> Path:
         return self.tts_cache_dir or self.data_dir / "tts-cache"
@@ -446,118 +402,3 @@ class Settings(BaseSettings):
             return self.tts_lexicon
         default = self.prompts_dir / "lexicon.toml"
         return default if default.is_file() else None
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password replaced, for logs and ``config show``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = netloc[0].split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{netloc[1]}"))
-
-
-def env_name(field: str) -> str:
-    return ENV_PREFIX + field.upper()
-
-
-def _flatten_file(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            for sub, sub_value in value.items():
-                if isinstance(sub_value, dict) and f"{key}_{sub}" not in DICT_FIELDS:
-                    raise ConfigError(f"{path}: [{key}.{sub}] nests too deep; use [{key}] {sub}_...")
-                flat[f"{key}_{sub}"] = sub_value
-        else:
-            flat[key] = value
-    return flat
-
-
-def read_config_file(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError as err:
-        raise ConfigError(f"config file {path} does not exist") from err
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"config file {path} is not valid TOML: {err}") from err
-    except OSError as err:
-        raise ConfigError(f"config file {path} cannot be read: {err}") from err
-    return _flatten_file(data, path)
-
-
-def unknown_env_vars(environ: Mapping[str, str]) -> list[str]:
-    """IVR_* variables that are neither a setting nor a script's: most likely typos."""
-    fields = {env_name(name) for name in Settings.model_fields}
-    return sorted(
-        key
-        for key in environ
-        if key.upper().startswith(ENV_PREFIX)
-        and key.upper() not in fields
-        and not key.upper().startswith(NON_SETTING_ENV)
-    )
-
-
-def config_file_path(explicit: Path | None) -> Path | None:
-    """The config file in use: the one given, else $IVR_CONFIG_FILE, else none."""
-    if explicit is None and os.environ.get(CONFIG_FILE_ENV):
-        return Path(os.environ[CONFIG_FILE_ENV])
-    return explicit
-
-
-def load_settings(config_file: Path | None = None) -> Settings:
-    """Build and validate the settings; raise ConfigError naming every bad setting."""
-    config_file = config_file_path(config_file)
-    file_values = read_config_file(config_file) if config_file else {}
-    try:
-        return Settings(**file_values)
-    except ValidationError as err:
-        raise ConfigError(_describe(err, file_values, config_file)) from err
-
-
-def _describe(err: ValidationError, file_values: Mapping[str, Any], path: Path | None) -> str:
-    lines = [f"{err.error_count()} invalid setting(s):"]
-    for item in err.errors():
-        field = str(item["loc"][0]) if item["loc"] else ""
-        if field and field not in Settings.model_fields:
-            lines.append(f"  {path}: unknown setting {field!r} (not a known key)")
-            continue
-        where = env_name(field) if field else "settings"
-        if field in file_values and env_name(field) not in {k.upper() for k in os.environ}:
-            where = f"{field} in {path}"
-        got = item.get("input")
-        shown = MASK if "password" in field else repr(got)
-        detail = item["msg"].removeprefix("Value error, ")
-        lines.append(f"  {where}: {detail}" + ("" if not field else f" (got {shown})"))
-    return "\n".join(lines)
-
-
-def effective_settings(settings: Settings, config_file: Path | None) -> list[tuple[str, str, str]]:
-    """(env var, shown value, source) for every setting, secrets masked."""
-    env_keys = {k.upper() for k in os.environ}
-    file_keys = set(read_config_file(config_file)) if config_file else set()
-    rows = []
-    for name in Settings.model_fields:
-        value: Any = getattr(settings, name)
-        if isinstance(value, SecretStr):
-            shown = MASK
-        elif name == "database_url":
-            shown = mask_url(settings.effective_database_url)
-        elif name == "tools_services":
-            services = {
-                k: {**v.model_dump(exclude={"headers"}), "headers": dict.fromkeys(v.headers, MASK)}
-                for k, v in settings.tools_services.items()
-            }
-            shown = json.dumps(services)
-        else:
-            shown = "" if value is None else str(value)
-        if env_name(name) in env_keys:
-            source = "env"
-        elif name in file_keys:
-            source = f"file {config_file}"
-        else:
-            source = "default"
-        rows.append((env_name(name), shown, source))
-    return rows
