@@ -1,9 +1,9 @@
 """One call, from StasisStart to cleanup.
 
-Set-up: answer, take a UDP port, create a mixing bridge and an ExternalMedia channel, bridge
-both. Then the flow runs until it finishes or the call ends (hangup, lost media, lost Asterisk,
-shutdown). Cleanup always runs, shielded and time-boxed: hang up or hand back the caller, hang
-up the ExternalMedia channel, destroy the bridge, give back the port, close the record.
+Set-up: answer, open the media leg (call_media.py: a UDP port, a mixing bridge and an
+ExternalMedia channel), bridge it with the caller. Then the flow runs until it finishes or the
+call ends (hangup, lost media, lost Asterisk, shutdown). Cleanup always runs, shielded and
+time-boxed: hang up or hand back the caller, release the media leg, close the record.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import structlog
@@ -29,8 +29,6 @@ from ivr_server.media.formats import FORMATS
 from ivr_server.media.g711 import Pcm
 from ivr_server.media.ports import PortPool
 from ivr_server.media.prompts import PromptLibrary
-from ivr_server.media.receiver import RtpReceiver
-from ivr_server.media.sender import RtpSender
 from ivr_server.observability.metrics import Metrics
 from ivr_server.speech.asr.base import LanguageModel
 from ivr_server.speech.speech_meter import SpeechMeter, SpeechSegment
@@ -39,6 +37,7 @@ from ivr_server.store.audit_append import AuditEvent
 from ivr_server.store.writer import CallAnswered, CallEnded, CallEvent, CallStarted, StoreWriter
 from ivr_server.telephony.ari_events import Channel
 from ivr_server.telephony.ari_rest import AriRestClient, best_effort
+from ivr_server.telephony.call_media import CallMedia
 from ivr_server.tools.handoff import HandoffDesk
 
 log = structlog.get_logger(__name__)
@@ -64,9 +63,6 @@ class CallDeps:
     handoffs: HandoffDesk | None = None  # stores handoffs and sends the screen-pop webhook
 
 
-T = TypeVar("T")
-
-
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -79,9 +75,10 @@ class CallSession:
         self.call_id = str(uuid.uuid4())
         self.flow_name = args[0] if args and args[0] else deps.settings.default_flow
         self.flow_args = list(args)
-        self.media_channel_id = f"{self.call_id}-media"
-        self.bridge_id = self.call_id
         self.fmt = FORMATS[deps.settings.media_format]
+        self.media = CallMedia(deps, self.call_id, self.fmt, self._on_audio)
+        self.media_channel_id = self.media.channel_id
+        self.bridge_id = self.media.bridge_id
         self.end_reason: str | None = None
         self.speech = SpeechMeter(
             deps.settings.speech_threshold_dbfs,
@@ -90,23 +87,14 @@ class CallSession:
         )
         self._end_detail: dict[str, Any] = {}
         self._ended = asyncio.Event()
-        self._media_in_app = asyncio.Event()
         self._seq = 0
         self._dtmf: asyncio.Queue[tuple[str, float]] = asyncio.Queue(maxsize=64)
         self._stop_on_dtmf = False
         self._secure = False
         self._transfer_to: tuple[str, str, int] | None = None  # (context, extension, priority)
         self._inbox: asyncio.Queue[Pcm] | None = None
-        self._receiver: RtpReceiver | None = None
-        self._sender: RtpSender | None = None
         self.voice: VoiceIO | None = None
-        self._port: int | None = None
-        self._transport: asyncio.DatagramTransport | None = None
-        self._bridge_created = False
-        self._media_created = False
-        self._creating: set[asyncio.Future[Any]] = set()  # create requests Asterisk may still act on
         self._caller_gone = False
-        self._media_gone = False
         self._asterisk_lost = False
         self._hand_back = False
         self._grace: asyncio.TimerHandle | None = None
@@ -129,10 +117,10 @@ class CallSession:
 
     def on_media_started(self) -> None:
         """The ExternalMedia channel entered the app: only now can it join the bridge."""
-        self._media_in_app.set()
+        self.media.in_app.set()
 
     def on_media_gone(self, event_type: str) -> None:
-        self._media_gone = True
+        self.media.gone = True
         self.end("media_lost", event=event_type)
 
     def on_dtmf(self, digit: str, duration_ms: int) -> None:
@@ -140,8 +128,8 @@ class CallSession:
         if self._dtmf.full():
             self._dtmf.get_nowait()
         self._dtmf.put_nowait((digit, time.monotonic()))
-        if self._stop_on_dtmf and self._sender is not None:
-            self._sender.stop()
+        if self._stop_on_dtmf and self.media.sender is not None:
+            self.media.sender.stop()
         if self.voice is not None:
             self.voice.on_dtmf(digit)
 
@@ -211,7 +199,7 @@ class CallSession:
         self.end("transferred", context=context, extension=extension)
 
     async def play(self, prompt_ids: Sequence[str], *, stop_on_dtmf: bool = False) -> bool:
-        sender = self._sender
+        sender = self.media.sender
         if sender is None:
             raise MediaError("no media: the call is not set up")
         if stop_on_dtmf and not self._dtmf.empty():
@@ -284,8 +272,8 @@ class CallSession:
         return self._inbox
 
     def send_live(self, pcm: Pcm) -> None:
-        if self._sender is not None:
-            self._sender.push_live(pcm)
+        if self.media.sender is not None:
+            self.media.sender.push_live(pcm)
 
     def audit(self, kind: str, **payload: Any) -> None:
         clean = json.loads(json.dumps(payload, default=str))
@@ -369,70 +357,29 @@ class CallSession:
         self.end("setup_failed", error=error)
 
     async def _set_up_media(self) -> None:
-        rest, s = self.deps.rest, self.settings
-        await rest.answer(self.channel.id)
+        await self.deps.rest.answer(self.channel.id)
         self.deps.writer.submit(CallAnswered(self.call_id, _utcnow()))
         self.record("answered")
-        receiver = RtpReceiver(self.fmt, self._on_audio, self.deps.metrics)
-        receiver.log = log.bind(**self._log_fields)
-        self._port, transport, _ = await self.deps.ports.open(lambda: receiver)
-        self._receiver, self._transport = receiver, transport
-        self.deps.clock.add(receiver, MediaClock.AFTER_SEND)
-        # Flags go up before the requests: a call cancelled mid-request still deletes what
-        # Asterisk may have created (a 404 on delete is fine).
-        self._bridge_created = True
-        await self._create(rest.create_bridge(self.bridge_id, f"{s.ari_app}/{self.call_id}"))
-        self._media_created = True
-        media = await self._create(
-            rest.external_media(
-                app=s.ari_app,
-                channel_id=self.media_channel_id,
-                external_host=f"{s.media_external_host}:{self._port}",
-                media_format=self.fmt.name,
-            )
-        )
-        receiver.expect_peer(media.local_host, media.local_port)
-        # The channel enters Stasis asynchronously; bridging it before its StasisStart fails
-        # ("Channel not in Stasis application"), which load makes likely.
-        await self._media_in_app.wait()
-        self._sender = RtpSender(
-            self.fmt,
-            transport,
-            (media.local_host, media.local_port),
-            self.deps.clock,
-            self.deps.metrics,
-            live_capacity=s.media_outbox_frames,
-        )
-        self._sender.start()
+        asterisk_host, asterisk_port = await self.media.open(self._log_fields)
+        assert self.media.sender is not None and self.media.receiver is not None
         if self.deps.voice is not None:
             self.voice = VoiceIO(
                 self.deps.voice,
                 self.fmt.sample_rate,
-                self._sender,
+                self.media.sender,
                 self.call_id,
                 self.record,
                 self.deps.writer.submit,
                 log_context=self._log_fields,
             )
-            receiver.after_drain = self.voice.on_clock
-        await rest.add_to_bridge(self.bridge_id, [self.channel.id, self.media_channel_id])
+            self.media.receiver.after_drain = self.voice.on_clock
+        await self.media.join(self.channel.id)
         self.record(
             "media_started",
             format=self.fmt.name,
-            local_port=self._port,
-            asterisk_rtp=f"{media.local_host}:{media.local_port}",
+            local_port=self.media.port,
+            asterisk_rtp=f"{asterisk_host}:{asterisk_port}",
         )
-
-    async def _create(self, request: Coroutine[Any, Any, T]) -> T:
-        """Run a create request to its end even if the call is cancelled meanwhile.
-
-        A cancelled HTTP request still creates the object in Asterisk; a delete sent before
-        that happens gets a 404 and the object would outlive the call. Cleanup waits for these.
-        """
-        task = asyncio.ensure_future(request)
-        self._creating.add(task)
-        task.add_done_callback(self._creating.discard)
-        return await asyncio.shield(task)
 
     async def _run_flow(self, flow: Flow) -> None:
         try:
@@ -481,9 +428,7 @@ class CallSession:
                 await self._release_asterisk_side()
         except TimeoutError:
             log.error("call.cleanup_timeout", timeout_s=self.settings.cleanup_timeout_s)
-        if self._port is not None and self._transport is not None:
-            self.deps.ports.release(self._port, self._transport)
-            self._port = None
+        self.media.release_port()
         reason = self.end_reason or "cancelled"
         self.record("call_ended", reason=reason, **self._end_detail)
         self.audit("call_ended", **{"flow": self.flow_name, **self._end_detail, "reason": reason})
@@ -494,19 +439,7 @@ class CallSession:
     def _close_media(self) -> None:
         if self.voice is not None:
             self.voice.close()
-        stats: dict[str, Any] = {}
-        if self._sender is not None:
-            self._sender.close()
-            stats["tx"] = {
-                "packets": self._sender.stats.packets,
-                "live_dropped": self._sender.stats.live_dropped,
-                "jitter": self._sender.stats.jitter.snapshot(),
-                "slot_offset": self._sender.stats.slot_offset.snapshot(),
-            }
-        if self._receiver is not None:
-            self.deps.clock.remove(self._receiver)
-            self._receiver.flush_metrics()
-            stats["rx"] = {**self._receiver.stats.snapshot(), "rejected": dict(self._receiver.rejected)}
+        stats = self.media.close()
         if stats:
             self.record("media_stats", **stats)
         last = self.speech.finish()
@@ -518,17 +451,13 @@ class CallSession:
         if self._asterisk_lost:
             return  # nothing there to release; Asterisk dropped it all
         rest = self.deps.rest
-        if self._creating:  # let Asterisk finish creating what we are about to delete
-            await asyncio.wait(set(self._creating))
+        await self.media.settle()  # let Asterisk finish creating what we are about to delete
         if not self._caller_gone:
             if self._hand_back:
                 await best_effort(self._hand_back_to_dialplan(), "hand_back")
             elif await best_effort(rest.hangup(self.channel.id), "hangup"):
                 self.record("hangup", by="server")
-        if self._media_created and not self._media_gone:
-            await best_effort(rest.hangup(self.media_channel_id), "media_hangup")
-        if self._bridge_created:
-            await best_effort(rest.destroy_bridge(self.bridge_id), "bridge_destroy")
+        await self.media.release()
 
     async def _hand_back_to_dialplan(self) -> None:
         await self.deps.rest.set_variable(self.channel.id, STATUS_VARIABLE, self.end_reason or "")
