@@ -150,7 +150,7 @@ class IvrServer:
             self.writer = writer = StoreWriter(
                 engine, self.metrics, audit_key=s.audit_key_bytes, outbox=outbox
             )
-            tools = ToolClient(services_from(s.tools_services))
+            tools = ToolClient(services_from(s.tools_services), metrics=self.metrics)
             shown = {env: value for env, value, _ in effective_settings(s, None)}  # secrets masked
             started = {"change": "server_started", "version": __version__, "server_id": self.server_id}
             writer.submit(AuditEvent("config_change", _utcnow(), {**started, "settings": shown}))
@@ -161,6 +161,7 @@ class IvrServer:
                 s.data_dir / "nlu-cache",
                 on_change=lambda what: writer.submit(AuditEvent("config_change", _utcnow(), what)),
                 compiler=Compiler(s.asr_resources_path) if s.asr_adapt else None,
+                metrics=self.metrics,
             )
             self._file_flows = self.flow_library.load()
             try:

@@ -21,6 +21,7 @@ from ivr_server.dialog.nlu.flow_model import model_for_flow
 from ivr_server.dialog.spec.loader import check_file, check_text
 from ivr_server.dialog.spec.model import Flow as FlowSpec
 from ivr_server.errors import NluError, ResourceError
+from ivr_server.observability.metrics import Metrics
 from ivr_server.speech.adapt.compile import Compiler, FlowResources
 from ivr_server.store.deployments import Deployment
 from ivr_server.tools.client import ToolClient
@@ -44,8 +45,10 @@ class FlowLibrary:
         nlu_cache: Path | None = None,
         on_change: Callable[[dict[str, Any]], None] | None = None,
         compiler: Compiler | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.directory, self.tools, self.taken, self.nlu_cache = directory, tools, taken, nlu_cache
+        self.metrics = metrics
         self.on_change = on_change  # configuration changes, for the audit trail
         self.compiler = compiler  # None: every question heard with the engine's general model
         self._resources: dict[str, FlowResources] = {}  # flow name -> last resources that compiled
@@ -67,6 +70,8 @@ class FlowLibrary:
                 )
                 entry = None
             if entry is None:
+                if self.metrics is not None:
+                    self.metrics.flow_files_rejected.inc()
                 entry = self._good.get(path)
                 if entry is None:
                     continue

@@ -23,6 +23,17 @@ class Metrics:
         self.ari_events_malformed = Counter(
             "ivr_ari_events_malformed", "ARI event messages that could not be parsed", registry=r
         )
+        self.flow_files_rejected = Counter(
+            "ivr_flow_files_rejected",
+            "Flow files refused at a load or reload, each time (the problems: log event flows.invalid)",
+            registry=r,
+        )
+        self.tool_errors = Counter(
+            "ivr_tool_errors",
+            "Back-end tool calls that failed, by code (tool_timeout, tool_unavailable, tool_bad_answer)",
+            ["code"],
+            registry=r,
+        )
         self.calls_active = Gauge("ivr_calls_active", "Calls in progress", registry=r)
         self.calls_ended = Counter("ivr_calls_ended", "Calls ended, by reason", ["end_reason"], registry=r)
         self.calls_declined = Counter(

@@ -28,6 +28,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 
 from ivr_server.dialog.spec.model import Tool
 from ivr_server.errors import ToolBadAnswer, ToolError, ToolTimeout, ToolUnavailable
+from ivr_server.observability.metrics import Metrics
 from ivr_server.tools.breaker import Breaker
 
 log = structlog.get_logger(__name__)
@@ -72,9 +73,11 @@ class ToolClient:
         services: Mapping[str, Service],
         http: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
     ) -> None:
         """``clock`` drives the circuit breakers (tests move it); elapsed times are real."""
         self.services = dict(services)
+        self.metrics = metrics
         self._http = http or httpx.AsyncClient()
         self._clock = clock
         self._breakers = {
@@ -112,6 +115,8 @@ class ToolClient:
                     attempts += 1
                     answer = await self._attempt(tool, request)
         except ToolError as err:
+            if self.metrics is not None:
+                self.metrics.tool_errors.labels(code=err.code).inc()
             log.warning("tool.failed", tool=tool.name, service=tool.service, code=err.code, error=str(err),
                         attempts=attempts, breaker=self.breaker_state(tool.service))  # fmt: skip
             raise

@@ -155,17 +155,20 @@ async def test_the_server_serves_valid_flow_files_and_names_what_is_wrong_with_t
     from structlog.testing import capture_logs
 
     from ivr_server.dialog.declarative import FlowLibrary
+    from ivr_server.observability.metrics import Metrics
     from ivr_server.tools.client import ToolClient
 
     (tmp_path / "banking.yaml").write_text((FLOWS / "banking.yaml").read_text())
     (tmp_path / "broken.yaml").write_text("flow: broken\nstates:\n  a: {say: nothing_here, end: true}\n")
     (tmp_path / "digits.yaml").write_text("flow: digits\nstates:\n  a: {end: true}\n")  # a built-in's name
     tools = ToolClient({})
+    metrics = Metrics()
     try:
-        library = FlowLibrary(tmp_path, tools, taken={"digits"})
+        library = FlowLibrary(tmp_path, tools, taken={"digits"}, metrics=metrics)
         with capture_logs() as logs:
             flows = library.load()
         assert sorted(flows) == ["banking"]
+        assert metrics.registry.get_sample_value("ivr_flow_files_rejected_total") == 2  # broken, digits
         (invalid,) = [e for e in logs if e["event"] == "flows.invalid"]
         assert invalid["problems"] == [
             f"{tmp_path / 'broken.yaml'}:3:12: prompt 'nothing_here' is not defined; the flow's prompts: none"

@@ -12,6 +12,7 @@ from structlog.testing import capture_logs
 
 from ivr_server.dialog.spec.loader import load_flow
 from ivr_server.errors import ToolBadAnswer, ToolTimeout, ToolUnavailable
+from ivr_server.observability.metrics import Metrics
 from ivr_server.tools.client import Service, ToolClient
 
 FLOW = load_flow(Path(__file__).resolve().parents[2] / "flows" / "banking.yaml")
@@ -87,6 +88,7 @@ async def test_a_failing_service_is_retried_then_its_circuit_opens(bank: str) ->
     await fault(bank, status=503, times=10)
     clock = Clock()
     tools = client(bank, clock)
+    tools.metrics = metrics = Metrics()
     try:
         with capture_logs() as logs, pytest.raises(ToolUnavailable, match="answered 503"):
             await tools.call(BALANCE, {"account": "12345678"})
@@ -101,6 +103,8 @@ async def test_a_failing_service_is_retried_then_its_circuit_opens(bank: str) ->
         with pytest.raises(ToolUnavailable, match="answered 503"):
             await tools.call(dataclasses.replace(BALANCE, retries=0), {"account": "12345678"})
         assert tools.breaker_state("bank") == "open"
+        errors = metrics.registry.get_sample_value("ivr_tool_errors_total", {"code": "tool_unavailable"})
+        assert errors == 3  # one per failed call, not per attempt
     finally:
         await tools.aclose()
 
