@@ -103,16 +103,21 @@ class HandoffDesk:
             ):
                 with attempt:
                     tried += 1
-                    try:
-                        answer = await self._http.post(self.webhook_url, json=body, headers=headers)
+                    try:  # the status is all we need: the answer's body is never read
+                        async with self._http.stream(
+                            "POST", self.webhook_url, json=body, headers=headers
+                        ) as answer:
+                            code = answer.status_code
                     except httpx.HTTPError as err:
                         raise _Retry(f"{type(err).__name__}: {err}") from err
-                    if answer.status_code >= 500 or answer.status_code == 429:
-                        raise _Retry(f"HTTP {answer.status_code}")
-                    if answer.status_code >= 400:
-                        status = f"failed: HTTP {answer.status_code}"
+                    if code >= 500 or code == 429:
+                        raise _Retry(f"HTTP {code}")
+                    if code >= 400:
+                        status = f"failed: HTTP {code}"
         except _Retry as err:
             status = f"failed: {err}"
+        except Exception as err:  # nothing the endpoint does may lose the delivery's record
+            status = f"failed: {type(err).__name__}: {str(err)[:200]}"
         if status == "delivered":
             log.info("handoff.delivered", handoff_id=handoff_id, attempts=tried)
         else:

@@ -68,3 +68,35 @@ async def test_without_a_webhook_the_handoff_is_still_stored() -> None:
     await desk.aclose()
     (stored,) = ops
     assert isinstance(stored, Handoff) and stored.webhook_status == "not_configured"
+
+
+async def test_a_webhook_that_answers_50_mb_is_delivered_without_reading_them() -> None:
+    """A screen pop that answers 200 with an endless body: the status decides, the body is
+    never read (the server's memory does not hold it)."""
+    seen: list[dict[str, Any]] = []
+
+    async def flood(request: web.Request) -> web.StreamResponse:
+        seen.append(await request.json())
+        response = web.StreamResponse(status=200)
+        await response.prepare(request)
+        try:
+            for _ in range(800):  # 50 MB, if anyone read it
+                await response.write(b"x" * 65536)
+        except (ConnectionResetError, RuntimeError):
+            pass
+        return response
+
+    app = web.Application()
+    app.router.add_post("/pop", flood)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/pop"
+    ops: list[Op] = []
+    desk = HandoffDesk(ops.append, url, attempts=1)
+    try:
+        handoff_id = desk.hand_off("call-1", "ivr-agents,100,1", VARIABLES, "+15550100")
+        await desk.aclose()
+    finally:
+        await runner.cleanup()
+    assert ops[-1] == HandoffDelivery(handoff_id, "delivered", 1) and len(seen) == 1
