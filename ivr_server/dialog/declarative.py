@@ -17,7 +17,9 @@ import structlog
 from ivr_server.dialog.call_port import CallPort
 from ivr_server.dialog.engine import DecisionRecord, Engine, IntentModel
 from ivr_server.dialog.flows import CallControl, Flow
+from ivr_server.dialog.nlu.data import Example
 from ivr_server.dialog.nlu.flow_model import model_for_flow
+from ivr_server.dialog.nlu.heard_cache import heard_phrases
 from ivr_server.dialog.spec.loader import check_file, check_text
 from ivr_server.dialog.spec.model import Flow as FlowSpec
 from ivr_server.errors import NluError, ResourceError
@@ -115,12 +117,12 @@ class FlowLibrary:
         old = self._good.get(path)
         if old is not None and old[0].version == spec.version:
             return old
+        resources = self._compile(spec)
         try:
-            model = model_for_flow(spec, cache_dir=self.nlu_cache)
+            model = self._model(spec, resources)
         except NluError as err:
             log.error("flows.invalid", file=str(path), problems=[str(err)], count=1)
             return None
-        resources = self._compile(spec)
         log.info("flows.loaded", flow=spec.name, version=spec.version, file=str(path),
                  model_version=model.version if model is not None else None,
                  asr_resources=resources.version if resources is not None else None)  # fmt: skip
@@ -173,10 +175,11 @@ class FlowLibrary:
         if d.content_hash in self._built:
             return self._built[d.content_hash]
         spec, problems = check_text(d.source, f"{d.flow} v{d.version_number} (deployed)")
-        messages, model = [str(p) for p in problems[:20]], None
+        messages, model, resources = [str(p) for p in problems[:20]], None, None
         if spec is not None:
+            resources = self._compile(spec)
             try:
-                model = model_for_flow(spec, cache_dir=self.nlu_cache)
+                model = self._model(spec, resources)
             except NluError as err:
                 messages, spec = [*messages, str(err)], None
         if spec is None:
@@ -184,8 +187,18 @@ class FlowLibrary:
                 "flows.deployed_invalid", flow=d.flow, version_number=d.version_number, problems=messages
             )
             return None
-        self._built[d.content_hash] = runner = _runner(spec, self.tools, model, self._compile(spec))
+        self._built[d.content_hash] = runner = _runner(spec, self.tools, model, resources)
         return runner
+
+    def _model(self, spec: FlowSpec, resources: FlowResources | None) -> IntentModel | None:
+        """The flow's intent model; with ``nlu: heard_per_intent: N`` it also learns from N of
+        each intent's examples as the flow's own recognizer hears them over the phone line
+        (spoken by voices no benchmark tests with: evaluation/heard.py). Those phrases are
+        cached by everything they depend on; making them takes minutes for a large flow (once)."""
+        heard: list[Example] = []
+        if spec.nlu.heard_per_intent and resources is not None:
+            heard = heard_phrases(spec, resources, self.nlu_cache)
+        return model_for_flow(spec, cache_dir=self.nlu_cache, extra=heard)
 
 
 class CanaryFlow:

@@ -215,3 +215,37 @@ def test_a_digit_slot_too_long_to_listen_for_is_named_with_the_file(tmp_path: Pa
         Compiler(tmp_path / "cache").compile(load_flow(path))
     phrases, model = listening_for(None, "digits40")
     assert phrases == DIGIT_WORDS and model is None
+
+
+def test_a_flow_that_asks_for_it_learns_from_its_phrases_as_heard_once(tmp_path: Path) -> None:
+    """``nlu: heard_per_intent: 2``: two examples per intent are spoken, sent down the phone
+    line and recognized with the flow's own resources; the model trains on them too (its
+    version says so), and a second server start reads them from the cache instead of making
+    them again."""
+    from structlog.testing import capture_logs
+
+    from ivr_server.dialog.nlu.flow_model import model_for_flow
+
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    text = BANKING.read_text()
+    assert "\nnlu:" not in text
+    (flows / "banking.yaml").write_text(text + "\nnlu:\n  heard_per_intent: 2\n")
+    compiler = Compiler(tmp_path / "res")
+    cache = tmp_path / "nlu-cache"
+    with capture_logs() as logs:
+        assert (
+            "banking" in FlowLibrary(flows, ToolClient({}), set(), nlu_cache=cache, compiler=compiler).load()
+        )
+    (made,) = [e for e in logs if e["event"] == "nlu.heard_phrases"]
+    (heard_csv,) = cache.glob("heard-*.csv")
+    rows = heard_csv.read_text().splitlines()[1:]
+    assert made["phrases"] == len(rows) >= 10 and all(r.rsplit(",", 1)[1] != "oos" for r in rows)
+    (loaded,) = [e for e in logs if e["event"] == "flows.loaded"]
+    plain = model_for_flow(load_flow(flows / "banking.yaml"), cache_dir=None)
+    assert plain is not None and loaded["model_version"] != plain.version
+    with capture_logs() as logs:
+        again = FlowLibrary(flows, ToolClient({}), set(), nlu_cache=cache, compiler=compiler)
+        assert "banking" in again.load()
+    assert not [e for e in logs if e["event"] == "nlu.heard_phrases"]  # read back, not made again
+    assert [e["model_version"] for e in logs if e["event"] == "flows.loaded"] == [loaded["model_version"]]

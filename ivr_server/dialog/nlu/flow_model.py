@@ -8,6 +8,7 @@ import pickle
 import re
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 
 import structlog
@@ -62,11 +63,15 @@ def flow_examples(flow: Flow) -> list[Example]:
 
 
 def model_for_flow(
-    flow: Flow, settings: NluSettings | None = None, cache_dir: Path | None = None
+    flow: Flow,
+    settings: NluSettings | None = None,
+    cache_dir: Path | None = None,
+    extra: Sequence[Example] = (),
 ) -> IntentClassifier | None:
-    """The flow's trained model; None when fewer than two intents have examples (rules only)."""
+    """The flow's trained model; None when fewer than two intents have examples (rules only).
+    ``extra``: more examples (its phrases as recognized); they are part of the model's version."""
     settings = settings or NluSettings()
-    examples = flow_examples(flow)
+    examples = [*flow_examples(flow), *extra]
     if len({e.category for e in examples} - {OUT_OF_SCOPE}) < 2:
         return None
     version = model_version(examples, settings, default_encoder().version)

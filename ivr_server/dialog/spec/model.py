@@ -109,6 +109,7 @@ class NluSpec:
     data: tuple[str, ...] = ()  # CSV files (text,category), relative to the flow file
     out_of_scope: tuple[str, ...] = ()  # phrases this line does not handle (category oos)
     generic_out_of_scope: bool = True  # also the bundled list (weather, jokes, small talk)
+    heard_per_intent: int = 0  # also learn from this many examples per intent as recognized
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,8 @@ TOP = (
     "nlu",
     "recognition",
 )
-NLU = ("data", "out_of_scope", "generic_out_of_scope")
+NLU = ("data", "out_of_scope", "generic_out_of_scope", "heard_per_intent")
+MAX_HEARD_PER_INTENT = 100
 RECOGNITION = ("pronunciations",)
 _SPOKEN_WORD = re.compile(r"^[a-z][a-z']*$")
 SETTINGS = tuple(f.name for f in fields(Settings))
@@ -372,7 +373,15 @@ class Builder:
             self.typed(
                 raw.get("generic_out_of_scope"), (*path, "generic_out_of_scope"), bool, True, "true or false"
             ),
+            self.heard_per_intent(raw.get("heard_per_intent"), (*path, "heard_per_intent")),
         )
+
+    def heard_per_intent(self, value: Any, path: Path_) -> int:
+        got = self.typed(value, path, int, 0, "a whole number")
+        if not 0 <= got <= MAX_HEARD_PER_INTENT:
+            self.src.problem(path, f"heard_per_intent must be from 0 to {MAX_HEARD_PER_INTENT}, not {got}")
+            return 0
+        return got
 
     def recognition(self, value: Any, path: Path_) -> RecognitionSpec:
         raw = self.mapping(value, path, RECOGNITION) if value is not None else {}
