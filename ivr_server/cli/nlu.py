@@ -91,6 +91,7 @@ def cmd_nlu_eval_spoken(args: argparse.Namespace, settings: Settings) -> int:
 
     from ivr_server.dialog.call_port import listening_for
     from ivr_server.dialog.nlu.flow_model import model_for_flow
+    from ivr_server.dialog.nlu.heard_cache import heard_phrases
     from ivr_server.dialog.spec.loader import load_flow
     from ivr_server.errors import FlowError, NluError
     from ivr_server.evaluation.spoken import evaluate_spoken, kind_for_state, read_manifest
@@ -104,10 +105,13 @@ def cmd_nlu_eval_spoken(args: argparse.Namespace, settings: Settings) -> int:
         return 6
     grammar = kind_for_state(flow, args.state)
     recordings = read_manifest(args.manifest)
-    model = model_for_flow(flow, cache_dir=settings.data_dir / "nlu-cache")
+    resources = Compiler(settings.asr_resources_path).compile(flow) if settings.asr_adapt else None
+    cache = settings.data_dir / "nlu-cache"
+    # As a call's model: with the flow's phrases as heard when it asks for them (nlu.heard_per_intent)
+    heard = heard_phrases(flow, resources, cache) if flow.nlu.heard_per_intent and resources else []
+    model = model_for_flow(flow, cache_dir=cache, extra=heard)
     if model is None:
         raise NluError(f"{args.flow}: fewer than two intents have examples, so it has no intent model")
-    resources = Compiler(settings.asr_resources_path).compile(flow) if settings.asr_adapt else None
     phrases, language_model = listening_for(resources, grammar)
     engine = load_engine(
         args.engine or settings.asr_engine,
