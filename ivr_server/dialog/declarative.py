@@ -193,8 +193,9 @@ class FlowLibrary:
     def _model(self, spec: FlowSpec, resources: FlowResources | None) -> IntentModel | None:
         """The flow's intent model; with ``nlu: heard_per_intent: N`` it also learns from N of
         each intent's examples as the flow's own recognizer hears them over the phone line
-        (spoken by voices no benchmark tests with: evaluation/heard.py). Those phrases are
-        cached by everything they depend on; making them takes minutes for a large flow (once)."""
+        (synthetic voices at rates and variants the benchmark does not use: evaluation/heard.py).
+        Those phrases are cached by everything they depend on; making them takes minutes for a
+        large flow (once)."""
         heard: list[Example] = []
         if spec.nlu.heard_per_intent and resources is not None:
             heard = heard_phrases(spec, resources, self.nlu_cache)
