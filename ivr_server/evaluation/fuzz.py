@@ -312,3 +312,33 @@ def fuzz_all(total: int, seed: int = 1, log: Callable[[str], None] = print) -> d
             f"{len(report.crashes)} crashes, {len(report.hangs)} hangs, "
             f"slowest {report.slowest_ms:.1f} ms")  # fmt: skip
     return out
+
+
+# Texts that make a backtracking pattern quadratic or worse, at the size redaction still takes
+# in one piece (privacy/redact.py MAX_TEXT).
+REDACTION_STRESS: dict[str, Callable[[int], str]] = {
+    "letters, no @": lambda n: "a" * n,
+    "a@ repeated": lambda n: "a@" * (n // 2),
+    "a. repeated": lambda n: "a." * (n // 2),
+    "one @ then letters": lambda n: "a@" + "b" * (n - 2),
+    "digits and spaces": lambda n: "1 " * (n // 2),
+    "'for' repeated": lambda n: "for " * (n // 4),
+    "spoken 'a dot'": lambda n: "a dot " * (n // 6),
+    "card-like text": lambda n: ("john.smith@example.com 4111 1111 1111 1111 " * (n // 43 + 1))[:n],
+}
+
+
+def redaction_timing(chars: int = 100_000, repeats: int = 5) -> dict[str, float]:
+    """Median milliseconds to redact each stress text of ``chars`` characters."""
+    import statistics
+
+    out = {}
+    for name, make in REDACTION_STRESS.items():
+        text = make(chars)
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            _REDACTOR.text(text)
+            times.append((time.perf_counter() - started) * 1000)
+        out[name] = round(statistics.median(times), 1)
+    return out

@@ -30,3 +30,9 @@ def test_the_harness_reports_crashes_and_hangs() -> None:
     report = fuzz.fuzz(target, 4, seed=1)
     assert report.inputs == 4 and report.refused == 1 and len(report.hangs) == 1
     assert report.crashes == [{"input": "'crash'", "error": "KeyError: 'crash'"}]
+
+
+def test_redaction_timing_reports_every_stress_text() -> None:
+    figures = fuzz.redaction_timing(chars=2000, repeats=1)
+    assert set(figures) == set(fuzz.REDACTION_STRESS) and all(ms >= 0 for ms in figures.values())
+    assert all(len(make(2000)) <= 2000 for make in fuzz.REDACTION_STRESS.values())
