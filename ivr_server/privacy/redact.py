@@ -192,8 +192,10 @@ def _digit_runs(out: Redacted) -> str:
         digits = "".join(d for _, _, d in run)
         spans = [(run[0][0], run[-1][1], "card")] if 16 <= len(digits) <= 19 else _cards(run)
         if not spans:
-            kind = {9: "national_id"}.get(len(digits)) or ("phone" if 10 <= len(digits) <= 15 else None)
-            spans = [(run[0][0], run[-1][1], kind)] if kind else []
+            if len(digits) == 9:
+                spans = [(run[0][0], run[-1][1], "national_id")]
+            elif 10 <= len(digits) <= 15:
+                spans = [(run[0][0], run[-1][1], "phone")]
         for start, end, kind in spans:
             out.found[kind] += 1
             pieces += [text[last:start], f"[{kind}]"]

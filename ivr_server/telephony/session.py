@@ -77,8 +77,6 @@ class CallSession:
         self.flow_args = list(args)
         self.fmt = FORMATS[deps.settings.media_format]
         self.media = CallMedia(deps, self.call_id, self.fmt, self._on_audio)
-        self.media_channel_id = self.media.channel_id
-        self.bridge_id = self.media.bridge_id
         self.end_reason: str | None = None
         self.speech = SpeechMeter(
             deps.settings.speech_threshold_dbfs,
@@ -98,6 +96,14 @@ class CallSession:
         self._asterisk_lost = False
         self._hand_back = False
         self._grace: asyncio.TimerHandle | None = None
+
+    @property
+    def media_channel_id(self) -> str:
+        return self.media.channel_id
+
+    @property
+    def bridge_id(self) -> str:
+        return self.media.bridge_id
 
     @property
     def _log_fields(self) -> dict[str, str]:

@@ -116,7 +116,8 @@ async def test_digits_call_is_stored_and_read_back(database_url: str, tmp_path: 
 
 async def test_bad_input_is_counted_and_the_call_goes_on(database_url: str, tmp_path: Path) -> None:
     """Garbage RTP from a stranger, malformed packets from Asterisk's own address, audio packets
-    of odd sizes (1 and 161 bytes: cut into 20 ms frames, not a crash of the VAD), an event type
+    of odd sizes (1 and 161 bytes: accepted and reframed; this keypad call has no VAD, so the
+    reframing itself is shown by test_media_sockets.py and test_rtp.py), an event type
     the server does not know and one nested 1500 deep (relayed by Asterisk over the real events
     socket: too deep for Python's JSON parser) are each counted and logged; the call completes
     normally."""
