@@ -33,6 +33,9 @@ class LoopbackCapture:
             "-i",
             "lo",
             "-U",
+            # Without it libpcap hands packets over in blocks (up to a second late): the last
+            # ones were still in the kernel's ring when tcpdump was stopped, and lost.
+            "--immediate-mode",
             "-n",
             "-s",
             "0",
