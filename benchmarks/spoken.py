@@ -33,9 +33,20 @@ def markdown(data: dict[str, Any], command: str) -> str:
     """The page for one run's figures (``data`` as spoken.json holds them)."""
     s, yn, dg = data["summary"], data["yes_no"], data["digits"]
     a = s["adapted"]
+    dev = bool(data["config"].get("dev"))
+    numbers = [str(f["fold"]) for f in data["folds"]]
     out = [
-        "# Spoken understanding benchmark",
+        "# Spoken understanding, development folds" if dev else "# Spoken understanding benchmark",
         "",
+        *(
+            [
+                f"Fold{'s' if len(numbers) > 1 else ''} {', '.join(numbers)}: the ones ideas are tried on, "
+                "never the reported figures (benchmarks/spoken.md).",
+                "",
+            ]
+            if dev
+            else []
+        ),
         f"Regenerate with `{command}`. {data['date']}, {data['machine']}; whole run {data['seconds']:.0f} s.",
         "Held-out banking77 requests (the flow was built from the other folds only), spoken by synthetic",
         "voices through a simulated telephone line (300-3400 Hz, 8 kHz, line noise at "
@@ -103,6 +114,42 @@ def markdown(data: dict[str, Any], command: str) -> str:
         "",
         f"Resources compiled in {s['compile_s']:.1f} s per fold (median), intent model trained in "
         f"{s['train_s']:.1f} s.",
+    ]
+    if yn is not None and dg is not None:
+        out += closed_questions(yn, dg)
+    out += [
+        "",
+        "<details><summary>Per fold, and what was misheard</summary>",
+        "",
+        "```json",
+        json.dumps(
+            {
+                "folds": [
+                    {k: f[k] for k in ("fold", "compile_s", "train_s", "words")}
+                    | {
+                        "adapted": {k: f["adapted"][k] for k in ("spoken_accuracy", "text_accuracy", "wer")},
+                        "general": {k: f["general"][k] for k in ("spoken_accuracy", "wer")},
+                        "mistakes": f["adapted"]["mistakes"][:8],
+                    }
+                    for f in data["folds"]
+                ],
+            }
+            | (
+                {"yes_no_mistakes": yn["mistakes"][:10], "digit_mistakes": dg["mistakes"][:10]}
+                if yn is not None and dg is not None
+                else {}
+            ),
+            indent=1,
+        ),
+        "```",
+        "</details>",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def closed_questions(yn: dict[str, Any], dg: dict[str, Any]) -> list[str]:
+    out = [
         "",
         "## Closed questions",
         "",
@@ -122,31 +169,8 @@ def markdown(data: dict[str, Any], command: str) -> str:
         "",
         "The FSDD speakers are the ones the bundled digit model was trained on (benchmarks/digits.md gives",
         "the leave-one-speaker-out figure for unseen speakers).",
-        "",
-        "<details><summary>Per fold, and what was misheard</summary>",
-        "",
-        "```json",
-        json.dumps(
-            {
-                "folds": [
-                    {k: f[k] for k in ("fold", "compile_s", "train_s", "words")}
-                    | {
-                        "adapted": {k: f["adapted"][k] for k in ("spoken_accuracy", "text_accuracy", "wer")},
-                        "general": {k: f["general"][k] for k in ("spoken_accuracy", "wer")},
-                        "mistakes": f["adapted"]["mistakes"][:8],
-                    }
-                    for f in data["folds"]
-                ],
-                "yes_no_mistakes": yn["mistakes"][:10],
-                "digit_mistakes": dg["mistakes"][:10],
-            },
-            indent=1,
-        ),
-        "```",
-        "</details>",
-        "",
     ]
-    return "\n".join(out)
+    return out
 
 
 def run(
@@ -170,11 +194,15 @@ def run(
     flow_path = REPO / "benchmarks" / "flows" / "banking77.yaml"
     out.mkdir(parents=True, exist_ok=True)
     folds = []
-    for fold, held_out in enumerate(bench.cv_folds(rows)[: cfg.folds]):
+    every = bench.cv_folds(rows)
+    name = "spoken-dev" if cfg.dev else "spoken"
+    for fold in bench.measured_folds(cfg):
         folds.append(
-            bench.run_fold(fold, rows, held_out, flow_path, engine, renderer, cfg, log, wideband, own)
+            bench.run_fold(fold, rows, every[fold], flow_path, engine, renderer, cfg, log, wideband, own)
         )
-        (out / "spoken.folds.json").write_text(json.dumps(folds, indent=1) + "\n")
+        (out / f"{name}.folds.json").write_text(json.dumps(folds, indent=1) + "\n")
+    if cfg.dev:  # trying an idea: the open question only (the closed questions use no folds)
+        return _figures(cfg, folds, started, own_telephone_model, None, None)
     banking = REPO / "flows" / "banking.yaml"
     with tempfile.TemporaryDirectory(prefix="ivr-bench-closed-") as tmp:
         yes_no = bench.run_yes_no(engine, Compiler(Path(tmp)), banking, renderer, cfg)
@@ -184,6 +212,17 @@ def run(
             engine, Compiler(Path(tmp)), banking, renderer, cfg, data_dir / "fsdd" / "recordings"
         )
     log(f"digit strings {digits['string_accuracy']:.1%}, FSDD {digits.get('fsdd', {}).get('accuracy')}")
+    return _figures(cfg, folds, started, own_telephone_model, yes_no, digits)
+
+
+def _figures(
+    cfg: bench.BenchConfig,
+    folds: list[dict[str, Any]],
+    started: float,
+    own_telephone_model: Path | None,
+    yes_no: dict[str, Any] | None,
+    digits: dict[str, Any] | None,
+) -> dict[str, Any]:
     return {
         "date": time.strftime("%Y-%m-%d"),
         "commit": commit(),
@@ -199,9 +238,11 @@ def run(
 
 
 def write(data: dict[str, Any], out: Path, command: str) -> str:
-    """spoken.json and spoken.md in ``out``; returns the page."""
+    """spoken.json and spoken.md in ``out`` (spoken-dev.* for the development folds); returns
+    the page."""
+    name = "spoken-dev" if data["config"].get("dev") else "spoken"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "spoken.json").write_text(json.dumps(data, indent=1) + "\n")
+    (out / f"{name}.json").write_text(json.dumps(data, indent=1) + "\n")
     page = markdown(data, command)
-    (out / "spoken.md").write_text(page)
+    (out / f"{name}.md").write_text(page)
     return page

@@ -56,3 +56,22 @@ def test_own_model_reads_an_adapted_models_manifest(tmp_path: Path) -> None:
         json.dumps({"version": "tel-abc123", "plan": {"voices": ["piper", "espeak:en-us"]}, "other": 1})
     )
     assert spoken.own_model(tmp_path) == {"version": "tel-abc123", "voices": ["piper", "espeak:en-us"]}
+
+
+def test_a_development_run_has_its_own_page_and_no_closed_questions(tmp_path: Path) -> None:
+    """--dev measures the open question on the development folds: its page says which folds
+    and that they are not the reported ones, has no closed-question section, and is written as
+    spoken-dev.* so it never replaces the reported page."""
+    data, _, _ = committed()
+    data = copy.deepcopy(data)
+    data["config"]["dev"] = True
+    data["yes_no"] = data["digits"] = None
+    data["folds"] = data["folds"][:2]
+    for fold, number in zip(data["folds"], (3, 4), strict=True):
+        fold["fold"] = number
+    page = spoken.write(data, tmp_path, "scripts/bench-spoken --dev")
+    assert page.startswith("# Spoken understanding, development folds")
+    assert "Folds 3, 4:" in page and "never the reported figures" in page
+    assert "## Closed questions" not in page and "yes_no_mistakes" not in page
+    assert "| flow-adapted (compiled resources)" in page
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spoken-dev.json", "spoken-dev.md"]

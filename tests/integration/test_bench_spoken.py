@@ -12,7 +12,7 @@ from ivr_server.dialog.nlu.data import Example
 from ivr_server.dialog.spec.loader import load_flow
 from ivr_server.evaluation import bench
 from ivr_server.evaluation.voices import Renderer
-from ivr_server.speech.adapt.compile import Compiler
+from ivr_server.speech.adapt.compile import AdaptSettings, Compiler
 from ivr_server.speech.asr.pocketsphinx_engine import PocketSphinxEngine
 from tests.support.data import shared_data
 
@@ -102,3 +102,30 @@ def test_the_fold_flow_keeps_the_benchmark_flow_but_its_data(tmp_path: Path) -> 
     assert flow.name == "banking77" and flow.nlu.data == ("train.csv",) and len(flow.intents) == 77
     assert (tmp_path / "train.csv").read_text().splitlines()[1:] == ["where is my card,card_arrival",
                                                                       "my card is lost,lost_or_stolen_card"]  # fmt: skip
+
+
+def test_the_development_folds_are_never_the_reported_ones() -> None:
+    """Ideas are tried on folds 3 and 4; a reported run measures the first folds, so no
+    reported run of up to three folds shares a fold with a development run."""
+    assert bench.measured_folds(bench.BenchConfig(folds=3)) == [0, 1, 2]
+    assert bench.measured_folds(bench.BenchConfig(folds=2, dev=True)) == [3, 4]
+    assert bench.measured_folds(bench.BenchConfig(folds=1, dev=True)) == [3]
+    assert not set(bench.DEV_FOLDS) & set(bench.measured_folds(bench.BenchConfig(folds=3)))
+
+
+@needs_banking77
+def test_a_fold_hears_with_the_flow_weight_it_is_given(engine: PocketSphinxEngine, tmp_path: Path) -> None:
+    """--flow-weight reaches the compiler: the fold is heard with resources built at that
+    weight (their version, which hashes the settings, is the one compiled at it), not EM's."""
+    keep = ("card_arrival", "exchange_rate")
+    rows = [r for r in bench.banking_rows(BANKING77) if r.category in keep]
+    rows = [r for c in keep for r in [x for x in rows if x.category == c][:12]]
+    held_out = list(range(0, len(rows), 6))
+    flow_path = small_flow(tmp_path, keep)
+    cfg = bench.BenchConfig(per_fold=2, voices=("piper",), flow_weight=0.5)
+    fold = bench.run_fold(0, rows, held_out, flow_path, engine, Renderer(), cfg, lambda _: None)
+    train = [r for i, r in enumerate(rows) if i not in set(held_out)]
+    flow = load_flow(bench.fold_flow_file(flow_path, train, tmp_path / "again"))
+    at_half = Compiler(tmp_path / "c1", settings=AdaptSettings(flow_weight=0.5)).compile(flow)
+    by_em = Compiler(tmp_path / "c2").compile(flow)
+    assert fold["adapted"]["resources"] == at_half.version != by_em.version
