@@ -331,12 +331,14 @@ def cmd_flows_stats(args: argparse.Namespace, settings: Settings) -> int:
                 "AVG TURNS",
                 "ERRORS",
                 "TOOL FAILS",
+                "REPAIRS",
             ]
         ]
         for r in table:
             version = f"v{r['version_number']} " if r["version_number"] else "file "
             rates = [f"{r['containment']:.0%}", f"{r['transfer_rate']:.0%}", str(r["abandoned"])]
-            counts = [f"{r['avg_turns']:.1f}", str(r["errors"]), str(r["tool_failures"])]
+            repairs = ",".join(f"{k}:{n}" for k, n in r["repairs"].items()) or "-"
+            counts = [f"{r['avg_turns']:.1f}", str(r["errors"]), str(r["tool_failures"]), repairs]
             rows.append([r["flow"], version + r["version"], str(r["calls"]), *rates, *counts])
         print_table(rows)
         return 0

@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 import structlog
 
 from ivr_server.dialog.dtmf import DtmfCollector
-from ivr_server.dialog.engine import CallerInput
 from ivr_server.dialog.flows import CallControl, collect_digits
+from ivr_server.dialog.session import CallerInput
 from ivr_server.dialog.spec.model import Settings
 from ivr_server.speech.adapt.compile import FlowResources
 from ivr_server.speech.adapt.grammars import digit_range

@@ -15,11 +15,12 @@ from typing import Any
 import structlog
 
 from ivr_server.dialog.call_port import CallPort
-from ivr_server.dialog.engine import DecisionRecord, Engine, IntentModel
+from ivr_server.dialog.engine import Engine
 from ivr_server.dialog.flows import CallControl, Flow
 from ivr_server.dialog.nlu.data import Example
 from ivr_server.dialog.nlu.flow_model import model_for_flow
 from ivr_server.dialog.nlu.heard_cache import heard_phrases
+from ivr_server.dialog.session import DecisionRecord, IntentModel
 from ivr_server.dialog.spec.loader import check_file, check_text
 from ivr_server.dialog.spec.model import Flow as FlowSpec
 from ivr_server.errors import NluError, ResourceError
@@ -250,6 +251,9 @@ def _runner(
 
         def audit(kind: str, payload: dict[str, Any]) -> None:
             call.audit(kind, **payload)
+            if kind == "repair":  # counted per flow version by `flows stats`
+                call.record("repair", state=payload["state"], repair=payload["repair"],
+                            flow_version=payload["flow_version"])  # fmt: skip
 
         engine = Engine(spec, CallPort(call, resources), tools, model, on_decision=record, audit=audit,
                         resources_version=resources_version)  # fmt: skip
@@ -265,6 +269,7 @@ def _runner(
             states=session.visited,
             tools=session.tool_calls,
             intent=session.intent,
+            repairs=[[state, repair] for state, repair, _ in session.repairs],
         )
 
     return run

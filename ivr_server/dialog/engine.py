@@ -13,16 +13,16 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import structlog
 
 from ivr_server.dialog.decide import Decision, Guess, Misses, decide
+from ivr_server.dialog.repair import Repairs
+from ivr_server.dialog.session import CallerInput, DecisionRecord, Ended, Goto, IntentModel, Port, Session
 from ivr_server.dialog.slots.parsers import entities, parse_heard
-from ivr_server.dialog.spec.model import Action, Flow, Intent, Settings, Slot, State, Tool, Transition
+from ivr_server.dialog.spec.model import Action, Flow, Intent, Slot, State, Tool, Transition
 from ivr_server.errors import ToolError
 from ivr_server.privacy.redact import SECURE_VALUES
 from ivr_server.speech.adapt.grammars import answer_kind
@@ -34,84 +34,7 @@ MAX_STEPS = 200  # states entered per call: a flow that loops forever hands off 
 _YES_NO = Slot("_yes_no", "yes_no")
 
 
-@dataclass(frozen=True)
-class CallerInput:
-    said: str = ""
-    keyed: str = ""
-    alternatives: tuple[str, ...] = ()  # the recognizer's other hypotheses, best first
-    confidence: float | None = None  # how surely the recognizer heard ``said`` (None: unknown)
-
-    @property
-    def silent(self) -> bool:
-        return not self.said.strip() and not self.keyed
-
-
-class Port(Protocol):
-    """What the engine needs from the caller's side."""
-
-    async def say(self, text: str, barge_in: bool, expect: str | None = None) -> None:
-        """Speak; ``expect`` is what the caller is asked for (the grammar ``hear`` will get), for
-        a caller who answers over the prompt."""
-        ...
-
-    async def hear(
-        self, settings: Settings, secure: bool, max_keys: int | None, grammar: str | None
-    ) -> CallerInput:
-        """The caller's next turn; ``secure``: not to be kept (no audio, no digits in logs);
-        ``max_keys``: keys that complete an answer (a menu key: 1; None: until # or a pause);
-        ``grammar``: the kind of answer asked for ("digits", "yesno", "amount", "number", "date";
-        None for an open question), which chooses what the recognizer listens for."""
-        ...
-
-    async def transfer(self, target: Mapping[str, str], variables: Mapping[str, str]) -> None: ...
-
-    async def hangup(self) -> None: ...
-
-
-class IntentModel(Protocol):
-    version: str
-
-    def guesses(self, text: str) -> Sequence[Guess]: ...
-
-
-@dataclass(frozen=True)
-class DecisionRecord:
-    state: str
-    said: str
-    keyed: str
-    decision: Decision
-    flow_version: str
-    model_version: str | None
-    resources_version: str | None = None  # the recognition resources the words were heard with
-
-
-@dataclass
-class Session:
-    flow: Flow
-    id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
-    state: str = ""
-    slots: dict[str, str] = field(default_factory=dict)
-    intent: str | None = None  # the last intent acted on
-    visited: list[str] = field(default_factory=list)
-    decisions: list[DecisionRecord] = field(default_factory=list)
-    tool_calls: list[tuple[str, str]] = field(default_factory=list)  # (tool, outcome)
-    transcript: list[tuple[str, str]] = field(default_factory=list)  # (who, text), secure masked
-    outcome: Literal["transfer", "hangup", "ended", "loop"] | None = None
-    transfer_variables: dict[str, str] = field(default_factory=dict)
-
-    def summary(self) -> str:
-        filled = ", ".join(f"{k}={v}" for k, v in self.public_slots().items())
-        return f"{self.flow.name}: {self.intent or 'no intent'}" + (f" ({filled})" if filled else "")
-
-    def public_slots(self) -> dict[str, str]:
-        return {k: v for k, v in self.slots.items() if not self.flow.slots[k].secure}
-
-
-class Ended(Exception):
-    """A transfer or hang-up: the flow is over."""
-
-
-class Engine:
+class Engine(Repairs):
     def __init__(
         self,
         flow: Flow,
@@ -132,6 +55,7 @@ class Engine:
         self._misses: dict[str, Misses] = {}
         self._escalated: set[tuple[str, str]] = set()
         self._offered: dict[str, str] = {}  # slot values heard before they were asked for
+        self._init_repairs()
 
     async def run(self) -> Session:
         s = self.session
@@ -144,9 +68,13 @@ class Engine:
                     nxt = self._handoff_state(s.state)
                     if nxt is None:
                         break
+                nxt = await self._next_state(nxt)
                 s.state = nxt
                 s.visited.append(nxt)
-                nxt = await self._enter(self.flow.states[nxt])
+                try:
+                    nxt = await self._enter(self.flow.states[nxt])
+                except Goto as repaired:
+                    nxt = repaired.state
             s.outcome = s.outcome or "ended"
         except Ended:
             pass
@@ -319,6 +247,7 @@ class Engine:
 
     async def _say_text(self, text: str, state: State, expect: str | None = None) -> None:
         self.session.transcript.append(("system", text))
+        self._said_since_hear.append(text)
         await self.port.say(text, state.settings.barge_in, expect)
 
     async def _hear(
@@ -363,11 +292,16 @@ class Engine:
         for name in state.collect:
             slot = self.flow.slots[name]
             offered = self._offered.pop(name, None)  # given before it was asked for
-            if offered is not None and (not slot.sensitive or await self._confirmed(state, name, offered)):
-                self.session.slots[name] = offered
+            if offered is not None:
+                kept = offered if not slot.sensitive else await self._confirmed(state, name, offered)
+                if kept is not None:
+                    self.session.slots[name] = kept
+                    self._answered(name)
+            if name not in self.session.slots:
+                self._asked_for(state, name)
             while name not in self.session.slots:
                 await self._say(slot.prompt or "", state, expect=_grammar_for(slot))
-                heard = await self._hear(state, slot.secure, _keys_for(slot), _grammar_for(slot))
+                heard = await self._turn(state, slot.secure, _keys_for(slot), _grammar_for(slot), slot=slot)
                 if heard.silent:
                     if self._missed(state, "no_input") == "escalate":
                         return "no_input"
@@ -378,30 +312,43 @@ class Engine:
                         if secret:
                             SECURE_VALUES.add(self.session.id, secret)
                 if got.value is None:
+                    if await self._other_task(state, heard, slot.secure):  # leaves the state if it can
+                        continue
                     await self._say_text(f"Sorry, {got.reason}.", state, _grammar_for(slot))
                     if self._missed(state, "no_match") == "escalate":
                         return "no_match"
                     continue
-                if slot.sensitive and not await self._confirmed(state, name, got.value):
+                value = got.value if not slot.sensitive else await self._confirmed(state, name, got.value)
+                if value is None:
                     continue
-                self.session.slots[name] = got.value
+                self.session.slots[name] = value
+                self._answered(name)
         return None
 
-    async def _confirmed(self, state: State, name: str, value: str) -> bool:
+    async def _confirmed(self, state: State, name: str, value: str) -> str | None:
+        """The value the caller confirms: ``value`` on a yes, the new one in a correction ("no,
+        I said 5678"), None on a no."""
         prompt = f"confirm_{name}"
         if prompt in self.flow.prompts:
             await self._say(prompt, state, {name: value}, expect="yesno")
         else:
             await self._say_text(f"I have {' '.join(value)}. Is that right?", state, "yesno")
-        answer = await self._hear(state, grammar="yesno")
-        return parse_heard(_YES_NO, answer.said, answer.alternatives, answer.keyed).value == "yes"
+        answer = await self._turn(state, grammar="yesno", confirming=name)
+        corrected = await self._corrected_value(state, self.flow.slots[name], value, answer)
+        if corrected is not None:
+            return corrected
+        if parse_heard(_YES_NO, answer.said, answer.alternatives, answer.keyed).value == "yes":
+            return value
+        await self._rejected(state, name)  # asked again, within the flow's bound
+        return None
 
     # --- the caller's turn ----------------------------------------------------------------------
     async def _listen(self, state: State) -> str | None:
         intents = [self.flow.intents[n] for n in state.listen]
         keys = [i.dtmf for i in intents if i.dtmf] + [t.dtmf for t in state.on if t.dtmf]
+        self._asked_for(state, None)
         while True:
-            heard = await self._hear(state, max_keys=max((len(k) for k in keys), default=1))
+            heard = await self._turn(state, max_keys=max((len(k) for k in keys), default=1))
             if heard.silent:
                 step = self._missed(state, "no_input")
                 if step == "escalate":
@@ -421,6 +368,7 @@ class Engine:
                 decision = await self._disambiguate(state, intents, decision)
             if decision.kind == "act" and decision.intent is not None:
                 self.session.intent = decision.intent
+                self._task_slots.clear()  # a new task
                 missing = [self.flow.slots[n] for n in self.flow.slots if n not in self.session.slots]
                 self._offered.update(entities(missing, heard.said))  # "... ending 4421"
                 return await self._fire(state, intent=decision.intent)
@@ -489,9 +437,12 @@ class Engine:
             await self._say(intent.confirm, state, expect="yesno")
         else:
             await self._say_text(f"You want {intent.name.replace('_', ' ')}, right?", state, "yesno")
-        answer = await self._hear(state, grammar="yesno")
+        answer = await self._turn(state, grammar="yesno")
         if parse_heard(_YES_NO, answer.said, answer.alternatives, answer.keyed).value == "yes":
             return Decision("act", intent.name, decision.source, decision.confidence, reason="confirmed")
+        corrected = await self._corrected_intent(state, intents, intent.name, answer)  # "no, my balance"
+        if corrected is not None:
+            return corrected
         return Decision("no_match", None, decision.source, decision.confidence, reason="not confirmed")
 
     async def _disambiguate(self, state: State, intents: Sequence[Intent], decision: Decision) -> Decision:
@@ -499,7 +450,7 @@ class Engine:
         await self._say_text(
             f"Do you want {a.replace('_', ' ')}, or {b.replace('_', ' ')}? Press 1 or 2, or say which.", state
         )
-        answer = await self._hear(state)
+        answer = await self._turn(state)
         if answer.keyed in ("1", "2"):
             return Decision("act", (a, b)[int(answer.keyed) - 1], "dtmf", 1.0, reason="chosen by key")
         two = [i for i in intents if i.name in (a, b)]

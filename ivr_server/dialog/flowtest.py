@@ -3,7 +3,8 @@
 A test file (YAML) names its flow and lists tests; each test is the caller's turns in order
 (``say: words``, ``keys: "4421"``, or ``silence: true``), each with optional expectations
 about the moment it is heard (``state``) and the decision made on it (``decision``: kind,
-intent, source, any of them), and expectations about the end: ``slots``,
+intent, source, any of them), and expectations about the end: ``slots``, ``repairs`` made (in
+order: repeat, correction, digression, ...),
 ``tools`` called (in order, with outcomes), ``outcome`` (transfer, hangup), ``transfer``
 variables and phrases the caller ``heard``. ``backend: demo`` runs the demo bank in-process
 and points every service at it. Used by ``ivr-server flows test`` and by pytest.
@@ -20,8 +21,9 @@ from typing import Any
 
 import yaml
 
-from ivr_server.dialog.engine import CallerInput, Engine, Session
+from ivr_server.dialog.engine import Engine
 from ivr_server.dialog.nlu.flow_model import model_for_flow
+from ivr_server.dialog.session import CallerInput, Session
 from ivr_server.dialog.spec.loader import load_flow
 from ivr_server.dialog.spec.model import Flow, Settings
 from ivr_server.errors import FlowError
@@ -167,6 +169,8 @@ async def run_test(
     for phrase in want.get("heard") or []:
         if str(phrase) not in spoken:
             result.failures.append(f"the caller never heard {phrase!r}")
+    if "repairs" in want and [r for _, r, _ in session.repairs] != list(want["repairs"]):
+        result.failures.append(f"repairs: expected {want['repairs']}, made {session.repairs}")
     if "states" in want and session.visited != list(want["states"]):
         result.failures.append(f"states: expected {want['states']}, went {session.visited}")
     return result

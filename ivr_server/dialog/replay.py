@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ivr_server.dialog.decide import Decision, Guess, decide
-from ivr_server.dialog.engine import IntentModel
+from ivr_server.dialog.session import IntentModel
 from ivr_server.dialog.spec.model import Flow
 
 

@@ -9,7 +9,8 @@ import sys
 from collections.abc import Mapping
 from typing import TextIO
 
-from ivr_server.dialog.engine import CallerInput, Engine
+from ivr_server.dialog.engine import Engine
+from ivr_server.dialog.session import CallerInput
 from ivr_server.dialog.spec.model import Settings
 
 

@@ -1,6 +1,7 @@
 """Per flow version: how calls went. A call's version is the one it ran (its ``flow_ended``,
 ``deployment`` or first ``decision`` event); its outcome comes from ``flow_ended`` (a caller who
-hung up before the flow ended is ``abandoned``)."""
+hung up before the flow ended is ``abandoned``); its repairs (a repeat, a correction, ...) from
+its ``repair`` events."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ class VersionStats:
     errors: int = 0  # flow errors, set-up failures, loops
     tool_failures: int = 0
     caller_turns: int = 0
+    repairs: Counter[str] = field(default_factory=Counter)  # repeat, correction, digression, ...
 
     def as_dict(self) -> dict[str, Any]:
         n = max(1, self.calls)
@@ -39,6 +41,7 @@ class VersionStats:
             "transfer_rate": round(self.outcomes["transfer"] / n, 4),
             "abandoned": self.outcomes["abandoned"], "avg_turns": round(self.caller_turns / n, 2),
             "errors": self.errors, "tool_failures": self.tool_failures, "outcomes": dict(self.outcomes),
+            "repairs": dict(sorted(self.repairs.items())),
         }  # fmt: skip
 
 
@@ -46,7 +49,7 @@ async def flow_stats(
     engine: AsyncEngine, flow: str | None = None, since: datetime | None = None
 ) -> list[VersionStats]:
     e = call_events.c
-    kinds = ("flow_ended", "deployment", "decision")
+    kinds = ("flow_ended", "deployment", "decision", "repair")
     query = select(e.call_id, e.type, e.payload).where(e.type.in_(kinds)).order_by(e.call_id, e.seq)
     ends = select(calls.c.id, calls.c.end_reason)
     spoken = select(turns.c.call_id, func.count()).where(turns.c.role == "caller").group_by(turns.c.call_id)
@@ -62,10 +65,12 @@ async def flow_stats(
             numbers: dict[str, int] = dict((await conn.execute(deployed)).all())
     except (SQLAlchemyError, OSError) as err:
         raise StoreError(f"reading call records failed: {err}") from err
-    per_call: dict[str, dict[str, Any]] = defaultdict(lambda: {"decisions": 0})
+    per_call: dict[str, dict[str, Any]] = defaultdict(lambda: {"decisions": 0, "repairs": Counter()})
     for call_id, kind, payload in rows:
         c = per_call[call_id]
-        if kind == "decision":
+        if kind == "repair":
+            c["repairs"][str(payload.get("repair"))] += 1
+        elif kind == "decision":
             c["decisions"] += 1
             c.setdefault("version", payload.get("flow_version"))
         elif kind == "deployment":
@@ -90,4 +95,5 @@ async def flow_stats(
         s.errors += end_reason.get(call_id) in ERROR_ENDS or outcome == "loop"
         s.tool_failures += sum(1 for _, result in ended.get("tools", []) if result != "ok")
         s.caller_turns += turn_count.get(call_id) or c["decisions"]  # keypad-only calls: their decisions
+        s.repairs.update(c["repairs"])
     return sorted(table.values(), key=lambda s: (s.flow, s.version_number or 0, s.version))

@@ -54,6 +54,9 @@ def stored_calls(tmp_path: Path) -> list[Op]:
             if words:
                 ops.append(Turn(call_id, i + 1, "caller", at, words, "silence"))
             outcome = "transfer" if d.intent == "agent" else outcome
+        if call_id == "c4":  # as the runner records a repair: "say that again" after the joke
+            repair = {"state": "welcome", "repair": "repeat", "flow_version": spec.version}
+            ops.append(CallEvent(call_id, 50, at, "repair", repair))
         tools = [["block_card", "tool_timeout"]] if call_id == "c2" else []
         ops.append(CallEvent(call_id, 99, at, "flow_ended", {"flow": "banking", "flow_version": spec.version,
                                                              "outcome": outcome, "tools": tools}))  # fmt: skip
@@ -105,6 +108,11 @@ async def test_stats_per_version(database_url: str, engine: AsyncEngine, tmp_pat
         0,
     )
     assert (row["avg_turns"], row["errors"], row["tool_failures"]) == (round(7 / 6, 2), 0, 1)
+    assert row["repairs"] == {"repeat": 1}
     shown = cli("flows", "stats", env={"IVR_DATABASE_URL": database_url})
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.splitlines()[1].split()[:5] == ["banking", "file", row["version"], "6", "83%"]
+    assert (
+        shown.stdout.splitlines()[0].split()[-1] == "REPAIRS"
+        and shown.stdout.splitlines()[1].split()[-1] == "repeat:1"
+    )

@@ -128,6 +128,24 @@ def test_every_problem_is_reported_at_once() -> None:
         ),
         ("flow: x\nstates:\n  a: {say: []}\n", "state 'a' has no way on"),
         (
+            "flow: x\nrepair: {off: [repaet]}\nstates:\n  a: {end: true}\n",
+            "unknown repair 'repaet' (did you mean 'repeat'?)",
+        ),
+        ("flow: x\nrepair: {hold_s: 100000}\nstates:\n  a: {end: true}\n", "hold_s must be from 1 to 600"),
+        (
+            "flow: x\nrepair: {phrases: {hold: 5}}\nstates:\n  a: {end: true}\n",
+            "repair.phrases.hold must be a list",
+        ),
+        ("flow: x\nrepair: {phrases: {jump: [hop]}}\nstates:\n  a: {end: true}\n", "unknown key 'jump'"),
+        (
+            "flow: x\nprompts: {repair_holdd: wait}\nstates:\n  a: {end: true}\n",
+            "'repair_holdd' words no repair (did you mean 'hold'?)",
+        ),
+        (
+            'flow: x\nprompts: {repair_cancelled: "{tsk} gone"}\nstates:\n  a: {end: true}\n',
+            "slot 'tsk' is not defined",
+        ),
+        (
             "a: &a [x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
             "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: [*e,*e,*e,*e,*e]\n",
             "more than 100000 values (YAML aliases expanding?)",
@@ -160,6 +178,26 @@ def test_load_flow_raises_with_every_problem(tmp_path: Path) -> None:
         load_flow(bad)
     assert any("3:13: unknown key 'goto'" in str(p) for p in err.value.problems)
     assert check_file(bad)[0] is None
+
+
+def test_a_flow_turns_repairs_off_and_words_them() -> None:
+    text = BANKING.replace(
+        "prompts:\n",
+        "repair:\n  off: [hold, digression]\n  max_restarts: 1\n"
+        "  phrases: {repeat: [run that by me again]}\nprompts:\n"
+        '  repair_digression_resume: "Back to the {task} now."\n',
+        1,
+    )
+    flow, problems = check_text(text, "banking.yaml")
+    assert flow is not None, [str(p) for p in problems]
+    assert (
+        flow.repair.off == {"hold", "digression"} and not flow.repair.on("hold") and flow.repair.on("repeat")
+    )
+    assert flow.repair.max_restarts == 1 and flow.repair.phrases == {"repeat": ("run that by me again",)}
+    assert (
+        flow.prompts["repair_digression_resume"].text["en"].render({"task": "lost card"})
+        == "Back to the lost card now."
+    )
 
 
 def test_templates_render_slots_and_only_slots() -> None:

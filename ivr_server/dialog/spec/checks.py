@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping
 
+from ivr_server.dialog.repair_words import WORDING
 from ivr_server.dialog.spec.model import EVENTS, SLOT_TYPES, Action, Flow, State
 from ivr_server.dialog.spec.parse import suggest
 from ivr_server.dialog.spec.source import Path_, Source
@@ -30,8 +31,15 @@ class Checker:
         if f.handoff is not None:
             self.known(f.handoff, f.states, "state", ("handoff",))
         for name, prompt in f.prompts.items():
+            repair = name.removeprefix("repair_") if name.startswith("repair_") else None
+            if repair is not None and repair not in WORDING:
+                self.src.problem(
+                    ("prompts", name),
+                    f"'{name}' words no repair{suggest(repair, WORDING)}; repair prompts: "
+                    + ", ".join(f"repair_{w}" for w in WORDING),
+                )
             for lang, template in prompt.text.items():
-                self.spoken(template, ("prompts", name, lang))
+                self.spoken(template, ("prompts", name, lang), task=repair is not None)
         for name, intent in f.intents.items():
             if intent.confirm:
                 self.known(intent.confirm, f.prompts, "prompt", ("intents", name, "confirm"))
@@ -123,8 +131,11 @@ class Checker:
         )
         return False
 
-    def spoken(self, template: Template, path: Path_) -> None:
+    def spoken(self, template: Template, path: Path_, task: bool = False) -> None:
+        """``task``: a repair's wording, which may also say ``{task}`` (what the caller is doing)."""
         for slot in template.slots:
+            if task and slot == "task":
+                continue
             if self.known(slot, self.flow.slots, "slot", path) and self.flow.slots[slot].secure:
                 self.src.problem(path, f"slot '{slot}' is secure: a prompt must never speak it")
 

@@ -119,6 +119,24 @@ class RecognitionSpec:
     pronunciations: dict[str, str] = field(default_factory=dict)  # word -> ARPAbet phones
 
 
+REPAIRS = ("repeat", "help", "correction", "cancel", "start_over", "back", "digression", "hold", "agent")
+
+
+@dataclass(frozen=True)
+class RepairSpec:
+    """The engine's built-in repairs (dialog/repair.py): on in every flow unless listed in ``off``.
+    Their wording is the flow's prompts named ``repair_*`` where it has them."""
+
+    off: frozenset[str] = frozenset()
+    hold_s: int = 30  # "wait a second": how long the no-input timer waits instead
+    max_restarts: int = 3  # "start over" more often than this: the caller goes to the handoff state
+    max_corrections: int = 3  # per slot; more: the handoff state
+    phrases: dict[str, tuple[str, ...]] = field(default_factory=dict)  # more ways to ask, per repair
+
+    def on(self, repair: str) -> bool:
+        return repair not in self.off
+
+
 @dataclass(frozen=True)
 class Flow:
     name: str
@@ -135,3 +153,4 @@ class Flow:
     nlu: NluSpec = NluSpec()
     version: str = ""  # sha256 of the file's text, first 12 hex digits: recorded with every decision
     recognition: RecognitionSpec = RecognitionSpec()
+    repair: RepairSpec = RepairSpec()

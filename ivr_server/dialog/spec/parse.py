@@ -14,12 +14,14 @@ import regex
 
 from ivr_server.dialog.spec.model import (
     HTTP_METHODS,
+    REPAIRS,
     Action,
     Flow,
     Intent,
     NluSpec,
     Prompt,
     RecognitionSpec,
+    RepairSpec,
     Settings,
     Slot,
     State,
@@ -48,10 +50,13 @@ TOP = (
     "states",
     "nlu",
     "recognition",
+    "repair",
 )
 NLU = ("data", "out_of_scope", "generic_out_of_scope", "heard_per_intent")
 MAX_HEARD_PER_INTENT = 100
 RECOGNITION = ("pronunciations",)
+REPAIR = ("off", "hold_s", "max_restarts", "max_corrections", "phrases")
+MAX_REPAIR_PHRASES = 200  # per repair: a flow's own ways of asking, not a data set
 _SPOKEN_WORD = re.compile(r"^[a-z][a-z']*$")
 SETTINGS = tuple(f.name for f in fields(Settings))
 _OPTIONAL_INTS = {"end_silence_ms"}  # unset: the server's own default applies
@@ -403,6 +408,31 @@ class Builder:
             own[word] = " ".join(seq)
         return RecognitionSpec(own)
 
+    def repair(self, value: Any, path: Path_) -> RepairSpec:
+        raw = self.mapping(value, path, REPAIR) if value is not None else {}
+        off = self.strings(raw.get("off"), (*path, "off"))
+        for i, name in enumerate(off):
+            if name not in REPAIRS:
+                self.src.problem((*path, "off", i), f"unknown repair '{name}'{suggest(name, REPAIRS)}; "
+                                 f"expected one of: {', '.join(REPAIRS)}")  # fmt: skip
+        numbers = {}
+        for key, default, low, high in (("hold_s", 30, 1, 600), ("max_restarts", 3, 0, 20),
+                                        ("max_corrections", 3, 0, 20)):  # fmt: skip
+            got = self.typed(raw.get(key), (*path, key), int, default, "a whole number")
+            if not low <= got <= high:
+                self.src.problem((*path, key), f"{key} must be from {low} to {high}, not {got}")
+                got = default
+            numbers[key] = got
+        phrases: dict[str, tuple[str, ...]] = {}
+        for name, listed in self.mapping(raw.get("phrases"), (*path, "phrases"), REPAIRS).items():
+            got_phrases = self.strings(listed, (*path, "phrases", name))
+            if len(got_phrases) > MAX_REPAIR_PHRASES:
+                many = f"at most {MAX_REPAIR_PHRASES} phrases per repair, not {len(got_phrases)}"
+                self.src.problem((*path, "phrases", name), many)
+                got_phrases = got_phrases[:MAX_REPAIR_PHRASES]
+            phrases[name] = got_phrases
+        return RepairSpec(frozenset(off) & frozenset(REPAIRS), phrases=phrases, **numbers)
+
     def flow(self) -> Flow | None:
         if self.src.data is None:
             if not self.src.problems:
@@ -440,6 +470,7 @@ class Builder:
         handoff = self.typed(top.get("handoff"), ("handoff",), str, None, "a state name")
         nlu = self.nlu(top.get("nlu"), ("nlu",))
         recognition = self.recognition(top.get("recognition"), ("recognition",))
+        repair = self.repair(top.get("repair"), ("repair",))
         return Flow(
             name,
             start,
@@ -455,6 +486,7 @@ class Builder:
             nlu,
             self.src.version,
             recognition,
+            repair,
         )
 
 

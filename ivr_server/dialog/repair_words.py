@@ -1,0 +1,218 @@
+"""How callers ask for a repair, and what the engine answers when a flow has no wording of its own.
+
+Like VoiceXML's universal grammars (help, cancel, exit) these hold in every state of every flow:
+a caller who says "sorry, say that again" or "what can I say?" is asking about the dialog, not
+answering the question. An utterance asks for a repair when, with the polite words around it
+taken off ("sorry, could you ... please"), it *is* one of the phrases: "I want to put a hold on my
+card" is a request, "hold on" is a repair. A flow adds phrases (``repair: phrases:``) and words
+the answers (prompts named ``repair_*``); the phrases below are English and Korean.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+# Repairs the caller asks for in so many words; corrections and digressions are found from what
+# the words mean in the state (repair.py), not from phrases.
+ASKED = ("repeat", "help", "cancel", "start_over", "back", "hold", "agent")
+
+PHRASES: dict[str, dict[str, tuple[str, ...]]] = {
+    "en": {
+        "repeat": (
+            "what", "huh", "pardon", "pardon me", "come again", "say that again", "say it again",
+            "repeat", "repeat that", "repeat it", "repeat the question", "one more time", "again",
+            "i didn't catch that", "i didn't get that", "i didn't hear you", "i didn't hear that",
+            "what did you say", "what was that", "i missed that",
+        ),
+        "help": (
+            "help", "what can i say", "what can i do", "what are my options", "options",
+            "what are the options", "what do i say", "i don't know what to say", "menu options",
+        ),
+        "cancel": (
+            "cancel", "cancel that", "cancel it", "never mind", "forget it", "forget about it", "stop",
+        ),
+        "start_over": (
+            "start over", "start again", "start from the beginning", "from the beginning", "main menu",
+            "begin again", "restart", "let's start over",
+        ),
+        "back": ("go back", "back", "previous", "go back one step", "back up", "previous question"),
+        "hold": (
+            "wait", "wait a second", "wait a minute", "wait a moment", "hold on", "hang on",
+            "hold on a second", "hang on a second", "one moment", "one second", "one sec",
+            "just a moment", "just a second",
+            "give me a second", "give me a minute", "give me a moment", "let me check", "let me find it",
+            "let me get my card", "let me look",
+        ),
+        "agent": (
+            "agent", "an agent", "a live agent", "representative", "a representative", "operator",
+            "the operator", "a human", "human", "a real person", "a person", "someone", "somebody",
+            "speak to an agent", "talk to an agent", "speak to someone", "talk to someone",
+            "speak to a person", "talk to a person", "speak to a human", "talk to a human",
+            "customer service", "customer support",
+        ),
+    },
+    "ko": {
+        "repeat": ("뭐라고요", "다시 말해 주세요", "다시 한번 말해 주세요", "다시요", "못 들었어요", "다시"),
+        "help": ("도움말", "도와주세요", "뭐라고 말해야 해요", "어떻게 해요"),
+        "cancel": ("취소", "취소해 주세요", "됐어요", "그만"),
+        "start_over": ("처음부터", "처음으로", "처음부터 다시"),
+        "back": ("이전", "뒤로", "이전으로"),
+        "hold": ("잠깐만요", "잠시만요", "잠깐만 기다려 주세요", "잠시만 기다려 주세요"),
+        "agent": ("상담원", "상담원 연결", "상담원 연결해 주세요", "사람이랑 통화", "직원"),
+    },
+}  # fmt: skip
+
+# Words that ask for a person wherever they are in a short turn ("can I get a human on the line").
+AGENT_WORDS: dict[str, tuple[str, ...]] = {
+    "en": ("agent", "representative", "operator", "human", "real person", "live person", "customer service"),
+    "ko": ("상담원", "직원"),
+}
+# Said around a request for a repair without changing it ("sorry, could you say that again please").
+POLITE: dict[str, frozenset[str]] = {
+    "en": frozenset(
+        {
+            "please",
+            "sorry",
+            "um",
+            "uh",
+            "er",
+            "erm",
+            "oh",
+            "ah",
+            "okay",
+            "ok",
+            "hey",
+            "hi",
+            "well",
+            "so",
+            "just",
+            "can",
+            "could",
+            "would",
+            "you",
+            "i",
+            "i'd",
+            "like",
+            "want",
+            "to",
+            "need",
+            "let's",
+            "me",
+            "the",
+            "uh-huh",
+            "yeah",
+        }
+    ),
+    "ko": frozenset(("좀", "저", "저기", "음", "어", "아")),  # not 네: it is a yes
+}
+# Words that make the rest of an answer a correction of what was just understood.
+CORRECTING: dict[str, tuple[str, ...]] = {
+    "en": ("no", "nope", "not", "i said", "i meant", "wrong", "it's", "it is", "it was"),
+    "ko": ("아니요", "아니", "아니에요", "말고"),
+}
+
+# What the engine says when the flow has no prompt ``repair_<name>`` (English: a flow in another
+# language words each one, or its callers hear English).
+WORDING = {
+    "hold": "Sure, take your time. I'll wait.",
+    "still_there": "Are you still there?",
+    "help_listen": "You can say things like {examples}.",
+    "help_keys": "Or use your keypad: {keys}.",
+    "help_more": "At any time you can say: repeat, go back, start over, or agent.",
+    "cancel_confirm": "You want to cancel your {task} request, right?",
+    "cancelled": "Okay, I've cancelled that.",
+    "start_over_confirm": "You want to start over, right?",
+    "started_over": "Okay, let's start again.",
+    "back": "Okay, let's go back.",
+    "cannot_go_back": "That step is already done, so I can't go back before it.",
+    "at_start": "We're at the first question.",
+    "too_many": "Let me put you through to someone who can help.",
+    "corrected": "Got it, I've changed that.",
+    "digression_resume": "Now, back to your {task} request.",
+    "digression_later": "Let's finish your {task} request first.",
+    "agent_offer": "Before I put you through, I can finish your {task} request: it's one answer away. "
+    "Shall I finish it first?",
+}
+# Slot kinds explained for "what can I say?" while a slot is asked for.
+SLOT_HELP = {
+    "digits": "Say the digits one at a time, or key them in.",
+    "card_number": "Say the card number one digit at a time, or key it in.",
+    "yes_no": "Say yes or no, or press 1 for yes and 2 for no.",
+    "amount": "Say the amount, for example: twenty five dollars. Or key it in, with star for the point.",
+    "number": "Say the number, or key it in.",
+    "date": "Say the date, for example: the third of May.",
+    "text": "Say it in a few words.",
+}
+
+_WORD = re.compile(r"[\w']+")
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def asked_repair(
+    said: str, language: str, extra: Mapping[str, Sequence[str]] | None = None, allowed: Sequence[str] = ASKED
+) -> str | None:
+    """The repair ``said`` asks for (one of ``allowed``), or None when it asks for none: the words
+    are that repair's phrases and polite words only ("hold on, let me get my card"), or, for an
+    agent, name one ("can I talk to a real person about this")."""
+    got = words(said)
+    if not got or len(got) > 12:  # a repair is asked for in a few words; a long turn is a request
+        return None
+    polite = POLITE.get(language, frozenset())
+    table = PHRASES.get(language, {})
+    for repair in allowed:
+        phrases = {tuple(words(p)) for p in (*table.get(repair, ()), *(extra or {}).get(repair, ()))}
+        if _made_of(tuple(got), phrases, polite):
+            return repair
+        if repair == "agent" and any(_has(got, words(w)) for w in AGENT_WORDS.get(language, ())):
+            return repair
+    return None
+
+
+def _made_of(got: tuple[str, ...], phrases: set[tuple[str, ...]], polite: frozenset[str]) -> bool:
+    """Whether ``got`` splits into phrases and polite words, at least one phrase among them."""
+    longest = max((len(p) for p in phrases), default=0)
+    # reach[i]: words[:i] split so far, and whether a phrase was used
+    reach: dict[int, bool] = {0: False}
+    for i in range(len(got)):
+        if i not in reach:
+            continue
+        used = reach[i]
+        if got[i] in polite:
+            reach[i + 1] = reach.get(i + 1, False) or used
+        for n in range(1, longest + 1):
+            if got[i : i + n] in phrases:
+                reach[i + n] = True
+    return reach.get(len(got), False)
+
+
+def _has(got: Sequence[str], phrase: Sequence[str]) -> bool:
+    n = len(phrase)
+    return n > 0 and any(list(got[i : i + n]) == list(phrase) for i in range(len(got) - n + 1))
+
+
+def correcting(said: str, language: str) -> bool:
+    """Whether the words start as a correction ("no, I said ...", "actually ...", "not my card")."""
+    text = " ".join(words(said))
+    return any(text == m or text.startswith(m + " ") for m in CORRECTING.get(language, ()))
+
+
+def without_correction(said: str, language: str) -> str:
+    """The words after the correcting ones: "no I said 5678" -> "5678"."""
+    got = words(said)
+    markers = sorted((words(m) for m in CORRECTING.get(language, ())), key=len, reverse=True)
+    changed = True
+    while got and changed:
+        changed = False
+        for m in markers:
+            if got[: len(m)] == m:
+                got, changed = got[len(m) :], True
+                break
+    return " ".join(got)
+
+
+def humanized(name: str) -> str:
+    return name.replace("_", " ")

@@ -1,0 +1,68 @@
+"""How a caller asks for a repair: the phrases, the polite words around them, and what is not one."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ivr_server.dialog.repair_words import PHRASES, asked_repair, correcting, without_correction
+
+
+@pytest.mark.parametrize(
+    ("said", "repair"),
+    [
+        ("sorry, could you say that again please", "repeat"),
+        ("What?", "repeat"),
+        ("what can I say", "help"),
+        ("um what are my options", "help"),
+        ("never mind", "cancel"),
+        ("let's start over", "start_over"),
+        ("go back please", "back"),
+        ("hold on, let me get my card", "hold"),
+        ("can I talk to a real person about this", "agent"),
+        ("representative", "agent"),
+        # requests, answers and corrections are not repairs
+        ("I want to put a hold on my card", None),
+        ("someone stole my card", None),
+        ("four four two one", None),
+        ("no I said five six seven eight", None),
+        ("what is my balance", None),
+        ("", None),
+    ],
+)
+def test_a_repair_is_asked_for_in_its_own_words(said: str, repair: str | None) -> None:
+    assert asked_repair(said, "en") == repair
+
+
+def test_only_the_allowed_repairs_and_the_flows_own_phrases_count() -> None:
+    assert asked_repair("hold on", "en", allowed=("repeat",)) is None
+    assert asked_repair("run that by me again", "en") is None
+    assert asked_repair("run that by me again please", "en", {"repeat": ["run that by me again"]}) == "repeat"
+
+
+def test_korean_callers_have_their_phrases() -> None:
+    assert asked_repair("다시 말해 주세요", "ko") == "repeat"
+    assert asked_repair("상담원 연결해 주세요", "ko") == "agent"
+    assert asked_repair("네", "ko") is None  # a yes, not "pardon?"
+    assert asked_repair("say that again", "ko") is None  # English phrases are not Korean ones
+
+
+def test_a_long_turn_is_a_request_not_a_repair() -> None:
+    assert asked_repair("what " * 13, "en") is None
+
+
+def test_corrections_are_found_and_their_words_taken_off() -> None:
+    assert correcting("no, I said five six seven eight", "en")
+    assert correcting("not my card, my account", "en")
+    assert not correcting("nothing else thanks", "en")  # "no" as a word, not a prefix
+    assert without_correction("no I said 5678", "en") == "5678"
+    assert without_correction("no no it's my balance", "en") == "my balance"
+    assert without_correction("아니요 잔액이요", "ko") == "잔액이요"
+
+
+@given(st.text(max_size=400), st.sampled_from(sorted(PHRASES)))
+def test_any_text_gives_a_repair_or_none_never_an_exception(said: str, language: str) -> None:
+    got = asked_repair(said, language)
+    assert got is None or got in PHRASES[language]
+    assert isinstance(without_correction(said, language), str)
