@@ -62,7 +62,9 @@ TASKS: dict[str, dict[str, list[Turn]]] = {
         ],
     },
     "speak to an agent": {
-        "banking": [{"say": "I want to speak to an agent."}],
+        # the sandbox's agent desk never answers: the warm transfer gives up, and key 0 (pressed
+        # while on hold, kept) asks again, for the dialplan's queue
+        "banking": [{"say": "I want to speak to an agent."}, {"keys": "0"}],
         "phone-tree": [{"keys": "0"}],
     },
 }

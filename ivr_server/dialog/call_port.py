@@ -73,7 +73,8 @@ class CallPort:
                 return CallerInput(keyed=await self._keys(max_keys, first_wait_s=1.0))
             if heard.outcome == "speech":
                 others = tuple(a.text for a in heard.result.alternatives[1:]) if heard.result else ()
-                return CallerInput(said=heard.text, alternatives=others, confidence=heard.confidence)
+                return CallerInput(said=heard.text, alternatives=others, confidence=heard.confidence,
+                                   barge_in=heard.barge_in, energy_dbfs=heard.energy_dbfs)  # fmt: skip
             return CallerInput()
         finally:
             self.call.secure_input(False)
@@ -94,6 +95,11 @@ class CallPort:
         else:
             context, extension = target["context"], target["extension"]
         await self.call.transfer(context, extension, int(target.get("priority", "1")), variables)
+
+    async def warm_transfer(
+        self, target: Mapping[str, str], variables: Mapping[str, str], whisper: str
+    ) -> str:
+        return await self.call.warm_transfer(target, variables, whisper)
 
     async def hangup(self) -> None:
         """The call ends when the flow returns (after its last audio has left)."""

@@ -6,6 +6,7 @@ load. On a reload (SIGHUP) a file that has turned invalid keeps serving its last
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from collections.abc import Callable, Sequence
@@ -20,7 +21,7 @@ from ivr_server.dialog.flows import CallControl, Flow
 from ivr_server.dialog.nlu.data import Example
 from ivr_server.dialog.nlu.flow_model import model_for_flow
 from ivr_server.dialog.nlu.heard_cache import heard_phrases
-from ivr_server.dialog.session import DecisionRecord, IntentModel
+from ivr_server.dialog.session import DecisionRecord, IntentModel, Session
 from ivr_server.dialog.spec.loader import check_file, check_text
 from ivr_server.dialog.spec.model import Flow as FlowSpec
 from ivr_server.errors import NluError, ResourceError
@@ -257,19 +258,28 @@ def _runner(
 
         engine = Engine(spec, CallPort(call, resources), tools, model, on_decision=record, audit=audit,
                         resources_version=resources_version)  # fmt: skip
-        session = await engine.run()
-        call.record(
-            "flow_ended",
-            flow=spec.name,
-            flow_version=spec.version,
-            model_version=model.version if model is not None else None,
-            asr_resources_version=resources_version,
-            session=session.id,
-            outcome=session.outcome,
-            states=session.visited,
-            tools=session.tool_calls,
-            intent=session.intent,
-            repairs=[[state, repair] for state, repair, _ in session.repairs],
-        )
+
+        def ended(session: Session, outcome: str | None) -> None:
+            call.record(
+                "flow_ended",
+                flow=spec.name,
+                flow_version=spec.version,
+                model_version=model.version if model is not None else None,
+                asr_resources_version=resources_version,
+                session=session.id,
+                outcome=outcome,
+                states=session.visited,
+                tools=session.tool_calls,
+                intent=session.intent,
+                repairs=[[state, repair] for state, repair, _ in session.repairs],
+                agent_attempts=session.agent_attempts,
+            )
+
+        try:
+            session = await engine.run()
+        except asyncio.CancelledError:  # the caller hung up mid-flow: where they got to is kept
+            ended(engine.session, "abandoned")
+            raise
+        ended(session, session.outcome)
 
     return run

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import structlog
 
+from ivr_server.dialog.context import CallContext, holds
 from ivr_server.dialog.decide import Decision, Guess, Misses, decide
 from ivr_server.dialog.repair import Repairs
 from ivr_server.dialog.session import CallerInput, DecisionRecord, Ended, Goto, IntentModel, Port, Session
@@ -31,6 +32,7 @@ from ivr_server.tools.client import ToolClient
 log = structlog.get_logger(__name__)
 SECURE = "[secure]"
 MAX_STEPS = 200  # states entered per call: a flow that loops forever hands off instead
+MAX_WARM_TRIES = 2  # warm transfers per call; then a blind one where the target names a place
 _YES_NO = Slot("_yes_no", "yes_no")
 
 
@@ -56,6 +58,7 @@ class Engine(Repairs):
         self._escalated: set[tuple[str, str]] = set()
         self._offered: dict[str, str] = {}  # slot values heard before they were asked for
         self._init_repairs()
+        self.context = CallContext(started=time.monotonic(), now=time.monotonic())
 
     async def run(self) -> Session:
         s = self.session
@@ -90,8 +93,11 @@ class Engine(Repairs):
         missed = await self._collect(state)
         if missed is not None:
             return await self._escalate(state, missed)
-        if await self._actions(state.actions, state) == "error":
+        done = await self._actions(state.actions, state)
+        if done == "error":
             return await self._fire(state, event="error")
+        if done == "transfer_failed":
+            return await self._transfer_failed(state)
         if state.terminal:
             return None
         if state.listen:
@@ -104,24 +110,47 @@ class Engine(Repairs):
         exact = [t for t in state.on if (t.event, t.intent, t.dtmf) == (event, intent, dtmf)]
         always = [t for t in state.on if t.event == "always"]
         for t in (t for t in exact + always if self._when(t)):
-            if await self._actions(t.actions, state) == "error":
-                return self._handoff_state(state.name)
-            return t.goto
-        log.warning("flow.no_transition", flow=self.flow.name, state=state.name, event=event, intent=intent)
+            return await self._take(state, t, event)
+        log.warning("flow.no_transition", flow=self.flow.name, state=state.name, on=event, intent=intent)
         return self._handoff_state(state.name)
 
     def _when(self, t: Transition) -> bool:
+        self.context.now = time.monotonic()
         return all(
-            (k in self.session.slots) == v if isinstance(v, bool) else self.session.slots.get(k) == v
+            holds(self.context, k[4:], v)
+            if k.startswith("ctx.")
+            else (k in self.session.slots) == v
+            if isinstance(v, bool)
+            else self.session.slots.get(k) == v
             for k, v in t.when.items()
         )
+
+    def _routed(self, state: State, event: str) -> Transition | None:
+        """A transition for ``event`` that asks about the call's context and holds now: taken at
+        this miss, before the state's usual escalation ("frustrated, two no-matches: an agent")."""
+        for t in state.on:
+            if t.event == event and any(k.startswith("ctx.") for k in t.when) and self._when(t):
+                log.info("flow.routed_by_context", flow=self.flow.name, state=state.name, on=event,
+                         when=dict(t.when), context=self.context.as_dict())  # fmt: skip
+                return t
+        return None
+
+    async def _take(self, state: State, t: Transition, event: str | None) -> str | None:
+        done = await self._actions(t.actions, state)
+        if done == "transfer_failed" and event != "transfer_failed":
+            return await self._transfer_failed(state)
+        if done != "ok":
+            return self._handoff_state(state.name)
+        return t.goto
 
     def _handoff_state(self, current: str) -> str | None:
         handoff = self.flow.handoff
         return handoff if handoff is not None and handoff != current else None
 
     # --- actions --------------------------------------------------------------------------------
-    async def _actions(self, actions: Sequence[Action], state: State) -> Literal["ok", "error"]:
+    async def _actions(
+        self, actions: Sequence[Action], state: State
+    ) -> Literal["ok", "error", "transfer_failed"]:
         for action in actions:
             if action.kind == "say" and action.prompt:
                 await self._say(action.prompt, state)
@@ -130,7 +159,16 @@ class Engine(Repairs):
             elif action.kind == "call" and action.tool:
                 if not await self._call(action.tool, state):
                     return "error"
+            elif (
+                action.kind == "transfer"
+                and action.warm
+                and len(self.session.agent_attempts) < MAX_WARM_TRIES
+            ):
+                if not await self._warm_transfer(action.transfer, state):
+                    return "transfer_failed"
             elif action.kind == "transfer":
+                if action.warm and not ("queue" in action.transfer or "context" in action.transfer):
+                    return "transfer_failed"  # tried enough, and no dialplan place to go to instead
                 await self._transfer(action.transfer)
             elif action.kind == "hangup":
                 self.session.outcome = "hangup"
@@ -214,27 +252,85 @@ class Engine(Repairs):
         )
         log.info("flow.critical_tool_finished", tool=tool.name, outcome=outcome["outcome"])
 
-    async def _transfer(self, target: Mapping[str, str]) -> None:
+    def _transfer_variables(self) -> dict[str, str]:
         s = self.session
         variables = {"IVR_SESSION_ID": s.id, "IVR_FLOW": f"{self.flow.name}@{self.flow.version}"}
         variables["IVR_INTENT"] = s.intent or ""
         variables["IVR_SUMMARY"] = s.summary()
         variables.update({f"IVR_SLOT_{k.upper()}": v for k, v in s.public_slots().items()})
-        s.transfer_variables, s.outcome = variables, "transfer"
-        log.info("flow.transfer", flow=self.flow.name, session=s.id, target=dict(target), intent=s.intent)
+        return variables
+
+    def _audit_transfer(self, target: Mapping[str, str], variables: Mapping[str, str], **more: Any) -> None:
         self.audit(
             "transfer",
             {
                 "flow": self.flow.name,
                 "flow_version": self.flow.version,
-                "session": s.id,
+                "session": self.session.id,
                 "target": dict(target),
-                "intent": s.intent,
-                "variables": variables,
+                "intent": self.session.intent,
+                "variables": dict(variables),
+                **more,
             },
         )
+
+    async def _transfer(self, target: Mapping[str, str]) -> None:
+        s = self.session
+        variables = self._transfer_variables()
+        s.transfer_variables, s.outcome = variables, "transfer"
+        log.info("flow.transfer", flow=self.flow.name, session=s.id, target=dict(target), intent=s.intent)
+        self._audit_transfer(target, variables)
         await self.port.transfer(target, variables)
         raise Ended
+
+    async def _warm_transfer(self, target: Mapping[str, str], state: State) -> bool:
+        """Ring an agent and tell them about the call; the caller is bridged to them when they
+        accept (the flow is over), or stays here with everything known so far (False)."""
+        s = self.session
+        variables = self._transfer_variables()
+        started = time.monotonic()
+        outcome = await self.port.warm_transfer(target, variables, self._whisper())
+        s.agent_attempts.append(outcome)
+        self._audit_transfer(target, variables, warm=True, outcome=outcome, latency_ms=_ms_since(started))
+        log.info("flow.warm_transfer", flow=self.flow.name, session=s.id, outcome=outcome, intent=s.intent)
+        if outcome != "bridged":
+            return False
+        s.transfer_variables, s.outcome = variables, "transfer"
+        raise Ended
+
+    def _whisper(self) -> str:
+        """What the agent hears before taking the call: the request, what the caller gave (never
+        a secure slot, and no secure value in any form) and what was tried."""
+        s = self.session
+        wants = (
+            f"The caller wants {s.intent.replace('_', ' ')}." if s.intent else "No request understood yet."
+        )
+        parts = [f"{self.flow.name.replace('-', ' ')} call.", wants]
+        given = [
+            f"{k.replace('_', ' ')} {' '.join(v) if v.isdigit() else v}" for k, v in s.public_slots().items()
+        ]
+        if given:
+            parts.append("They gave: " + ", ".join(given) + ".")
+        tried = [
+            f"{tool.replace('_', ' ')} {'done' if result == 'ok' else 'failed'}"
+            for tool, result in s.tool_calls
+        ]
+        if tried:
+            parts.append("Tried: " + ", ".join(tried) + ".")
+        if s.repairs:
+            parts.append(f"{len(s.repairs)} repairs in the call.")
+        text = " ".join(parts)
+        for value in SECURE_VALUES.values():  # a tool's answer may carry one into a public slot
+            text = text.replace(" ".join(value), "[secure]").replace(value, "[secure]")
+        return text
+
+    async def _transfer_failed(self, state: State) -> str | None:
+        """No agent took the call: the state's ``transfer_failed`` transition, or the engine's
+        own words and the caller's last open question."""
+        if any(t.event == "transfer_failed" for t in state.on):
+            return await self._fire(state, event="transfer_failed")
+        await self._say_text(self._wording("agents_busy"), state)
+        return self._menu_state()
 
     # --- speaking and hearing -------------------------------------------------------------------
     async def _say(
@@ -254,6 +350,11 @@ class Engine(Repairs):
         self, state: State, secure: bool = False, max_keys: int | None = 1, grammar: str | None = None
     ) -> CallerInput:
         heard = await self.port.hear(state.settings, secure, max_keys, grammar)
+        self.context.now = time.monotonic()
+        if not heard.silent:
+            self.context.heard(
+                heard.said, self.flow.languages[0], heard.confidence, heard.barge_in, heard.energy_dbfs
+            )
         shown = (
             SECURE
             if secure and not heard.silent
@@ -263,6 +364,10 @@ class Engine(Repairs):
         return heard
 
     def _missed(self, state: State, kind: Literal["no_input", "no_match"]) -> str:
+        if kind == "no_match":
+            self.context.no_matches += 1
+        else:
+            self.context.no_inputs += 1
         return self._misses.setdefault(state.name, Misses()).missed(kind, state.settings)
 
     async def _retry(self, state: State, step: str, intents: Sequence[Intent]) -> None:
@@ -351,6 +456,8 @@ class Engine(Repairs):
             heard = await self._turn(state, max_keys=max((len(k) for k in keys), default=1))
             if heard.silent:
                 step = self._missed(state, "no_input")
+                if (routed := self._routed(state, "no_input")) is not None:
+                    return await self._take(state, routed, "no_input")
                 if step == "escalate":
                     return await self._escalate(state, "no_input")
                 await self._retry(state, step, intents)
@@ -373,6 +480,8 @@ class Engine(Repairs):
                 self._offered.update(entities(missing, heard.said))  # "... ending 4421"
                 return await self._fire(state, intent=decision.intent)
             step = self._missed(state, "no_match")
+            if (routed := self._routed(state, "no_match")) is not None:
+                return await self._take(state, routed, "no_match")
             if step == "escalate":
                 return await self._escalate(state, "no_match")
             await self._retry(state, step, intents)
@@ -413,6 +522,7 @@ class Engine(Repairs):
                     "said": heard.said,
                     "keyed": heard.keyed,
                     "heard_confidence": heard.confidence,
+                    "context": self.context.as_dict(),
                     "guesses": [[g.intent, round(g.confidence, 4)] for g in guesses[:3]],
                 },
                 "intent": decision.intent,

@@ -63,6 +63,14 @@ class CallControl(Protocol):
         ``phrases`` or ``model``, as listen() would)."""
         ...
 
+    async def warm_transfer(
+        self, target: Mapping[str, str], variables: Mapping[str, str], whisper: str
+    ) -> str:
+        """Ring the agent at ``target["endpoint"]`` while the caller holds, whisper to the agent,
+        and bridge the two once the agent accepts: "bridged"; else why not (busy, no_answer,
+        declined, failed), and the caller is back with the flow."""
+        ...
+
     async def listen(
         self,
         phrases: Sequence[str] | None = None,

@@ -4,7 +4,9 @@ A test file (YAML) names its flow and lists tests; each test is the caller's tur
 (``say: words``, ``keys: "4421"``, or ``silence: true``), each with optional expectations
 about the moment it is heard (``state``) and the decision made on it (``decision``: kind,
 intent, source, any of them), and expectations about the end: ``slots``, ``repairs`` made (in
-order: repeat, correction, digression, ...),
+order: repeat, correction, digression, ...), what a warm transfer's agent was told (``whisper``)
+and how each agent leg ended (``agent_attempts``; the test scripts them with ``agent: [busy,
+accept]``),
 ``tools`` called (in order, with outcomes), ``outcome`` (transfer, hangup), ``transfer``
 variables and phrases the caller ``heard``. ``backend: demo`` runs the demo bank in-process
 and points every service at it. Used by ``ivr-server flows test`` and by pytest.
@@ -42,6 +44,8 @@ class ScriptPort:
         self.at: list[str] = []  # the state each turn was heard in
         self.failures: list[str] = []
         self._pending: tuple[int, dict[str, Any], int] | None = None  # turn, expected, decisions then
+        self.agents: list[str] = []  # how each warm transfer's agent leg ends: accept, busy, ...
+        self.whispers: list[str] = []  # what each agent was told
 
     async def say(self, text: str, barge_in: bool, expect: str | None = None) -> None:
         self.heard.append(text)
@@ -84,6 +88,17 @@ class ScriptPort:
 
     async def transfer(self, target: Mapping[str, str], variables: Mapping[str, str]) -> None:
         self.transferred = (dict(target), dict(variables))
+
+    async def warm_transfer(
+        self, target: Mapping[str, str], variables: Mapping[str, str], whisper: str
+    ) -> str:
+        """The agent legs the test scripts (``agent: [busy, accept]``); none left: no agent."""
+        self.whispers.append(whisper)
+        outcome = self.agents.pop(0) if self.agents else "unavailable"
+        if outcome == "accept":
+            self.transferred = (dict(target), dict(variables))
+            return "bridged"
+        return outcome
 
     async def hangup(self) -> None:
         self.hung_up = True
@@ -134,6 +149,7 @@ async def run_test(
 ) -> TestResult:
     result = TestResult(str(test.get("name", "unnamed")))
     port = ScriptPort(list(test.get("turns") or []))
+    port.agents = [str(a) for a in test.get("agent") or []]
     tools = ToolClient(services)
     try:
         engine = Engine(flow, port, tools, model_for_flow(flow), today=today)
@@ -163,12 +179,18 @@ async def run_test(
     for name, value in session.slots.items():
         if flow.slots[name].secure:
             places = {"prompts": spoken, "transcript": str(session.transcript),
-                      "transfer variables": str(session.transfer_variables)}  # fmt: skip
+                      "transfer variables": str(session.transfer_variables),
+                      "agent whisper": " ".join(port.whispers)}  # fmt: skip
             result.failures += [f"secure slot {name} appears in the {where}" for where, text in places.items()
                                 if value in text]  # fmt: skip
     for phrase in want.get("heard") or []:
         if str(phrase) not in spoken:
             result.failures.append(f"the caller never heard {phrase!r}")
+    for phrase in want.get("whisper") or []:
+        if str(phrase) not in " ".join(port.whispers):
+            result.failures.append(f"no agent was told {phrase!r} (whispers: {port.whispers})")
+    if "agent_attempts" in want and session.agent_attempts != list(want["agent_attempts"]):
+        result.failures.append(f"agent legs: expected {want['agent_attempts']}, got {session.agent_attempts}")
     if "repairs" in want and [r for _, r, _ in session.repairs] != list(want["repairs"]):
         result.failures.append(f"repairs: expected {want['repairs']}, made {session.repairs}")
     if "states" in want and session.visited != list(want["states"]):

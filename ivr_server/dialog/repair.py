@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from ivr_server.dialog.context import CallContext
 from ivr_server.dialog.repair_words import (
     SLOT_HELP,
     WORDING,
@@ -68,6 +69,7 @@ class Repairs:
 
     flow: Flow
     session: Session
+    context: CallContext
     audit: Callable[[str, dict[str, Any]], None]
 
     def _init_repairs(self) -> None:
@@ -161,7 +163,7 @@ class Repairs:
         allowed = [a for a in ("repeat", "help", "hold", "cancel", "start_over", "back", "agent") if r.on(a)]
         if state.listen and slot is None:
             allowed = [a for a in allowed if a != "cancel"]  # no task to cancel yet
-            if any(self._tasks.get(i) is None and self._goes_to_handoff(state, i) for i in state.listen):
+            if any(self._goes_to_person(state, i) for i in state.listen):
                 allowed = [a for a in allowed if a != "agent"]  # the flow's own agent intent decides
         if self.flow.handoff is None:
             allowed = [a for a in allowed if a != "agent"]
@@ -182,8 +184,16 @@ class Repairs:
         listened = (self.flow.intents[n].dtmf for n in state.listen if n in self.flow.intents)
         return any(t.dtmf == key for t in state.on) or key in listened
 
-    def _goes_to_handoff(self, state: State, intent: str) -> bool:
-        return any(t.intent == intent and t.goto == self.flow.handoff for t in state.on)
+    def _goes_to_person(self, state: State, intent: str) -> bool:
+        """Whether the state sends ``intent`` to a person: the handoff state, or any transfer."""
+        for t in state.on:
+            if t.intent != intent:
+                continue
+            target = self.flow.states.get(t.goto or "")
+            actions = (*t.actions, *(target.actions if target is not None else ()))
+            if t.goto == self.flow.handoff or any(a.kind == "transfer" for a in actions):
+                return True
+        return False
 
     async def _ask_again(self, state: State, short: bool, expect: str | None) -> None:
         for text in self._question[-1:] if short else list(self._question):
@@ -375,6 +385,7 @@ class Repairs:
         self, state: State, repair: str, reason: str, heard: CallerInput | None, secure: bool
     ) -> None:
         self.session.repairs.append((state.name, repair, reason))
+        self.context.repairs += 1
         payload: dict[str, Any] = {
             "flow": self.flow.name,
             "flow_version": self.flow.version,

@@ -131,6 +131,7 @@ WORDING = {
     "corrected": "Got it, I've changed that.",
     "digression_resume": "Now, back to your {task} request.",
     "digression_later": "Let's finish your {task} request first.",
+    "agents_busy": "All our agents are busy right now. I can keep helping you here.",
     "agent_offer": "Before I put you through, I can finish your {task} request: it's one answer away. "
     "Shall I finish it first?",
 }

@@ -18,6 +18,8 @@ class CallerInput:
     keyed: str = ""
     alternatives: tuple[str, ...] = ()  # the recognizer's other hypotheses, best first
     confidence: float | None = None  # how surely the recognizer heard ``said`` (None: unknown)
+    barge_in: bool = False  # the caller spoke over the prompt
+    energy_dbfs: float | None = None  # the caller's level while speaking (None: unknown)
 
     @property
     def silent(self) -> bool:
@@ -42,6 +44,14 @@ class Port(Protocol):
         ...
 
     async def transfer(self, target: Mapping[str, str], variables: Mapping[str, str]) -> None: ...
+
+    async def warm_transfer(
+        self, target: Mapping[str, str], variables: Mapping[str, str], whisper: str
+    ) -> str:
+        """Ring the agent (``target["endpoint"]``), whisper to them, and bridge the caller once
+        they accept: "bridged"; else why not ("busy", "no_answer", "declined", "failed",
+        "unavailable"), with the caller still in the flow."""
+        ...
 
     async def hangup(self) -> None: ...
 
@@ -77,6 +87,7 @@ class Session:
     outcome: Literal["transfer", "hangup", "ended", "loop"] | None = None
     transfer_variables: dict[str, str] = field(default_factory=dict)
     repairs: list[tuple[str, str, str]] = field(default_factory=list)  # (state, repair, reason)
+    agent_attempts: list[str] = field(default_factory=list)  # warm transfers: how each ended
 
     def summary(self) -> str:
         filled = ", ".join(f"{k}={v}" for k, v in self.public_slots().items())

@@ -54,5 +54,17 @@ class TerminalPort:
     async def transfer(self, target: Mapping[str, str], variables: Mapping[str, str]) -> None:
         self._print(f"  [transfer to {dict(target)} with {dict(variables)}]")
 
+    async def warm_transfer(
+        self, target: Mapping[str, str], variables: Mapping[str, str], whisper: str
+    ) -> str:
+        """You play the agent: the whisper is printed, and you say how the agent leg ends."""
+        self._print(f"  [ringing {target.get('endpoint')}; the agent hears: {whisper}]")
+        self.out.write("agent (accept, busy, no_answer, declined)> ")
+        self.out.flush()
+        line = (await asyncio.to_thread(self.read.readline)).strip()
+        outcome = "bridged" if line in ("", "accept") else line
+        self._print(f"  [agent leg: {outcome}]")
+        return outcome
+
     async def hangup(self) -> None:
         self._print("  [the IVR hangs up]")

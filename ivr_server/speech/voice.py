@@ -14,6 +14,7 @@ starts without a reply.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -87,6 +88,7 @@ class Heard:
     barge_in: bool = False
     result: AsrResult | None = None
     reason: str = ""  # for failed/unavailable: what went wrong
+    energy_dbfs: float | None = None  # the caller's mean level while speaking
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,8 @@ class _CallerTurn:
     barge_in: bool
     done: asyncio.Future[Heard] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     ended: SpeechEnded | None = None
+    energy: float = 0.0  # sum of the frames' mean squares while the caller spoke
+    frames: int = 0
 
 
 class VoiceIO:
@@ -177,8 +181,11 @@ class VoiceIO:
         if self._ep is None:
             return
         turn = self._turn
-        if turn is not None and turn.ended is None and turn.stream is not None:
-            turn.stream.feed(pcm)
+        if turn is not None and turn.ended is None:
+            turn.energy += float(np.mean(pcm.astype(np.float64) ** 2))
+            turn.frames += 1
+            if turn.stream is not None:
+                turn.stream.feed(pcm)
         probability = self._detector.probability(pcm)
         if self._speaking is not None:
             self._quick_onset(self._quick.probability(pcm))
@@ -324,11 +331,13 @@ class VoiceIO:
             except AsrError as err:
                 failure = str(err)
                 self._log.error("asr.fallback", error=failure, to="dtmf")
+        level = 10 * math.log10(turn.energy / turn.frames / 32768**2 + 1e-12) if turn.frames else None
         heard = (
-            Heard("speech", result.text, result.confidence, start_ms, end_ms, turn.barge_in, result)
+            Heard("speech", result.text, result.confidence, start_ms, end_ms, turn.barge_in, result,
+                  energy_dbfs=level)
             if result is not None
-            else Heard("failed", "", None, start_ms, end_ms, turn.barge_in, None, failure)
-        )
+            else Heard("failed", "", None, start_ms, end_ms, turn.barge_in, None, failure, energy_dbfs=level)
+        )  # fmt: skip
         self._log.info(
             "voice.end_of_turn",
             reason=event.reason,

@@ -153,6 +153,15 @@ class AriRestClient:
         given = {k: v for k, v in params.items() if v is not None}
         await self.request("POST", f"/channels/{channel_id}/continue", params=given or None)
 
+    async def originate(
+        self, *, endpoint: str, channel_id: str, app: str, app_args: str, timeout_s: int, caller_id: str = ""
+    ) -> None:
+        """Dial ``endpoint``; the channel enters ``app`` (StasisStart with ``app_args``) once it
+        is answered, or is destroyed with the cause (busy, no answer, rejected)."""
+        params = {"endpoint": endpoint, "app": app, "appArgs": app_args, "channelId": channel_id,
+                  "timeout": timeout_s, "callerId": caller_id or None}  # fmt: skip
+        await self.request("POST", "/channels", params=params)
+
     async def external_media(
         self, *, app: str, channel_id: str, external_host: str, media_format: str
     ) -> ExternalMediaChannel:
@@ -187,6 +196,11 @@ class AriRestClient:
     async def add_to_bridge(self, bridge_id: str, channel_ids: list[str]) -> None:
         await self.request(
             "POST", f"/bridges/{bridge_id}/addChannel", params={"channel": ",".join(channel_ids)}
+        )
+
+    async def remove_from_bridge(self, bridge_id: str, channel_ids: list[str]) -> None:
+        await self.request(
+            "POST", f"/bridges/{bridge_id}/removeChannel", params={"channel": ",".join(channel_ids)}
         )
 
     async def destroy_bridge(self, bridge_id: str) -> None:

@@ -12,6 +12,7 @@ Reconciliation (ARI sends nothing while disconnected, so this is how missed even
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ivr_server.store.audit_append import AuditEvent
 from ivr_server.store.queries import open_call_ids
 from ivr_server.store.writer import CallEnded, CallEvent
+from ivr_server.telephony.agent_leg import AGENT_APP_ARG
 from ivr_server.telephony.ari_connection import Snapshot
 from ivr_server.telephony.ari_events import (
     ApplicationReplaced,
@@ -95,8 +97,8 @@ class CallManager:
             self._on_stasis_start(event)
         elif isinstance(event, ChannelDtmfReceived):
             session = self._by_channel.get(event.channel.id)
-            if session is not None and event.channel.id == session.channel.id:
-                session.on_dtmf(event.digit, event.duration_ms)
+            if session is not None:
+                session.on_channel_dtmf(event.channel.id, event.digit, event.duration_ms)
         elif isinstance(event, (StasisEnd, ChannelDestroyed, ChannelHangupRequest)):
             self._on_channel_gone(event)
         elif isinstance(event, ApplicationReplaced):
@@ -119,7 +121,7 @@ class CallManager:
         for channel_id in orphans:
             log.warning("ari.orphan_channel_hangup", orphan_channel=channel_id)
             await best_effort(self.deps.rest.hangup(channel_id), "orphan_hangup")
-        known_bridges = {s.bridge_id for s in self.sessions.values()}
+        known_bridges = {b for s in self.sessions.values() for b in s.bridge_ids}
         prefix = f"{self.deps.settings.ari_app}/"
         for bridge_id, name in before.bridges.items():
             if name.startswith(prefix) and bridge_id not in known_bridges:
@@ -135,10 +137,10 @@ class CallManager:
         channel = event.channel
         known = self._by_channel.get(channel.id)
         if known is not None:
-            if channel.id == known.media_channel_id:
-                known.on_media_started()
-            return  # a duplicate StasisStart of a caller we have
-        if channel.is_external_media:
+            known.on_channel_in_app(channel.id)  # its media leg, an agent it dialled (or a duplicate)
+            return
+        if channel.is_external_media or (event.args and event.args[0] == AGENT_APP_ARG):
+            # an agent answering for a call that has ended meanwhile is hung up the same way
             log.warning("ari.orphan_media_channel", orphan_channel=channel.id, name=channel.name)
             self._spawn(best_effort(self.deps.rest.hangup(channel.id), "orphan_hangup"))
             return
@@ -150,23 +152,26 @@ class CallManager:
             self._decline(channel.id, "busy")  # at once: no call is degraded to take another
             return
         session = CallSession(self.deps, channel, event.args)
+        session.claim = functools.partial(self._claim, session)
         self.sessions[session.call_id] = session
         self._by_channel[channel.id] = session
         self._by_channel[session.media_channel_id] = session
         self._spawn(self._run_session(session))
 
+    def _claim(self, session: CallSession, channel_id: str) -> None:
+        """A channel the session is about to create (an agent leg): its events go to it."""
+        self._by_channel[channel_id] = session
+
     def _on_channel_gone(self, event: StasisEnd | ChannelDestroyed | ChannelHangupRequest) -> None:
         session = self._by_channel.get(event.channel.id)
         if session is None:
             return
-        if event.channel.id == session.media_channel_id:
-            session.on_media_gone(event.type)
-        elif isinstance(event, ChannelDestroyed):
-            session.on_caller_gone(event.type, event.cause, event.cause_txt)
+        if isinstance(event, ChannelDestroyed):
+            session.on_channel_gone(event.channel.id, event.type, event.cause, event.cause_txt)
         elif isinstance(event, ChannelHangupRequest):
-            session.on_caller_gone(event.type, event.cause)
+            session.on_channel_gone(event.channel.id, event.type, event.cause)
         else:
-            session.on_caller_gone(event.type)
+            session.on_channel_gone(event.channel.id, event.type)
 
     async def _run_session(self, session: CallSession) -> None:
         self.deps.metrics.calls_active.inc()
@@ -177,9 +182,8 @@ class CallManager:
         finally:
             self.deps.metrics.calls_active.dec()
             self.sessions.pop(session.call_id, None)
-            for channel_id in (session.channel.id, session.media_channel_id):
-                if self._by_channel.get(channel_id) is session:
-                    del self._by_channel[channel_id]
+            for channel_id in [c for c, owner in self._by_channel.items() if owner is session]:
+                del self._by_channel[channel_id]
 
     def _decline(self, channel_id: str, reason: str) -> None:
         """Back to the dialplan with IVR_STATUS=reason (ivr-fallback: a busy notice, a queue)."""

@@ -12,8 +12,8 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,9 +35,11 @@ from ivr_server.speech.speech_meter import SpeechMeter, SpeechSegment
 from ivr_server.speech.voice import Heard, Said, VoiceIO, VoiceServices
 from ivr_server.store.audit_append import AuditEvent
 from ivr_server.store.writer import CallAnswered, CallEnded, CallEvent, CallStarted, StoreWriter
+from ivr_server.telephony.agent_leg import AgentLeg
 from ivr_server.telephony.ari_events import Channel
 from ivr_server.telephony.ari_rest import AriRestClient, best_effort
 from ivr_server.telephony.call_media import CallMedia
+from ivr_server.telephony.hold import HoldMusic
 from ivr_server.tools.handoff import HandoffDesk
 
 log = structlog.get_logger(__name__)
@@ -61,6 +63,9 @@ class CallDeps:
     server_id: str
     voice: VoiceServices | None = None  # None: no speech engines, DTMF only
     handoffs: HandoffDesk | None = None  # stores handoffs and sends the screen-pop webhook
+    holding: dict[str, list[str]] = field(
+        default_factory=dict
+    )  # agent endpoint -> call ids waiting, in order
 
 
 def _utcnow() -> datetime:
@@ -96,6 +101,8 @@ class CallSession:
         self._asterisk_lost = False
         self._hand_back = False
         self._grace: asyncio.TimerHandle | None = None
+        self.agent: AgentLeg | None = None  # a warm transfer's agent leg
+        self.claim: Callable[[str], None] = lambda _channel_id: None  # the manager routes its events here
 
     @property
     def media_channel_id(self) -> str:
@@ -104,6 +111,11 @@ class CallSession:
     @property
     def bridge_id(self) -> str:
         return self.media.bridge_id
+
+    @property
+    def bridge_ids(self) -> tuple[str, ...]:
+        """The bridges this call owns in Asterisk (its own, and an agent leg's while whispering)."""
+        return (self.bridge_id,) if self.agent is None else (self.bridge_id, self.agent.bridge_id)
 
     @property
     def _log_fields(self) -> dict[str, str]:
@@ -124,6 +136,30 @@ class CallSession:
     def on_media_started(self) -> None:
         """The ExternalMedia channel entered the app: only now can it join the bridge."""
         self.media.in_app.set()
+
+    def on_channel_in_app(self, channel_id: str) -> None:
+        """A channel of this call entered the app: its media leg, or the agent leg's."""
+        if channel_id == self.media_channel_id:
+            self.on_media_started()
+        elif self.agent is not None:
+            self.agent.on_in_app(channel_id)
+
+    def on_channel_gone(self, channel_id: str, event_type: str, cause: int = 0, cause_txt: str = "") -> None:
+        if channel_id == self.media_channel_id:
+            if self.agent is None or not self.agent.bridged:  # once bridged, the call goes on without it
+                self.on_media_gone(event_type)
+        elif channel_id == self.channel.id:
+            self.on_caller_gone(event_type, cause, cause_txt)
+        elif self.agent is not None:
+            self.agent.on_gone(channel_id, cause)
+            if channel_id == self.agent.channel_id and self.agent.bridged:
+                self.end("agent_hangup", event=event_type, cause=cause)
+
+    def on_channel_dtmf(self, channel_id: str, digit: str, duration_ms: int) -> None:
+        if channel_id == self.channel.id:
+            self.on_dtmf(digit, duration_ms)
+        elif self.agent is not None and channel_id == self.agent.channel_id:
+            self.agent.on_dtmf(digit)
 
     def on_media_gone(self, event_type: str) -> None:
         self.media.gone = True
@@ -203,6 +239,71 @@ class CallSession:
         )
         self._hand_back = True
         self.end("transferred", context=context, extension=extension)
+
+    async def warm_transfer(
+        self, target: Mapping[str, str], variables: Mapping[str, str], whisper: str
+    ) -> str:
+        """Ring the agent while the caller hears hold music (and, every ``hold_announce_s``, their
+        place); whisper the summary to the agent; on their yes, bridge caller and agent. Any other
+        end of the agent leg leaves the caller with the flow at once."""
+        endpoint = target["endpoint"]
+        for name, value in variables.items():
+            await self.deps.rest.set_variable(self.channel.id, name, value)
+        leg = self.agent = AgentLeg(self.deps, self.call_id, endpoint, self.channel.caller_number,
+                                    self.claim, self.record)  # fmt: skip
+        queue = self.deps.holding.setdefault(endpoint, [])
+        queue.append(self.call_id)
+        self.record("agent_ringing", endpoint=endpoint)
+        hold = HoldMusic(
+            self, lambda: queue.index(self.call_id) + 1, int(target.get("hold_announce_s", "20"))
+        )
+        holding = asyncio.ensure_future(hold.run())
+        outcome = "failed"
+        try:
+            outcome = await leg.offer(
+                whisper, int(target.get("ring_s", "20")), int(target.get("accept_s", "15"))
+            )
+            accepted = time.monotonic()
+            await hold.stop(holding)
+            if outcome == "accepted":
+                await self._bridge_agent(leg)
+                outcome = "bridged"
+                self.record(
+                    "agent_bridged",
+                    endpoint=endpoint,
+                    ms_after_accept=round((time.monotonic() - accepted) * 1000),
+                )
+                self._hand_off(f"agent:{endpoint}", variables)
+            else:
+                self.record("agent_failed", endpoint=endpoint, outcome=outcome)
+            return outcome
+        finally:
+            await hold.stop(holding)
+            queue.remove(self.call_id)
+            if outcome != "bridged":
+                await leg.release()
+                self.agent = None
+
+    async def _bridge_agent(self, leg: AgentLeg) -> None:
+        """The agent joins the caller's bridge and the server's media leg leaves it: from here on
+        the two talk through Asterisk alone, and the server only waits for one of them to hang up."""
+        await leg.detach()
+        leg.bridged = True
+        if self.voice is not None:
+            self.voice.close()
+            self.voice = None
+        await self.deps.rest.add_to_bridge(self.bridge_id, [leg.channel_id])
+        await best_effort(
+            self.deps.rest.remove_from_bridge(self.bridge_id, [self.media_channel_id]), "media_leave"
+        )
+
+    def _hand_off(self, to: str, variables: Mapping[str, str]) -> None:
+        handoff_id = None
+        if self.deps.handoffs is not None:
+            handoff_id = self.deps.handoffs.hand_off(
+                self.call_id, to, variables, self.channel.caller_number or None
+            )
+        self.record("handoff", to=to, variables=dict(variables), handoff_id=handoff_id)
 
     async def play(self, prompt_ids: Sequence[str], *, stop_on_dtmf: bool = False) -> bool:
         sender = self.media.sender
@@ -390,6 +491,10 @@ class CallSession:
     async def _run_flow(self, flow: Flow) -> None:
         try:
             await flow(self)
+            if self.agent is not None and self.agent.bridged:
+                await self.agent.gone.wait()  # the caller talks to the agent; either may hang up
+                self.end("agent_hangup", cause=self.agent.gone_cause)
+                return
             # The last packet has left, but it still crosses Asterisk's bridge: hanging up at
             # once would clip the final syllable ("goodb-").
             await asyncio.sleep(self.settings.hangup_after_audio_s)
@@ -457,6 +562,8 @@ class CallSession:
         if self._asterisk_lost:
             return  # nothing there to release; Asterisk dropped it all
         rest = self.deps.rest
+        if self.agent is not None:  # a bridged agent: the call is over for both
+            await self.agent.release()
         await self.media.settle()  # let Asterisk finish creating what we are about to delete
         if not self._caller_gone:
             if self._hand_back:

@@ -143,7 +143,8 @@ def make_app() -> web.Application:
         )
         return web.json_response({"summary": summary, "items": [{"name": n, "amount": a} for n, a in items]})
 
-    async def block(request: web.Request) -> web.StreamResponse:
+    async def posted(request: web.Request, field: str) -> str | web.StreamResponse | None:
+        """The JSON body's ``field`` (None if absent or not text), or the fault to answer with."""
         try:
             body = await request.json()
         except (ValueError, json.JSONDecodeError):
@@ -151,10 +152,25 @@ def make_app() -> web.Application:
         record(request, body)
         if (bad := await bank.misbehave()) is not None:
             return bad
-        last4 = body.get("last4") if isinstance(body, dict) else None
-        if not (isinstance(last4, str) and len(last4) == 4 and last4.isdigit()):
+        value = body.get(field) if isinstance(body, dict) else None
+        return value if isinstance(value, str) else None
+
+    async def block(request: web.Request) -> web.StreamResponse:
+        last4 = await posted(request, "last4")
+        if isinstance(last4, web.StreamResponse):
+            return last4
+        if not (last4 is not None and len(last4) == 4 and last4.isdigit()):
             return web.json_response({"error": "last4 must be 4 digits"}, status=400)
         return web.json_response({"reference": f"BLK-{next(bank.refs):06d}", "status": "blocked"})
+
+    async def callback(request: web.Request) -> web.StreamResponse:
+        """A call back booked for a caller no agent could take: the number to ring."""
+        number = await posted(request, "number")
+        if isinstance(number, web.StreamResponse):
+            return number
+        if not (number is not None and 7 <= len(number) <= 15 and number.isdigit()):
+            return web.json_response({"error": "number must be 7 to 15 digits"}, status=400)
+        return web.json_response({"reference": f"CB-{next(bank.refs):06d}", "within": "two hours"})
 
     async def calls(_request: web.Request) -> web.Response:
         return web.json_response(list(bank.calls))
@@ -175,6 +191,7 @@ def make_app() -> web.Application:
     app.router.add_get("/accounts/{account}/balance", balance)
     app.router.add_get("/accounts/{account}/transactions", transactions)
     app.router.add_post("/cards/block", block)
+    app.router.add_post("/callbacks", callback)
     app.router.add_get("/_calls", calls)
     app.router.add_post("/_faults", faults)
     app.router.add_get("/health", health)

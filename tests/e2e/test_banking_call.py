@@ -24,7 +24,7 @@ from tests.conftest import REPO, running_server, sandbox, server_settings, settl
 from tests.e2e.test_voice_call import audio_of
 from tests.support.audio import best_match, piper, piper_to_ulaw_wav
 from tests.support.capture import Datagram, LoopbackCapture
-from tests.support.sipp import Keys, Pause, SippCall, Speak, scenario
+from tests.support.sipp import Keys, Pause, SippAgent, SippCall, Speak, agent_scenario, scenario
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("asterisk")]
 
@@ -122,15 +122,26 @@ async def test_a_lost_card_is_blocked_after_the_caller_says_its_last_four_digits
 async def test_a_caller_who_asks_for_a_person_is_transferred_with_the_context(
     database_url: str, bank: str, tmp_path: Path
 ) -> None:
-    steps = [Pause(prompt_ms("welcome")), spoken("I want to speak to an agent.", tmp_path, "agent")]
+    # The warm transfer's agent is busy (tests/e2e/test_warm_transfer.py has the others), so the
+    # caller asks again and goes to the dialplan's queue with the context: a blind transfer.
+    steps = [
+        Pause(prompt_ms("welcome")),
+        spoken("I want to speak to an agent.", tmp_path, "agent"),
+        Pause(prompt_ms("to_agent") + 1000 + prompt_ms("agents_busy")),
+        Keys("0"),
+    ]
     call = SippCall(scenario(steps, tmp_path, bye_timeout_ms=30000), service="400", workdir=tmp_path)
+    agent = SippAgent(agent_scenario("busy", tmp_path), tmp_path)
+    await agent.start()
     async with ScreenPop() as pop:  # the agent desktop's webhook: fails once, then takes it
         await place(
             database_url, bank, call, tmp_path, handoff_webhook_url=pop.url, handoff_webhook_token="s3cret"
         )
+    await agent.finish()
 
     events, end_reason, turns = await events_of(database_url)
     assert end_reason == "transferred", turns
+    assert [e.payload["outcome"] for e in events if e.type == "agent_failed"] == ["busy"]
     (handoff,) = [e.payload for e in events if e.type == "handoff"]
     assert (handoff["context"], handoff["extension"]) == ("ivr-agents", "100")
     session = handoff["variables"]["IVR_SESSION_ID"]
@@ -221,8 +232,8 @@ async def test_a_request_in_the_callers_own_words_reaches_its_state(
         Pause(prompt_ms("confirm_lost_card")),
         spoken("yes.", tmp_path, "yes"),  # the confirmation, if the flow asks for one
         Pause(prompt_ms("ask_last4")),
-    ]
-    call = SippCall(scenario(steps, tmp_path, bye_timeout_ms=30000), service="400", workdir=tmp_path)
+    ]  # then the caller hangs up: the flow's end records how far it got
+    call = SippCall(scenario(steps, tmp_path, server_hangs_up=False), service="400", workdir=tmp_path)
     await place(database_url, bank, call, tmp_path)
     events, _, turns = await events_of(database_url)
     decisions = [e.payload for e in events if e.type == "decision"]

@@ -23,7 +23,7 @@ from ivr_server.store.database import create_engine
 from tests.conftest import REPO, fresh_database
 from tests.e2e.test_banking_call import ScreenPop, prompt_ms, spoken
 from tests.e2e.test_cli_run import migrate, read_until, start
-from tests.support.sipp import Keys, Pause, SippCall, scenario
+from tests.support.sipp import Keys, Pause, SippAgent, SippCall, agent_scenario, scenario
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("asterisk")]
 
@@ -62,10 +62,14 @@ async def test_no_card_or_secure_value_in_logs_store_or_webhooks(
         Keys(ACCOUNT),
         Pause(prompt_ms("balance", balance="1234.56") + prompt_ms("anything_else")),
         spoken("I want to speak to an agent.", tmp_path, "agent"),
+        Pause(prompt_ms("to_agent") + 1000 + prompt_ms("agents_busy")),
+        Keys("0"),  # the agent leg was busy: the dialplan's queue, with the context
     ]
     call = SippCall(
         scenario(steps, tmp_path, bye_timeout_ms=30000), service="400", workdir=tmp_path, timeout_s=120
     )
+    agent = SippAgent(agent_scenario("busy", tmp_path), tmp_path)
+    await agent.start()
     async with fresh_database(kind, tmp_path) as url, ScreenPop() as pop:
         env = {
             "IVR_FLOWS_DIR": str(flows),
@@ -114,3 +118,4 @@ async def test_no_card_or_secure_value_in_logs_store_or_webhooks(
             assert found[kind] == 0, f"{found[kind]} {kind} in the {where}"
     assert "ivr_calls_ended_total" in metrics
     assert pop.received, "the agent's screen pop got nothing"
+    await agent.finish()

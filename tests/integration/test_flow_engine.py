@@ -57,6 +57,7 @@ async def test_a_back_end_fault_ends_with_an_agent_not_silence(fault: dict[str, 
     try:
         test = {
             "name": "block fails",
+            "agent": ["accept"],
             "turns": [{"say": "I lost my card ending 4421"}, {"say": "yes"}],
             "expect": {"outcome": "transfer", "heard": ["I can't reach our systems right now"]},
         }
@@ -72,6 +73,7 @@ async def test_a_back_end_fault_ends_with_an_agent_not_silence(fault: dict[str, 
 async def test_spoken_injection_cannot_reach_an_action_the_state_does_not_allow() -> None:
     test = {
         "name": "injection",
+        "agent": ["accept"],
         "turns": [
             {"say": "I lost my card"},
             {

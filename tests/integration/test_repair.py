@@ -157,6 +157,10 @@ async def test_a_hold_waits_longer_once_and_a_secure_answer_never_reaches_the_au
     assert repair["repair"] == "hold" and repair["reason"] == "asked: [secure]" and "inputs" not in repair
     assert repair["flow_version"] == BANKING.version and repair["state"] == "balance"
     assert "12345678" not in str(audited)
+    # Each decision keeps the call's context: turns so far, misses, barge-ins, level, frustration.
+    first, last = [p["inputs"]["context"] for k, p in audited if k == "decision"]
+    assert (first["turns"], first["no_matches"], first["frustrated"], first["repairs"]) == (1, 0, False, 0)
+    assert (last["turns"], last["repairs"]) == (4, 1)  # the hold was a turn and a repair
 
 
 async def test_a_hold_that_runs_out_asks_if_the_caller_is_still_there() -> None:
@@ -182,4 +186,20 @@ async def test_a_hold_that_runs_out_asks_if_the_caller_is_still_there() -> None:
         result = await run_test(BANKING, test, services, TODAY)
     finally:
         await runner.cleanup()  # type: ignore[attr-defined]
+    assert result.passed, result.failures
+
+
+async def test_a_state_without_a_way_on_for_what_happened_hands_off_instead_of_failing() -> None:
+    text = SHOP.replace(
+        "    do: [{say: tracked}]\n    on: [{event: done, goto: menu}, {event: no_match, goto: agent}, "
+        "{event: no_input, goto: agent}]\n",
+        "    do: [{say: tracked}]\n    on: [{event: no_match, goto: agent}]\n",
+    )
+    assert text != SHOP
+    test = {
+        "name": "no done",
+        "turns": [{"say": "track my order"}, {"say": "one two three four five six"}],
+        "expect": {"states": ["menu", "track", "agent"], "outcome": "transfer"},
+    }
+    result = await run_test(flow_of(text), test, {}, TODAY)
     assert result.passed, result.failures

@@ -56,14 +56,12 @@ def test_a_missing_prompt_is_named_where_it_is_used() -> None:
 
 
 def test_a_cycle_with_no_exit_is_rejected_naming_its_states() -> None:
-    text = BANKING.replace(
-        "      - {event: no_input, goto: goodbye}\n", "      - {event: no_input, goto: welcome}\n"
-    )
-    text = text.replace("      - {intent: done, goto: goodbye}\n", "      - {intent: done, goto: welcome}\n")
-    text = text.replace("      - {event: said_no, goto: goodbye}\n", "")
-    text = text.replace('      - transfer: {context: ivr-agents, extension: "100"}\n', "")
-    text = text.replace(
-        "  agent:\n    say: to_agent\n    do:\n", "  agent:\n    say: to_agent\n    on: [{goto: welcome}]\n"
+    text = (
+        "flow: loop\nstart: welcome\nprompts: {hi: Hello}\nintents: {again: {keywords: [again]}}\n"
+        "states:\n"
+        "  welcome:\n    say: hi\n    listen: [again]\n"
+        "    on: [{intent: again, goto: menu}, {event: no_match, goto: welcome}]\n"
+        "  menu:\n    say: hi\n    on: [{event: done, goto: welcome}]\n"
     )
     problems = problems_of(text)
     state_line = line_of(text, "  welcome:\n")
@@ -163,7 +161,7 @@ def test_the_cli_validates_and_exits_6_on_a_bad_flow(tmp_path: Path) -> None:
     ok = subprocess.run(
         [*run, str(REPO / "flows" / "banking.yaml")], capture_output=True, text=True, check=False
     )
-    assert ok.returncode == 0 and "ok: flow 'banking' (8 states" in ok.stdout
+    assert ok.returncode == 0 and "ok: flow 'banking' (11 states" in ok.stdout
     out = subprocess.run([*run, str(bad)], capture_output=True, text=True, check=False)
     assert out.returncode == 6
     assert f"{bad}:{line_of(bad.read_text(), 'lost_crad')}:" in out.stderr and "1 problem(s)" in out.stderr
@@ -198,6 +196,18 @@ def test_a_flow_turns_repairs_off_and_words_them() -> None:
         flow.prompts["repair_digression_resume"].text["en"].render({"task": "lost card"})
         == "Back to the lost card now."
     )
+
+
+def test_a_warm_transfer_may_come_back_so_its_state_is_not_an_end() -> None:
+    flow = load_flow(REPO / "flows" / "banking.yaml")
+    (transfer,) = flow.states["agent"].actions
+    assert (
+        transfer.warm
+        and transfer.transfer["endpoint"] == "PJSIP/agent"
+        and transfer.transfer["ring_s"] == "15"
+    )
+    assert not flow.states["agent"].terminal and flow.states["queue"].terminal
+    assert [t.goto for t in flow.states["agent"].on if t.event == "transfer_failed"] == ["agents_busy"]
 
 
 def test_templates_render_slots_and_only_slots() -> None:

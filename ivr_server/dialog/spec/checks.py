@@ -79,7 +79,7 @@ class Checker:
                     self.src.problem(at_slot, f"slot '{wanted}' is collected here but has no prompt")
             self.actions(state.actions, (*here, "do"))
             self.keys(name, state)
-            if not state.on and not state.terminal:
+            if not state.on and not state.terminal and not any(a.warm for a in state.actions):
                 self.src.problem(
                     here,
                     f"state '{name}' has no way on: add 'on' transitions, 'end: true', "
@@ -98,7 +98,10 @@ class Checker:
                 if t.goto is not None:
                     self.known(t.goto, f.states, "state", (*at, "goto"))
                 for slot in t.when:
-                    self.known(slot, f.slots, "slot", (*at, "when", slot))
+                    if not slot.startswith(
+                        "ctx."
+                    ):  # the call's context (dialog/context.py), checked when parsed
+                        self.known(slot, f.slots, "slot", (*at, "when", slot))
                 self.actions(t.actions, (*at, "do"))
         self.graph()
 
@@ -159,7 +162,9 @@ class Checker:
         exits = {
             n
             for n, s in f.states.items()
-            if s.terminal or any(a.kind in ("transfer", "hangup") for t in s.on for a in t.actions)
+            if s.terminal
+            or any(a.warm for a in s.actions)
+            or any(a.kind in ("transfer", "hangup") for t in s.on for a in t.actions)
         }
         reached = _closure({f.start}, edges)
         for name in f.states.keys() - reached:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from ivr_server.dialog.spec.template import Template
 
 SLOT_TYPES = ("digits", "number", "amount", "date", "yes_no", "text", "card_number")
-EVENTS = ("no_input", "no_match", "done", "error", "always", "said_yes", "said_no")
+EVENTS = ("no_input", "no_match", "done", "error", "always", "said_yes", "said_no", "transfer_failed")
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
@@ -73,7 +73,12 @@ class Action:
     prompt: str | None = None
     tool: str | None = None
     values: dict[str, str] = field(default_factory=dict)
-    transfer: dict[str, str] = field(default_factory=dict)  # context/extension/queue
+    transfer: dict[str, str] = field(default_factory=dict)  # context/extension/queue, or warm + endpoint
+
+    @property
+    def warm(self) -> bool:
+        """A warm transfer: the caller comes back to the flow when no agent takes the call."""
+        return self.kind == "transfer" and self.transfer.get("warm") == "true"
 
 
 @dataclass(frozen=True)
@@ -99,7 +104,8 @@ class State:
 
     @property
     def terminal(self) -> bool:
-        return self.end or any(a.kind in ("transfer", "hangup") for a in self.actions)
+        """The call ends here (a warm transfer may come back, so it does not end the state)."""
+        return self.end or any(a.kind in ("transfer", "hangup") and not a.warm for a in self.actions)
 
 
 @dataclass(frozen=True)

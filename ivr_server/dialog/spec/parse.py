@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import regex
 
+from ivr_server.dialog.context import condition_problem
 from ivr_server.dialog.spec.model import (
     HTTP_METHODS,
     REPAIRS,
@@ -78,6 +79,18 @@ TOOL = (
     "result",
 )
 ACTIONS = ("say", "call", "set", "transfer", "hangup")
+TRANSFER = (
+    "context",
+    "extension",
+    "queue",
+    "priority",
+    "warm",
+    "endpoint",
+    "ring_s",
+    "accept_s",
+    "hold_announce_s",
+)
+_ENDPOINT = re.compile(r"^[A-Za-z][A-Za-z0-9]*/[A-Za-z0-9@._:+/-]{1,200}$")
 
 
 def suggest(word: str, choices: Any) -> str:
@@ -308,15 +321,32 @@ class Builder:
                     )
                 )
             elif kind == "transfer":
-                target = self.mapping(arg, (*here, "transfer"), ("context", "extension", "queue", "priority"))
-                if not ("queue" in target or {"context", "extension"} <= target.keys()):
-                    self.src.problem(
-                        (*here, "transfer"), "transfer needs a queue, or a context and an extension"
-                    )
-                out.append(Action("transfer", transfer={str(k): str(v) for k, v in target.items()}))
+                out.append(Action("transfer", transfer=self.transfer(arg, (*here, "transfer"))))
             elif kind == "hangup":
                 out.append(Action("hangup"))
         return tuple(out)
+
+    def transfer(self, value: Any, path: Path_) -> dict[str, str]:
+        """A blind transfer (a dialplan place: queue, or context and extension) or a warm one
+        (``warm: true``, the agent's ``endpoint``; the caller comes back if nobody takes it)."""
+        target = self.mapping(value, path, TRANSFER)
+        warm = self.typed(target.get("warm"), (*path, "warm"), bool, False, "true or false")
+        if warm:
+            endpoint = target.get("endpoint")
+            if not isinstance(endpoint, str) or not _ENDPOINT.match(endpoint):
+                self.src.problem(
+                    (*path, "endpoint"),
+                    "a warm transfer needs the agent's endpoint as Asterisk dials it, e.g. PJSIP/agent "
+                    f"or PJSIP/100@agents, not {str(endpoint)[:60]!r}",
+                )
+            for key, low, high in (("ring_s", 3, 300), ("accept_s", 3, 120), ("hold_announce_s", 5, 300)):
+                if key in target:
+                    got = self.typed(target[key], (*path, key), int, low, "a whole number of seconds")
+                    if not low <= got <= high:
+                        self.src.problem((*path, key), f"{key} must be from {low} to {high}, not {got}")
+        elif not ("queue" in target or {"context", "extension"} <= target.keys()):
+            self.src.problem(path, "transfer needs a queue, or a context and an extension (or warm: true)")
+        return {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in target.items()}
 
     def transition(self, value: Any, path: Path_) -> Transition:
         raw = self.mapping(value, path, TRANSITION)
@@ -327,6 +357,9 @@ class Builder:
         if len(triggers) > 1:
             self.src.problem(path, f"a transition has one trigger, not {' and '.join(triggers)}")
         when_raw = self.mapping(raw.get("when"), (*path, "when"))
+        for key, wanted in when_raw.items():
+            if str(key).startswith("ctx.") and (why := condition_problem(str(key)[4:], wanted)) is not None:
+                self.src.problem((*path, "when", key), why)
         when = {str(k): (v if isinstance(v, bool) else str(v)) for k, v in when_raw.items()}
         goto = self.typed(raw.get("goto"), (*path, "goto"), str, None, "a state name")
         actions = self.actions(raw.get("do"), (*path, "do"))
