@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 # Said by annoyed callers, whatever they want (matched as whole words, case-insensitive).
@@ -40,21 +41,28 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
 
 @dataclass
 class CallContext:
+    repair_log: Sequence[object] = ()  # the session's repairs: counted, not copied
+    clock: Callable[[], float] = time.monotonic
     confidence: float | None = None  # of the last words heard
     no_matches: int = 0
     no_inputs: int = 0
     barge_ins: int = 0
     energy_dbfs: float | None = None  # the last caller turn's level
     frustrated: bool = False  # words of frustration heard in this call
-    repairs: int = 0
     turns: int = 0  # caller turns
-    started: float = 0.0  # monotonic, when the flow began
-    now: float = 0.0
     frustration_words: list[str] = field(default_factory=list)
+    started: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.started = self.clock()
 
     @property
     def seconds(self) -> float:
-        return round(self.now - self.started, 1)
+        return round(self.clock() - self.started, 1)
+
+    @property
+    def repairs(self) -> int:
+        return len(self.repair_log)
 
     @property
     def loud(self) -> bool:

@@ -20,7 +20,8 @@ import structlog
 
 from ivr_server.dialog.context import CallContext, holds
 from ivr_server.dialog.decide import Decision, Guess, Misses, decide
-from ivr_server.dialog.repair import Repairs
+from ivr_server.dialog.repair import YES_NO, Repairs
+from ivr_server.dialog.repair_words import example_list, humanized, key_list
 from ivr_server.dialog.session import CallerInput, DecisionRecord, Ended, Goto, IntentModel, Port, Session
 from ivr_server.dialog.slots.parsers import entities, parse_heard
 from ivr_server.dialog.spec.model import Action, Flow, Intent, Slot, State, Tool, Transition
@@ -33,7 +34,6 @@ log = structlog.get_logger(__name__)
 SECURE = "[secure]"
 MAX_STEPS = 200  # states entered per call: a flow that loops forever hands off instead
 MAX_WARM_TRIES = 2  # warm transfers per call; then a blind one where the target names a place
-_YES_NO = Slot("_yes_no", "yes_no")
 
 
 class Engine(Repairs):
@@ -58,7 +58,7 @@ class Engine(Repairs):
         self._escalated: set[tuple[str, str]] = set()
         self._offered: dict[str, str] = {}  # slot values heard before they were asked for
         self._init_repairs()
-        self.context = CallContext(started=time.monotonic(), now=time.monotonic())
+        self.context = CallContext(self.session.repairs)
 
     async def run(self) -> Session:
         s = self.session
@@ -115,7 +115,6 @@ class Engine(Repairs):
         return self._handoff_state(state.name)
 
     def _when(self, t: Transition) -> bool:
-        self.context.now = time.monotonic()
         return all(
             holds(self.context, k[4:], v)
             if k.startswith("ctx.")
@@ -302,18 +301,13 @@ class Engine(Repairs):
         """What the agent hears before taking the call: the request, what the caller gave (never
         a secure slot, and no secure value in any form) and what was tried."""
         s = self.session
-        wants = (
-            f"The caller wants {s.intent.replace('_', ' ')}." if s.intent else "No request understood yet."
-        )
+        wants = f"The caller wants {humanized(s.intent)}." if s.intent else "No request understood yet."
         parts = [f"{self.flow.name.replace('-', ' ')} call.", wants]
-        given = [
-            f"{k.replace('_', ' ')} {' '.join(v) if v.isdigit() else v}" for k, v in s.public_slots().items()
-        ]
+        given = [f"{humanized(k)} {' '.join(v) if v.isdigit() else v}" for k, v in s.public_slots().items()]
         if given:
             parts.append("They gave: " + ", ".join(given) + ".")
         tried = [
-            f"{tool.replace('_', ' ')} {'done' if result == 'ok' else 'failed'}"
-            for tool, result in s.tool_calls
+            f"{humanized(tool)} {'done' if result == 'ok' else 'failed'}" for tool, result in s.tool_calls
         ]
         if tried:
             parts.append("Tried: " + ", ".join(tried) + ".")
@@ -350,7 +344,6 @@ class Engine(Repairs):
         self, state: State, secure: bool = False, max_keys: int | None = 1, grammar: str | None = None
     ) -> CallerInput:
         heard = await self.port.hear(state.settings, secure, max_keys, grammar)
-        self.context.now = time.monotonic()
         if not heard.silent:
             self.context.heard(
                 heard.said, self.flow.languages[0], heard.confidence, heard.barge_in, heard.energy_dbfs
@@ -375,13 +368,10 @@ class Engine(Repairs):
         if step == "reprompt":
             await self._say_text("Sorry, I didn't get that.", state)
         elif step == "rephrase" and any(i.examples for i in intents):
-            examples = [f"'{i.examples[0]}'" for i in intents if i.examples]
-            await self._say_text("You can say things like " + ", ".join(examples) + ".", state)
+            await self._say_text(f"You can say things like {example_list(intents)}.", state)
         else:
-            keys = [f"press {i.dtmf} for {i.name.replace('_', ' ')}" for i in intents if i.dtmf]
-            await self._say_text(
-                "Or use your keypad: " + ", ".join(keys) + "." if keys else "Please try again.", state
-            )
+            keys = key_list(intents)
+            await self._say_text(f"Or use your keypad: {keys}." if keys else "Please try again.", state)
         for prompt in state.say:
             await self._say(prompt, state)
 
@@ -442,7 +432,7 @@ class Engine(Repairs):
         corrected = await self._corrected_value(state, self.flow.slots[name], value, answer)
         if corrected is not None:
             return corrected
-        if parse_heard(_YES_NO, answer.said, answer.alternatives, answer.keyed).value == "yes":
+        if parse_heard(YES_NO, answer.said, answer.alternatives, answer.keyed).value == "yes":
             return value
         await self._rejected(state, name)  # asked again, within the flow's bound
         return None
@@ -492,7 +482,7 @@ class Engine(Repairs):
         events = {t.event for t in state.on} & {"said_yes", "said_no"}
         if not events or not heard.said:
             return None
-        value = parse_heard(_YES_NO, heard.said, heard.alternatives, "").value
+        value = parse_heard(YES_NO, heard.said, heard.alternatives, "").value
         event = f"said_{value}" if value else None
         return event if event in events else None
 
@@ -548,7 +538,7 @@ class Engine(Repairs):
         else:
             await self._say_text(f"You want {intent.name.replace('_', ' ')}, right?", state, "yesno")
         answer = await self._turn(state, grammar="yesno")
-        if parse_heard(_YES_NO, answer.said, answer.alternatives, answer.keyed).value == "yes":
+        if parse_heard(YES_NO, answer.said, answer.alternatives, answer.keyed).value == "yes":
             return Decision("act", intent.name, decision.source, decision.confidence, reason="confirmed")
         corrected = await self._corrected_intent(state, intents, intent.name, answer)  # "no, my balance"
         if corrected is not None:

@@ -23,13 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from ivr_server.dialog.context import CallContext
 from ivr_server.dialog.repair_words import (
     SLOT_HELP,
     WORDING,
     asked_repair,
     correcting,
+    example_list,
     humanized,
+    key_list,
     without_correction,
 )
 from ivr_server.dialog.session import CallerInput, Goto, Session
@@ -69,7 +70,6 @@ class Repairs:
 
     flow: Flow
     session: Session
-    context: CallContext
     audit: Callable[[str, dict[str, Any]], None]
 
     def _init_repairs(self) -> None:
@@ -208,11 +208,9 @@ class Repairs:
             await self._say_text(SLOT_HELP.get(slot.type, SLOT_HELP["text"]), state)
         else:
             intents = [self.flow.intents[n] for n in state.listen]
-            examples = ", ".join(f"'{i.examples[0]}'" for i in intents if i.examples)
-            if examples:
+            if examples := example_list(intents):
                 await self._say_text(self._wording("help_listen", examples=examples), state)
-            keys = ", ".join(f"press {i.dtmf} for {humanized(i.name)}" for i in intents if i.dtmf)
-            if keys:
+            if keys := key_list(intents):
                 await self._say_text(self._wording("help_keys", keys=keys), state)
         await self._say_text(self._wording("help_more"), state)
 
@@ -385,7 +383,6 @@ class Repairs:
         self, state: State, repair: str, reason: str, heard: CallerInput | None, secure: bool
     ) -> None:
         self.session.repairs.append((state.name, repair, reason))
-        self.context.repairs += 1
         payload: dict[str, Any] = {
             "flow": self.flow.name,
             "flow_version": self.flow.version,

@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ivr_server.dialog.spec.model import Intent
 
 # Repairs the caller asks for in so many words; corrections and digressions are found from what
 # the words mean in the state (repair.py), not from phrases.
@@ -65,7 +69,8 @@ PHRASES: dict[str, dict[str, tuple[str, ...]]] = {
 
 # Words that ask for a person wherever they are in a short turn ("can I get a human on the line").
 AGENT_WORDS: dict[str, tuple[str, ...]] = {
-    "en": ("agent", "representative", "operator", "human", "real person", "live person", "customer service"),
+    # not "customer service": "I'm closing my account over poor customer service" is a request
+    "en": ("agent", "representative", "operator", "human", "real person", "live person"),
     "ko": ("상담원", "직원"),
 }
 # Said around a request for a repair without changing it ("sorry, could you say that again please").
@@ -217,3 +222,13 @@ def without_correction(said: str, language: str) -> str:
 
 def humanized(name: str) -> str:
     return name.replace("_", " ")
+
+
+def example_list(intents: Sequence[Intent]) -> str:
+    """The intents' first examples, quoted: what "you can say things like ..." offers."""
+    return ", ".join(f"'{i.examples[0]}'" for i in intents if i.examples)
+
+
+def key_list(intents: Sequence[Intent]) -> str:
+    """ "press 1 for balance, press 2 for ..." for the intents that have a key."""
+    return ", ".join(f"press {i.dtmf} for {humanized(i.name)}" for i in intents if i.dtmf)

@@ -116,8 +116,8 @@ class _CallerTurn:
     barge_in: bool
     done: asyncio.Future[Heard] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     ended: SpeechEnded | None = None
-    energy: float = 0.0  # sum of the frames' mean squares while the caller spoke
-    frames: int = 0
+    power: float = 0.0  # sum of the frames' power (relative to full scale) while the caller spoke
+    frames: int = 0  # frames that came with their level
 
 
 class VoiceIO:
@@ -170,11 +170,13 @@ class VoiceIO:
             self._audio_at += FRAME_S
             self._frame(self._silence)
 
-    def on_audio(self, pcm: Pcm) -> None:
+    def on_audio(self, pcm: Pcm, level_dbfs: float | None = None) -> None:
+        """A frame of the caller's audio; ``level_dbfs``: its level, when the call has measured it
+        already (the caller's turn is then heard with its mean level)."""
         self._audio_at = max(self._audio_at, self._now())
-        self._frame(pcm)
+        self._frame(pcm, level_dbfs)
 
-    def _frame(self, pcm: Pcm) -> None:
+    def _frame(self, pcm: Pcm, level_dbfs: float | None = None) -> None:
         frame_ms = len(pcm) * 1000 // self.rate
         self.position_ms += frame_ms
         self._preroll.append(pcm)
@@ -182,8 +184,9 @@ class VoiceIO:
             return
         turn = self._turn
         if turn is not None and turn.ended is None:
-            turn.energy += float(np.mean(pcm.astype(np.float64) ** 2))
-            turn.frames += 1
+            if level_dbfs is not None:
+                turn.power += 10 ** (level_dbfs / 10)
+                turn.frames += 1
             if turn.stream is not None:
                 turn.stream.feed(pcm)
         probability = self._detector.probability(pcm)
@@ -331,7 +334,7 @@ class VoiceIO:
             except AsrError as err:
                 failure = str(err)
                 self._log.error("asr.fallback", error=failure, to="dtmf")
-        level = 10 * math.log10(turn.energy / turn.frames / 32768**2 + 1e-12) if turn.frames else None
+        level = 10 * math.log10(turn.power / turn.frames + 1e-12) if turn.frames else None
         heard = (
             Heard("speech", result.text, result.confidence, start_ms, end_ms, turn.barge_in, result,
                   energy_dbfs=level)

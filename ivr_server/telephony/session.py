@@ -214,29 +214,13 @@ class CallSession:
     ) -> None:
         """Hand the caller to the dialplan at ``context,extension,priority`` with the variables
         set on the channel (and the session id as a SIP header on a PJSIP channel)."""
-        rest = self.deps.rest
-        for name, value in variables.items():
-            await rest.set_variable(self.channel.id, name, value)
+        await self._set_variables(variables)
         session = variables.get("IVR_SESSION_ID")
         if session and self.channel.name.startswith("PJSIP/"):
-            await rest.set_variable(self.channel.id, "PJSIP_HEADER(add,X-IVR-Session)", session)
+            await self.deps.rest.set_variable(self.channel.id, "PJSIP_HEADER(add,X-IVR-Session)", session)
         self._transfer_to = (context, extension, priority)
-        handoff_id = None
-        if self.deps.handoffs is not None:
-            handoff_id = self.deps.handoffs.hand_off(
-                self.call_id,
-                f"{context},{extension},{priority}",
-                variables,
-                self.channel.caller_number or None,
-            )
-        self.record(
-            "handoff",
-            context=context,
-            extension=extension,
-            priority=priority,
-            variables=dict(variables),
-            handoff_id=handoff_id,
-        )
+        where = {"context": context, "extension": extension, "priority": priority}
+        self._hand_off(f"{context},{extension},{priority}", variables, **where)
         self._hand_back = True
         self.end("transferred", context=context, extension=extension)
 
@@ -247,8 +231,7 @@ class CallSession:
         place); whisper the summary to the agent; on their yes, bridge caller and agent. Any other
         end of the agent leg leaves the caller with the flow at once."""
         endpoint = target["endpoint"]
-        for name, value in variables.items():
-            await self.deps.rest.set_variable(self.channel.id, name, value)
+        await self._set_variables(variables)
         leg = self.agent = AgentLeg(self.deps, self.call_id, endpoint, self.channel.caller_number,
                                     self.claim, self.record)  # fmt: skip
         queue = self.deps.holding.setdefault(endpoint, [])
@@ -297,13 +280,19 @@ class CallSession:
             self.deps.rest.remove_from_bridge(self.bridge_id, [self.media_channel_id]), "media_leave"
         )
 
-    def _hand_off(self, to: str, variables: Mapping[str, str]) -> None:
+    async def _set_variables(self, variables: Mapping[str, str]) -> None:
+        """The call's context on the caller's channel, for the dialplan and the agent's side."""
+        for name, value in variables.items():
+            await self.deps.rest.set_variable(self.channel.id, name, value)
+
+    def _hand_off(self, to: str, variables: Mapping[str, str], **where: Any) -> None:
+        """Stored (and the screen-pop webhook sent) for a blind or a warm transfer alike."""
         handoff_id = None
         if self.deps.handoffs is not None:
             handoff_id = self.deps.handoffs.hand_off(
                 self.call_id, to, variables, self.channel.caller_number or None
             )
-        self.record("handoff", to=to, variables=dict(variables), handoff_id=handoff_id)
+        self.record("handoff", to=to, **where, variables=dict(variables), handoff_id=handoff_id)
 
     async def play(self, prompt_ids: Sequence[str], *, stop_on_dtmf: bool = False) -> bool:
         sender = self.media.sender
@@ -511,11 +500,12 @@ class CallSession:
             self.end("flow_error", error=f"{type(err).__name__}: {err}")
 
     def _on_audio(self, pcm: Pcm) -> None:
-        segment = self.speech.feed(frame_dbfs(pcm), len(pcm) * 1000 // self.fmt.sample_rate)
+        level = frame_dbfs(pcm)
+        segment = self.speech.feed(level, len(pcm) * 1000 // self.fmt.sample_rate)
         if segment is not None:
             self._record_speech(segment)
         if self.voice is not None:
-            self.voice.on_audio(pcm)
+            self.voice.on_audio(pcm, level)
         if self._inbox is not None:
             if self._inbox.full():
                 self._inbox.get_nowait()

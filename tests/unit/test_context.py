@@ -8,10 +8,11 @@ from ivr_server.dialog.context import KEYS, CallContext, condition_problem, frus
 
 
 def test_a_turn_updates_what_the_call_knows() -> None:
-    c = CallContext(started=100.0, now=100.0)
+    clock = [100.0]
+    c = CallContext(clock=lambda: clock[0])
     c.heard("I lost my card", "en", 0.8, barge_in=True, energy_dbfs=-30.04)
     c.heard("this is RIDICULOUS, I already told you", "en", 0.4, barge_in=False, energy_dbfs=-9.0)
-    c.now = 142.5
+    clock[0] = 142.5
     assert (c.turns, c.barge_ins, c.confidence, c.energy_dbfs) == (2, 1, 0.4, -9.0)
     assert c.frustrated and c.loud and c.seconds == 42.5
     assert c.frustration_words == ["ridiculous", "i already told you"]
@@ -39,12 +40,20 @@ def test_frustration_is_whole_words_in_the_callers_language() -> None:
     ],
 )
 def test_conditions_hold_as_written(key: str, wanted: str | bool, value: object, expected: bool) -> None:
-    c = CallContext()
+    clock = [0.0]
+    c = CallContext(clock=lambda: clock[0])
     if key == "seconds":
-        c.now = float(value)  # type: ignore[arg-type]
+        clock[0] = float(value)  # type: ignore[arg-type]
     else:
         setattr(c, key, value)
     assert holds(c, key, wanted) is expected
+
+
+def test_repairs_are_counted_from_the_sessions_own_list() -> None:
+    log: list[tuple[str, str, str]] = []
+    c = CallContext(log)
+    log.append(("welcome", "repeat", "asked: what"))
+    assert c.repairs == 1 and c.as_dict()["repairs"] == 1
 
 
 def test_a_wrong_condition_says_what_is_allowed() -> None:
