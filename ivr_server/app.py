@@ -18,8 +18,15 @@ import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
 from ivr_server import __version__
-from ivr_server.config import Settings, ari_ssl_context, effective_settings, mask_url, retention_policy
-from ivr_server.dialog.declarative import FlowLibrary
+from ivr_server.config import (
+    Settings,
+    ari_ssl_context,
+    caller_hash_key,
+    effective_settings,
+    mask_url,
+    retention_policy,
+)
+from ivr_server.dialog.declarative import FlowLibrary, flow_languages
 from ivr_server.dialog.flows import FLOWS, Flow
 from ivr_server.dialog.nlu.encoder import default_encoder, use_encoder
 from ivr_server.errors import AriAuthError, ConfigError, NluError, StoreError
@@ -36,6 +43,7 @@ from ivr_server.store.database import create_engine, require_current_schema
 from ivr_server.store.deployments import Deployment, serving
 from ivr_server.store.outbox import Outbox
 from ivr_server.store.retention import apply_retention
+from ivr_server.store.saved_tasks import StoredTasks
 from ivr_server.store.writer import OP_KINDS, StoreWriter
 from ivr_server.telephony.ari_connection import AriConnection
 from ivr_server.telephony.ari_rest import AriRestClient
@@ -137,7 +145,9 @@ class IvrServer:
             prompts = PromptLibrary(s.prompts_dir)
             rate = FORMATS[s.media_format].sample_rate
             prompts.prepare(rate)
-            voice = self.voice = await load_voice(s, rate, prompts.texts.values())
+            voice = self.voice = await load_voice(
+                s, rate, prompts.texts.values(), flow_languages(s.flows_dir)
+            )
             rest = AriRestClient(
                 s.ari_url,
                 s.ari_username,
@@ -162,6 +172,9 @@ class IvrServer:
                 on_change=lambda what: writer.submit(AuditEvent("config_change", _utcnow(), what)),
                 compiler=Compiler(s.asr_resources_path) if s.asr_adapt else None,
                 metrics=self.metrics,
+                tasks=StoredTasks(engine, writer.submit, s.returning_lookup_timeout_s)
+                if caller_hash_key(s) is not None
+                else None,
             )
             self._file_flows = self.flow_library.load()
             try:
@@ -182,6 +195,7 @@ class IvrServer:
                 flows=flows,
                 server_id=self.server_id,
                 voice=voice.services,
+                voices=voice.by_language,
                 handoffs=HandoffDesk(
                     self.writer.submit,
                     s.handoff_webhook_url,

@@ -111,6 +111,10 @@ class FlowError(IvrError):
         self.problems = problems or []
 
 
+class LanguageUnavailable(FlowError):
+    """A flow in a language the server has no voice for: the call goes back to the dialplan."""
+
+
 class NluError(IvrError):
     code = "nlu_failed"
 

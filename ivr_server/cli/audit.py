@@ -41,8 +41,9 @@ def add_commands(commands: Any, epilog: str) -> None:
         description="Empty the words of turns, keyed digits and handoff summaries older than "
         "IVR_RETENTION_TRANSCRIPTS_DAYS, clear caller numbers and names older than "
         "IVR_RETENTION_CALLER_IDS_DAYS, delete calls (with their events, turns and handoffs) older "
-        "than IVR_RETENTION_CALLS_DAYS; in one transaction with a 'retention' audit event saying "
-        "how much was removed. The server does the same every IVR_RETENTION_INTERVAL_S.",
+        "than IVR_RETENTION_CALLS_DAYS, delete returning callers' saved tasks past their flow's "
+        "keep_hours or IVR_RETENTION_SAVED_TASKS_HOURS; in one transaction with a 'retention' audit "
+        "event saying how much was removed. The server does the same every IVR_RETENTION_INTERVAL_S.",
         epilog=epilog,
     )
     apply.add_argument("--dry-run", action="store_true", help="count what would go; change nothing")

@@ -6,7 +6,7 @@ prints the effective values with secrets masked. settings.py is the schema, sour
 values come from (and what is wrong with them), builders.py the domain objects made from them.
 """
 
-from ivr_server.config.builders import ari_ssl_context, endpoint_settings, retention_policy
+from ivr_server.config.builders import ari_ssl_context, caller_hash_key, endpoint_settings, retention_policy
 from ivr_server.config.settings import CONFIG_FILE_ENV, MASK, Settings, ToolService
 from ivr_server.config.sources import (
     config_file_path,
@@ -24,6 +24,7 @@ __all__ = [
     "Settings",
     "ToolService",
     "ari_ssl_context",
+    "caller_hash_key",
     "config_file_path",
     "effective_settings",
     "endpoint_settings",

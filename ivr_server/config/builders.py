@@ -1,5 +1,5 @@
 """Domain objects built from the settings: the endpointer's settings, the retention policy,
-the TLS context for ARI. Kept out of the schema so the settings module changes only when a
+the caller-ID key, the TLS context for ARI. Kept out of the schema so the settings module changes only when a
 setting does."""
 
 from __future__ import annotations
@@ -33,8 +33,19 @@ def retention_policy(settings: Settings) -> RetentionPolicy:
     from ivr_server.store.retention import RetentionPolicy
 
     return RetentionPolicy(
-        settings.retention_transcripts_days, settings.retention_caller_ids_days, settings.retention_calls_days
+        settings.retention_transcripts_days,
+        settings.retention_caller_ids_days,
+        settings.retention_calls_days,
+        settings.retention_saved_tasks_hours,
     )
+
+
+def caller_hash_key(settings: Settings) -> bytes | None:
+    """The key callers' numbers are hashed with (returning callers); None: they are off."""
+    from ivr_server.privacy.caller_id import caller_id_key
+
+    own = settings.returning_caller_key
+    return caller_id_key(own.get_secret_value().encode() if own else None, settings.audit_key_bytes)
 
 
 def ari_ssl_context(settings: Settings) -> ssl.SSLContext | None:

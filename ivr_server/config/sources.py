@@ -41,7 +41,9 @@ def env_name(field: str) -> str:
 def _flatten_file(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in data.items():
-        if isinstance(value, dict):
+        if key in DICT_FIELDS:  # a table of tables, e.g. [voices.ko]
+            flat[key] = value
+        elif isinstance(value, dict):
             for sub, sub_value in value.items():
                 if isinstance(sub_value, dict) and f"{key}_{sub}" not in DICT_FIELDS:
                     raise ConfigError(f"{path}: [{key}.{sub}] nests too deep; use [{key}] {sub}_...")

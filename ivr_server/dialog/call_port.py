@@ -18,19 +18,23 @@ from ivr_server.dialog.session import CallerInput
 from ivr_server.dialog.spec.model import Settings
 from ivr_server.speech.adapt.compile import FlowResources
 from ivr_server.speech.adapt.grammars import digit_range
-from ivr_server.speech.asr.base import GRAMMARS, LanguageModel
+from ivr_server.speech.asr.base import GRAMMARS, LANGUAGE_GRAMMARS, LanguageModel
 
 log = structlog.get_logger(__name__)
 MAX_KEYS = 64  # an answer with no fixed length (a card number) ends with # or a pause
 
 
 def listening_for(
-    resources: FlowResources | None, grammar: str | None
+    resources: FlowResources | None, grammar: str | None, language: str = "en"
 ) -> tuple[Sequence[str] | None, LanguageModel | None]:
     """What the recognizer gets for a kind of answer: digits their words (and the digit model),
     held to the slot's length by the flow's compiled grammar for it (``digits4``); other kinds
     the flow's model for them, open questions its open model; without compiled resources yes/no
-    keeps its two-word grammar and the rest the general model."""
+    keeps its two-word grammar and the rest the general model. A flow in another language: its
+    language's words for digits and yes/no, and the open model for the rest."""
+    if language != "en":
+        kind = "digits" if grammar is not None and digit_range(grammar) is not None else grammar
+        return LANGUAGE_GRAMMARS.get(language, {}).get(kind or ""), None
     if grammar is not None and (grammar == "digits" or digit_range(grammar) is not None):
         compiled = resources.models.get(grammar) if resources is not None else None
         return GRAMMARS["digits"], compiled if compiled is not None and compiled.grammar else None
@@ -41,13 +45,16 @@ def listening_for(
 
 
 class CallPort:
-    def __init__(self, call: CallControl, resources: FlowResources | None = None) -> None:
+    def __init__(
+        self, call: CallControl, resources: FlowResources | None = None, language: str = "en"
+    ) -> None:
         self.call = call
         self.resources = resources  # the flow's compiled recognition resources, if any
+        self.language = language  # the flow's: which words closed questions are heard with
 
     async def say(self, text: str, barge_in: bool, expect: str | None = None) -> None:
         if self.call.speech_ready:
-            phrases, model = listening_for(self.resources, expect)
+            phrases, model = listening_for(self.resources, expect, self.language)
             await self.call.say(text, barge_in=barge_in, phrases=phrases, model=model)
         else:  # no TTS at all: the flow goes on, and the caller is handed on at the first miss
             log.warning("flow.cannot_speak", chars=len(text))
@@ -62,7 +69,7 @@ class CallPort:
                 return CallerInput(keyed=keys)
             if not self.call.speech_ready:
                 return CallerInput(keyed=await self._keys(max_keys, settings.no_input_ms / 1000))
-            phrases, model = listening_for(self.resources, grammar)
+            phrases, model = listening_for(self.resources, grammar, self.language)
             heard = await self.call.listen(
                 phrases,
                 model=model,
@@ -100,6 +107,12 @@ class CallPort:
         self, target: Mapping[str, str], variables: Mapping[str, str], whisper: str
     ) -> str:
         return await self.call.warm_transfer(target, variables, whisper)
+
+    def use_language(self, language: str) -> bool:
+        return self.call.use_language(language)
+
+    def switch_flow(self, name: str) -> bool:
+        return self.call.switch_flow(name)
 
     async def hangup(self) -> None:
         """The call ends when the flow returns (after its last audio has left)."""

@@ -50,7 +50,7 @@ class Decision:
 
 
 def normalized(text: str) -> str:
-    return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
+    return " ".join(re.findall(r"[a-z0-9'\uac00-\ud7a3]+", text.lower()))  # Hangul syllables too
 
 
 def decide(

@@ -21,16 +21,28 @@ from ivr_server.dialog.flows import CallControl, Flow
 from ivr_server.dialog.nlu.data import Example
 from ivr_server.dialog.nlu.flow_model import model_for_flow
 from ivr_server.dialog.nlu.heard_cache import heard_phrases
+from ivr_server.dialog.returning import TaskMemory
 from ivr_server.dialog.session import DecisionRecord, IntentModel, Session
 from ivr_server.dialog.spec.loader import check_file, check_text
 from ivr_server.dialog.spec.model import Flow as FlowSpec
-from ivr_server.errors import NluError, ResourceError
+from ivr_server.errors import LanguageUnavailable, NluError, ResourceError
 from ivr_server.observability.metrics import Metrics
 from ivr_server.speech.adapt.compile import Compiler, FlowResources
 from ivr_server.store.deployments import Deployment
 from ivr_server.tools.client import ToolClient
 
 log = structlog.get_logger(__name__)
+
+
+def flow_languages(directory: Path) -> set[str]:
+    """The languages the valid flow files in ``directory`` speak (the server loads a voice for
+    each before the first call)."""
+    found: set[str] = set()
+    for path in sorted(directory.glob("*.yaml")) if directory.is_dir() else []:
+        spec, _problems = check_file(path)
+        if spec is not None:
+            found.update(spec.languages)
+    return found
 
 
 class FlowLibrary:
@@ -50,9 +62,11 @@ class FlowLibrary:
         on_change: Callable[[dict[str, Any]], None] | None = None,
         compiler: Compiler | None = None,
         metrics: Metrics | None = None,
+        tasks: TaskMemory | None = None,
     ) -> None:
         self.directory, self.tools, self.taken, self.nlu_cache = directory, tools, taken, nlu_cache
         self.metrics = metrics
+        self.tasks = tasks  # returning callers' saved tasks (None: no caller-ID key, so none)
         self.on_change = on_change  # configuration changes, for the audit trail
         self.compiler = compiler  # None: every question heard with the engine's general model
         self._resources: dict[str, FlowResources] = {}  # flow name -> last resources that compiled
@@ -128,12 +142,12 @@ class FlowLibrary:
         log.info("flows.loaded", flow=spec.name, version=spec.version, file=str(path),
                  model_version=model.version if model is not None else None,
                  asr_resources=resources.version if resources is not None else None)  # fmt: skip
-        return spec, _runner(spec, self.tools, model, resources)
+        return spec, _runner(spec, self.tools, model, resources, self.tasks)
 
     def _compile(self, spec: FlowSpec) -> FlowResources | None:
         """The flow's recognition resources; when they cannot be compiled (a word with no
         pronunciation, a data set that cannot be read), the last ones that did, if any."""
-        if self.compiler is None:
+        if self.compiler is None or spec.languages[0] != "en":  # its lexicon and models are English
             return None
         try:
             resources = self.compiler.compile(spec)
@@ -189,7 +203,7 @@ class FlowLibrary:
                 "flows.deployed_invalid", flow=d.flow, version_number=d.version_number, problems=messages
             )
             return None
-        self._built[d.content_hash] = runner = _runner(spec, self.tools, model, resources)
+        self._built[d.content_hash] = runner = _runner(spec, self.tools, model, resources, self.tasks)
         return runner
 
     def _model(self, spec: FlowSpec, resources: FlowResources | None) -> IntentModel | None:
@@ -238,9 +252,16 @@ class CanaryFlow:
 
 
 def _runner(
-    spec: FlowSpec, tools: ToolClient, model: IntentModel | None, resources: FlowResources | None = None
+    spec: FlowSpec,
+    tools: ToolClient,
+    model: IntentModel | None,
+    resources: FlowResources | None = None,
+    tasks: TaskMemory | None = None,
 ) -> Flow:
     resources_version = resources.version if resources is not None else None
+    if spec.returning.enabled and tasks is None:
+        log.warning("flows.returning_off", flow=spec.name, version=spec.version,
+                    why="no caller-ID key: set IVR_RETURNING_CALLER_KEY or IVR_AUDIT_KEY")  # fmt: skip
 
     async def run(call: CallControl) -> None:
         def record(r: DecisionRecord) -> None:
@@ -255,9 +276,15 @@ def _runner(
             if kind == "repair":  # counted per flow version by `flows stats`
                 call.record("repair", state=payload["state"], repair=payload["repair"],
                             flow_version=payload["flow_version"])  # fmt: skip
+            elif kind == "returning":
+                call.record("returning", action=payload["action"], reason=payload["reason"],
+                            state=payload.get("state"), intent=payload.get("intent"),
+                            flow_version=payload["flow_version"])  # fmt: skip
 
-        engine = Engine(spec, CallPort(call, resources), tools, model, on_decision=record, audit=audit,
-                        resources_version=resources_version)  # fmt: skip
+        caller = call.caller_key if tasks is not None and spec.returning.enabled else None
+        port = CallPort(call, resources, spec.languages[0])
+        engine = Engine(spec, port, tools, model, on_decision=record, audit=audit,
+                        resources_version=resources_version, caller=caller, tasks=tasks)  # fmt: skip
 
         def ended(session: Session, outcome: str | None) -> None:
             call.record(
@@ -279,6 +306,9 @@ def _runner(
             session = await engine.run()
         except asyncio.CancelledError:  # the caller hung up mid-flow: where they got to is kept
             ended(engine.session, "abandoned")
+            raise
+        except LanguageUnavailable:  # recorded, then the call goes back to the dialplan
+            ended(engine.session, "language_unavailable")
             raise
         ended(session, session.outcome)
 

@@ -22,10 +22,11 @@ from ivr_server.dialog.context import CallContext, holds
 from ivr_server.dialog.decide import Decision, Guess, Misses, decide
 from ivr_server.dialog.repair import YES_NO, Repairs
 from ivr_server.dialog.repair_words import example_list, humanized, key_list
+from ivr_server.dialog.returning import Returning, TaskMemory
 from ivr_server.dialog.session import CallerInput, DecisionRecord, Ended, Goto, IntentModel, Port, Session
 from ivr_server.dialog.slots.parsers import entities, parse_heard
 from ivr_server.dialog.spec.model import Action, Flow, Intent, Slot, State, Tool, Transition
-from ivr_server.errors import ToolError
+from ivr_server.errors import LanguageUnavailable, ToolError
 from ivr_server.privacy.redact import SECURE_VALUES
 from ivr_server.speech.adapt.grammars import answer_kind
 from ivr_server.tools.client import ToolClient
@@ -36,7 +37,7 @@ MAX_STEPS = 200  # states entered per call: a flow that loops forever hands off 
 MAX_WARM_TRIES = 2  # warm transfers per call; then a blind one where the target names a place
 
 
-class Engine(Repairs):
+class Engine(Repairs, Returning):
     def __init__(
         self,
         flow: Flow,
@@ -47,8 +48,13 @@ class Engine(Repairs):
         on_decision: Callable[[DecisionRecord], None] | None = None,
         audit: Callable[[str, dict[str, Any]], None] | None = None,
         resources_version: str | None = None,
+        caller: str | None = None,
+        tasks: TaskMemory | None = None,
     ) -> None:
+        """``caller``: the caller's number as a keyed hash; with ``tasks``, a flow with
+        ``returning:`` offers a returning caller the task they left (dialog/returning.py)."""
         self.flow, self.port, self.tools, self.model = flow, port, tools, model
+        self.language = flow.languages[0]  # kept for the call: prompts, voice, recognizer, repairs
         self.resources_version = resources_version
         self.on_decision = on_decision  # recorded as it is made, not when the call ends
         self.audit = audit or (lambda _kind, _payload: None)  # decisions, tool calls, transfers
@@ -58,12 +64,19 @@ class Engine(Repairs):
         self._escalated: set[tuple[str, str]] = set()
         self._offered: dict[str, str] = {}  # slot values heard before they were asked for
         self._init_repairs()
+        self._init_returning(caller, tasks)
         self.context = CallContext(self.session.repairs)
 
     async def run(self) -> Session:
         s = self.session
         nxt: str | None = self.flow.start
         try:
+            if not self.port.use_language(self.language):  # the server has no voice for it
+                log.error("flow.language_unavailable", flow=self.flow.name, language=self.language)
+                s.outcome = "language_unavailable"
+                raise LanguageUnavailable(f"flow {self.flow.name} speaks {self.language}: no voice for it "
+                                          "(IVR_VOICES)")  # fmt: skip
+            nxt = await self._welcome_back()
             while nxt is not None:
                 if len(s.visited) >= MAX_STEPS:
                     s.outcome = "loop"
@@ -81,7 +94,11 @@ class Engine(Repairs):
             s.outcome = s.outcome or "ended"
         except Ended:
             pass
+        except asyncio.CancelledError:  # the caller hung up (or the call was cut off)
+            s.outcome = "abandoned"
+            raise
         finally:
+            self._remember()  # a task left unfinished, for the caller's next call
             SECURE_VALUES.forget(s.id)
         return s
 
@@ -151,8 +168,18 @@ class Engine(Repairs):
         self, actions: Sequence[Action], state: State
     ) -> Literal["ok", "error", "transfer_failed"]:
         for action in actions:
-            if action.kind == "say" and action.prompt:
+            if action.kind == "say" and action.prompt and action.languages:
+                await self._say_in(action.prompt, action.languages, state)
+            elif action.kind == "say" and action.prompt:
                 await self._say(action.prompt, state)
+            elif action.kind == "flow" and action.flow:
+                if not self.port.switch_flow(action.flow):
+                    log.error("flow.switch_unknown", flow=self.flow.name, to=action.flow)
+                    return "error"
+                self.audit("flow_switch", {"state": state.name, "to": action.flow,
+                                           "flow_version": self.flow.version})  # fmt: skip
+                self.session.outcome = "switched"
+                raise Ended
             elif action.kind == "set":
                 self.session.slots.update(action.values)
             elif action.kind == "call" and action.tool:
@@ -332,8 +359,17 @@ class Engine(Repairs):
     ) -> None:
         """A prompt of the flow, with slot values (and ``extra`` ones not yet kept) in it."""
         values = {**self.session.slots, **extra} if extra else self.session.slots
-        text = self.flow.prompts[prompt].text[self.flow.languages[0]].render(values)
+        text = self.flow.prompts[prompt].text[self.language].render(values)
         await self._say_text(text, state, expect)
+
+    async def _say_in(self, prompt: str, languages: Sequence[str], state: State) -> None:
+        """A prompt once in each of ``languages``, each in its own voice ("For English, press
+        1. 한국어는 2번을 누르세요."); the call's language stays."""
+        for language in languages:
+            if self.port.use_language(language):
+                text = self.flow.prompts[prompt].text[language].render(self.session.slots)
+                await self._say_text(text, state)
+        self.port.use_language(self.language)
 
     async def _say_text(self, text: str, state: State, expect: str | None = None) -> None:
         self.session.transcript.append(("system", text))
@@ -345,9 +381,7 @@ class Engine(Repairs):
     ) -> CallerInput:
         heard = await self.port.hear(state.settings, secure, max_keys, grammar)
         if not heard.silent:
-            self.context.heard(
-                heard.said, self.flow.languages[0], heard.confidence, heard.barge_in, heard.energy_dbfs
-            )
+            self.context.heard(heard.said, self.language, heard.confidence, heard.barge_in, heard.energy_dbfs)
         shown = (
             SECURE
             if secure and not heard.silent
@@ -366,12 +400,14 @@ class Engine(Repairs):
     async def _retry(self, state: State, step: str, intents: Sequence[Intent]) -> None:
         """Ask again after a miss: plainly, then with examples, then offering the keypad."""
         if step == "reprompt":
-            await self._say_text("Sorry, I didn't get that.", state)
+            await self._say_text(self._wording("reprompt"), state)
         elif step == "rephrase" and any(i.examples for i in intents):
-            await self._say_text(f"You can say things like {example_list(intents)}.", state)
+            await self._say_text(self._wording("help_listen", examples=example_list(intents)), state)
         else:
-            keys = key_list(intents)
-            await self._say_text(f"Or use your keypad: {keys}." if keys else "Please try again.", state)
+            keys = key_list(intents, self.language, self._task)
+            await self._say_text(
+                self._wording("help_keys", keys=keys) if keys else self._wording("try_again"), state
+            )
         for prompt in state.say:
             await self._say(prompt, state)
 
@@ -409,7 +445,9 @@ class Engine(Repairs):
                 if got.value is None:
                     if await self._other_task(state, heard, slot.secure):  # leaves the state if it can
                         continue
-                    await self._say_text(f"Sorry, {got.reason}.", state, _grammar_for(slot))
+                    await self._say_text(
+                        self._wording("not_valid", reason=got.reason or ""), state, _grammar_for(slot)
+                    )
                     if self._missed(state, "no_match") == "escalate":
                         return "no_match"
                     continue
@@ -427,7 +465,7 @@ class Engine(Repairs):
         if prompt in self.flow.prompts:
             await self._say(prompt, state, {name: value}, expect="yesno")
         else:
-            await self._say_text(f"I have {' '.join(value)}. Is that right?", state, "yesno")
+            await self._say_text(self._wording("confirm_value", value=" ".join(value)), state, "yesno")
         answer = await self._turn(state, grammar="yesno", confirming=name)
         corrected = await self._corrected_value(state, self.flow.slots[name], value, answer)
         if corrected is not None:
@@ -536,7 +574,9 @@ class Engine(Repairs):
         if intent.confirm:
             await self._say(intent.confirm, state, expect="yesno")
         else:
-            await self._say_text(f"You want {intent.name.replace('_', ' ')}, right?", state, "yesno")
+            await self._say_text(
+                self._wording("confirm_intent", task=self._task(intent.name)), state, "yesno"
+            )
         answer = await self._turn(state, grammar="yesno")
         if parse_heard(YES_NO, answer.said, answer.alternatives, answer.keyed).value == "yes":
             return Decision("act", intent.name, decision.source, decision.confidence, reason="confirmed")
@@ -547,9 +587,7 @@ class Engine(Repairs):
 
     async def _disambiguate(self, state: State, intents: Sequence[Intent], decision: Decision) -> Decision:
         a, b = decision.alternatives[:2]
-        await self._say_text(
-            f"Do you want {a.replace('_', ' ')}, or {b.replace('_', ' ')}? Press 1 or 2, or say which.", state
-        )
+        await self._say_text(self._wording("which", a=self._task(a), b=self._task(b)), state)
         answer = await self._turn(state)
         if answer.keyed in ("1", "2"):
             return Decision("act", (a, b)[int(answer.keyed) - 1], "dtmf", 1.0, reason="chosen by key")

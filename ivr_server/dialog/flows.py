@@ -92,6 +92,12 @@ class CallControl(Protocol):
         """Send one 20 ms frame to the caller as soon as the media clock allows."""
         ...
 
+    @property
+    def caller_key(self) -> str | None:
+        """The caller's number as a keyed hash (privacy/caller_id.py): None without a number or
+        a key. Flows with ``returning:`` know a returning caller by it."""
+        ...
+
     def audit(self, kind: str, **payload: Any) -> None:
         """An append-only, hash-chained audit event of this call (redacted on the way)."""
         ...
@@ -108,6 +114,14 @@ class CallControl(Protocol):
         self, context: str, extension: str, priority: int, variables: Mapping[str, str]
     ) -> None:
         """Send the caller to the dialplan with ``variables`` set on the channel; the call ends here."""
+        ...
+
+    def use_language(self, language: str) -> bool:
+        """Speak and recognize ``language`` from now on; False when the server has no voice for it."""
+        ...
+
+    def switch_flow(self, name: str) -> bool:
+        """When the running flow returns, the call goes on in flow ``name``; False if not served."""
         ...
 
 

@@ -10,12 +10,18 @@ accept]``),
 ``tools`` called (in order, with outcomes), ``outcome`` (transfer, hangup), ``transfer``
 variables and phrases the caller ``heard``. ``backend: demo`` runs the demo bank in-process
 and points every service at it. Used by ``ivr-server flows test`` and by pytest.
+
+Returning callers: a test with ``caller: "+15550100"`` is that caller (the tests of a file share
+one memory of saved tasks), ``{hangup: true}`` as a turn hangs up there, ``returning: {state,
+intent, slots, minutes_ago}`` is a task the caller left before the test; ``expect: {returning:
+resumed}`` (offered, declined) and ``saved: {state, intent, slots}`` (or ``saved: null``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +31,12 @@ import yaml
 
 from ivr_server.dialog.engine import Engine
 from ivr_server.dialog.nlu.flow_model import model_for_flow
+from ivr_server.dialog.returning import MemoryTasks, SavedTask
 from ivr_server.dialog.session import CallerInput, Session
 from ivr_server.dialog.spec.loader import load_flow
 from ivr_server.dialog.spec.model import Flow, Settings
 from ivr_server.errors import FlowError
+from ivr_server.privacy.caller_id import caller_hash
 from ivr_server.tools.client import Service, ToolClient
 
 
@@ -46,6 +54,9 @@ class ScriptPort:
         self._pending: tuple[int, dict[str, Any], int] | None = None  # turn, expected, decisions then
         self.agents: list[str] = []  # how each warm transfer's agent leg ends: accept, busy, ...
         self.whispers: list[str] = []  # what each agent was told
+        self.caller_hung_up = False  # a {hangup: true} turn was reached
+        self.languages: list[str] = []  # each voice the call was switched to, in order
+        self.switched_to: str | None = None
 
     async def say(self, text: str, barge_in: bool, expect: str | None = None) -> None:
         self.heard.append(text)
@@ -68,6 +79,9 @@ class ScriptPort:
         decision = (turn.get("expect") or {}).get("decision")
         if decision is not None and self.engine is not None:
             self._pending = (len(self.at), dict(decision), len(self.engine.session.decisions))
+        if turn.get("hangup"):
+            self.caller_hung_up = True
+            raise asyncio.CancelledError  # what a hang-up is to the engine: its call task cancelled
         return CallerInput(str(turn.get("say", "")), str(turn.get("keys", "")))
 
     def check_decision(self) -> None:
@@ -103,6 +117,16 @@ class ScriptPort:
     async def hangup(self) -> None:
         self.hung_up = True
 
+    def use_language(self, language: str) -> bool:
+        self.languages.append(language)
+        return True
+
+    def switch_flow(self, name: str) -> bool:
+        """The flow the call goes on in (``expect: {flow: banking-ko}``); any name is taken
+        here: the server checks it against the flows it serves."""
+        self.switched_to = name
+        return True
+
 
 @dataclass
 class TestResult:
@@ -137,24 +161,39 @@ async def run_file(path: Path, services: Mapping[str, Service] | None = None) ->
         services = {
             name: Service(f"http://127.0.0.1:{port}") for name in {t.service for t in flow.tools.values()}
         }
+    tasks = MemoryTasks()  # a caller who hangs up in one test may return in the next
     try:
-        return [await run_test(flow, test, services or {}, today) for test in spec["tests"]]
+        return [await run_test(flow, test, services or {}, today, tasks) for test in spec["tests"]]
     finally:
         if runner is not None:
             await runner.cleanup()
 
 
 async def run_test(
-    flow: Flow, test: dict[str, Any], services: Mapping[str, Service], today: dt.date
+    flow: Flow,
+    test: dict[str, Any],
+    services: Mapping[str, Service],
+    today: dt.date,
+    tasks: MemoryTasks | None = None,
 ) -> TestResult:
     result = TestResult(str(test.get("name", "unnamed")))
     port = ScriptPort(list(test.get("turns") or []))
     port.agents = [str(a) for a in test.get("agent") or []]
     tools = ToolClient(services)
+    tasks = tasks if tasks is not None else MemoryTasks()
+    caller = caller_hash(str(test["caller"]), _CALLER_KEY) if "caller" in test else None
+    if caller is not None and isinstance(test.get("returning"), dict):
+        left = _left_before(flow, test["returning"])
+        tasks.keep(caller, left, left.saved_at + dt.timedelta(hours=flow.returning.keep_hours))
     try:
-        engine = Engine(flow, port, tools, model_for_flow(flow), today=today)
+        engine = Engine(flow, port, tools, model_for_flow(flow), today=today, caller=caller, tasks=tasks)
         port.engine = engine
-        session = await engine.run()
+        try:
+            session = await engine.run()
+        except asyncio.CancelledError:
+            if not port.caller_hung_up:
+                raise
+            session = engine.session
     finally:
         await tools.aclose()
     result.session = session
@@ -170,6 +209,8 @@ async def run_test(
         result.failures.append(f"tools: expected {want['tools']}, called {session.tool_calls}")
     if "outcome" in want and session.outcome != want["outcome"]:
         result.failures.append(f"outcome: expected {want['outcome']}, got {session.outcome}")
+    if "flow" in want and port.switched_to != want["flow"]:
+        result.failures.append(f"flow: expected the call to go on in {want['flow']}, got {port.switched_to}")
     for name, value in (want.get("transfer") or {}).items():
         got = session.transfer_variables.get(name)
         if got is None or str(value) not in got:
@@ -180,7 +221,8 @@ async def run_test(
         if flow.slots[name].secure:
             places = {"prompts": spoken, "transcript": str(session.transcript),
                       "transfer variables": str(session.transfer_variables),
-                      "agent whisper": " ".join(port.whispers)}  # fmt: skip
+                      "agent whisper": " ".join(port.whispers),
+                      "saved tasks": str(list(tasks.tasks.values()))}  # fmt: skip
             result.failures += [f"secure slot {name} appears in the {where}" for where, text in places.items()
                                 if value in text]  # fmt: skip
     for phrase in want.get("heard") or []:
@@ -195,4 +237,30 @@ async def run_test(
         result.failures.append(f"repairs: expected {want['repairs']}, made {session.repairs}")
     if "states" in want and session.visited != list(want["states"]):
         result.failures.append(f"states: expected {want['states']}, went {session.visited}")
+    if "returning" in want and session.returning != want["returning"]:
+        result.failures.append(f"returning: expected {want['returning']}, got {session.returning}")
+    if "saved" in want:
+        saved = tasks.tasks.get((caller or "", flow.name))
+        result.failures += _saved_problems(want["saved"], saved)
     return result
+
+
+_CALLER_KEY = secrets.token_bytes(32)  # flow tests' callers are hashed like the server's, keyed
+
+
+def _left_before(flow: Flow, fixture: dict[str, Any]) -> SavedTask:
+    """A task the test's caller left in an earlier call (``returning: {state, intent, slots,
+    minutes_ago}``)."""
+    at = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=float(fixture.get("minutes_ago", 5)))
+    slots = {str(k): str(v) for k, v in (fixture.get("slots") or {}).items()}
+    return SavedTask(flow.name, flow.version, str(fixture["state"]), str(fixture["intent"]), slots, at)
+
+
+def _saved_problems(want: Any, saved: SavedTask | None) -> list[str]:
+    """How the task kept for the caller's next call differs from ``saved:`` (null: none kept)."""
+    if not want:
+        return [] if saved is None else [f"saved: expected none, kept {saved}"]
+    if saved is None:
+        return [f"saved: expected {want}, nothing was kept"]
+    got = {"state": saved.state, "intent": saved.intent, "slots": saved.slots}
+    return [f"saved {k}: expected {v!r}, got {got.get(k)!r}" for k, v in want.items() if got.get(k) != v]

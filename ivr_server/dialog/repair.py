@@ -24,14 +24,14 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from ivr_server.dialog.repair_words import (
-    SLOT_HELP,
-    WORDING,
     asked_repair,
     correcting,
     example_list,
     humanized,
     key_list,
+    slot_help,
     without_correction,
+    wording,
 )
 from ivr_server.dialog.session import CallerInput, Goto, Session
 from ivr_server.dialog.slots.parsers import parse, parse_heard
@@ -98,9 +98,15 @@ class Repairs:
 
         async def _decide(self, state: State, intents: Sequence[Intent], heard: CallerInput) -> Decision: ...
 
-    @property
-    def language(self) -> str:
-        return self.flow.languages[0]
+    language: str  # the call's language: the flow's first (Engine sets it)
+
+    def _task(self, intent: str | None) -> str:
+        """An intent as the caller hears it: the flow's prompt ``task_<intent>`` in the call's
+        language where it has one (a flow not in English words its tasks), else its name."""
+        prompt = self.flow.prompts.get(f"task_{intent}")
+        if prompt is not None and self.language in prompt.text:
+            return prompt.text[self.language].render({})
+        return humanized(intent or "")
 
     # --- the turn, with the repairs asked for in words ------------------------------------------
     async def _turn(
@@ -205,12 +211,12 @@ class Repairs:
         if own in self.flow.prompts:
             await self._say(own, state)
         elif slot is not None:
-            await self._say_text(SLOT_HELP.get(slot.type, SLOT_HELP["text"]), state)
+            await self._say_text(slot_help(self.language, slot.type), state)
         else:
             intents = [self.flow.intents[n] for n in state.listen]
             if examples := example_list(intents):
                 await self._say_text(self._wording("help_listen", examples=examples), state)
-            if keys := key_list(intents):
+            if keys := key_list(intents, self.language, self._task):
                 await self._say_text(self._wording("help_keys", keys=keys), state)
         await self._say_text(self._wording("help_more"), state)
 
@@ -220,7 +226,7 @@ class Repairs:
             await self._to_agent(state, confirming)
         elif repair == "cancel":
             gathered = bool(self._task_slots) or confirming is not None
-            task = humanized(self.session.intent or "")
+            task = self._task(self.session.intent)
             if gathered and not await self._sure(state, "cancel_confirm", task=task):
                 return
             self._drop_task()
@@ -263,7 +269,7 @@ class Repairs:
             and self.session.intent is not None
             and [n for n in state.collect if n not in self.session.slots] == [confirming]
         )
-        task = humanized(self.session.intent or "")
+        task = self._task(self.session.intent)
         if one_answer_left and not self._agent_after and await self._sure(state, "agent_offer", task=task):
             self._agent_after = True  # the caller answers the question, then goes through
             self._record(state, "agent", "finishing the task first", None, False)
@@ -353,7 +359,7 @@ class Repairs:
             if len(self._returns) >= MAX_DIGRESSIONS:
                 why = f"{decision.intent} waits: {len(self._returns)} open"
                 self._record(state, "digression", why, heard, False)
-                await self._say_text(self._wording("digression_later", task=humanized(current or "")), state)
+                await self._say_text(self._wording("digression_later", task=self._task(current)), state)
                 return True
             self._record(state, "digression", f"{current} -> {decision.intent}", heard, False)
             self._returns.append(Return(state.name, current, target))
@@ -374,7 +380,7 @@ class Repairs:
         if self._returns and name != self._returns[-1].target:
             back = self._returns.pop()
             self.session.intent = back.intent
-            await self._say_text(self._wording("digression_resume", task=humanized(back.intent or "")), state)
+            await self._say_text(self._wording("digression_resume", task=self._task(back.intent)), state)
             return back.state
         return name
 
@@ -399,7 +405,7 @@ class Repairs:
         prompt = self.flow.prompts.get(f"repair_{name}")
         if prompt is not None:
             return prompt.text[self.language].render({**self.session.slots, **values})
-        return WORDING[name].format(**values)
+        return wording(self.language, name).format(**values)
 
     def _asked_for(self, state: State, slot: str | None) -> None:
         self._asks.append(Ask(state.name, slot, len(self.session.tool_calls)))

@@ -11,7 +11,7 @@ the answers (prompts named ``repair_*``); the phrases below are English and Kore
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -117,39 +117,99 @@ CORRECTING: dict[str, tuple[str, ...]] = {
     "ko": ("아니요", "아니", "아니에요", "말고"),
 }
 
-# What the engine says when the flow has no prompt ``repair_<name>`` (English: a flow in another
-# language words each one, or its callers hear English).
-WORDING = {
-    "hold": "Sure, take your time. I'll wait.",
-    "still_there": "Are you still there?",
-    "help_listen": "You can say things like {examples}.",
-    "help_keys": "Or use your keypad: {keys}.",
-    "help_more": "At any time you can say: repeat, go back, start over, or agent.",
-    "cancel_confirm": "You want to cancel your {task} request, right?",
-    "cancelled": "Okay, I've cancelled that.",
-    "start_over_confirm": "You want to start over, right?",
-    "started_over": "Okay, let's start again.",
-    "back": "Okay, let's go back.",
-    "cannot_go_back": "That step is already done, so I can't go back before it.",
-    "at_start": "We're at the first question.",
-    "too_many": "Let me put you through to someone who can help.",
-    "corrected": "Got it, I've changed that.",
-    "digression_resume": "Now, back to your {task} request.",
-    "digression_later": "Let's finish your {task} request first.",
-    "agents_busy": "All our agents are busy right now. I can keep helping you here.",
-    "agent_offer": "Before I put you through, I can finish your {task} request: it's one answer away. "
-    "Shall I finish it first?",
+# What the engine says when the flow has no prompt ``repair_<name>``, per language (a language
+# missing here: English, so a flow in it should word each one). The last names are the engine's
+# own turns (asking again, confirming), not repairs.
+WORDING: dict[str, dict[str, str]] = {
+    "en": {
+        "hold": "Sure, take your time. I'll wait.",
+        "still_there": "Are you still there?",
+        "help_listen": "You can say things like {examples}.",
+        "help_keys": "Or use your keypad: {keys}.",
+        "help_more": "At any time you can say: repeat, go back, start over, or agent.",
+        "cancel_confirm": "You want to cancel your {task} request, right?",
+        "cancelled": "Okay, I've cancelled that.",
+        "start_over_confirm": "You want to start over, right?",
+        "started_over": "Okay, let's start again.",
+        "back": "Okay, let's go back.",
+        "cannot_go_back": "That step is already done, so I can't go back before it.",
+        "at_start": "We're at the first question.",
+        "too_many": "Let me put you through to someone who can help.",
+        "corrected": "Got it, I've changed that.",
+        "digression_resume": "Now, back to your {task} request.",
+        "digression_later": "Let's finish your {task} request first.",
+        "agents_busy": "All our agents are busy right now. I can keep helping you here.",
+        "agent_offer": "Before I put you through, I can finish your {task} request: it's one answer "
+        "away. Shall I finish it first?",
+        "reprompt": "Sorry, I didn't get that.",
+        "try_again": "Please try again.",
+        "not_valid": "Sorry, {reason}.",
+        "confirm_value": "I have {value}. Is that right?",
+        "confirm_intent": "You want {task}, right?",
+        "which": "Do you want {a}, or {b}? Press 1 or 2, or say which.",
+        "key_for": "press {key} for {task}",
+    },
+    "ko": {
+        "hold": "네, 천천히 하세요. 기다리겠습니다.",
+        "still_there": "아직 통화 중이신가요?",
+        "help_listen": "이렇게 말씀하실 수 있습니다. {examples}.",
+        "help_keys": "또는 다이얼을 누르세요. {keys}.",
+        "help_more": "언제든지 다시, 이전, 처음부터, 상담원이라고 말씀하실 수 있습니다.",
+        "cancel_confirm": "{task} 요청을 취소하시겠습니까?",
+        "cancelled": "네, 취소했습니다.",
+        "start_over_confirm": "처음부터 다시 하시겠습니까?",
+        "started_over": "네, 처음부터 다시 하겠습니다.",
+        "back": "네, 이전 단계로 돌아가겠습니다.",
+        "cannot_go_back": "그 단계는 이미 처리되어 되돌릴 수 없습니다.",
+        "at_start": "지금이 첫 번째 질문입니다.",
+        "too_many": "도와드릴 수 있는 상담원에게 연결해 드리겠습니다.",
+        "corrected": "네, 바꿨습니다.",
+        "digression_resume": "이제 {task} 요청으로 돌아가겠습니다.",
+        "digression_later": "먼저 {task} 요청을 마치겠습니다.",
+        "agents_busy": "지금은 모든 상담원이 통화 중입니다. 제가 계속 도와드릴 수 있습니다.",
+        "agent_offer": "연결해 드리기 전에 {task} 요청을 마칠 수 있습니다. 한 가지만 답해 주시면 됩니다. "
+        "먼저 마칠까요?",
+        "reprompt": "죄송합니다. 잘 듣지 못했습니다.",
+        "try_again": "다시 말씀해 주세요.",
+        "not_valid": "죄송합니다. 다시 말씀해 주세요.",
+        "confirm_value": "{value} 맞습니까?",
+        "confirm_intent": "{task} 원하시는 거 맞습니까?",
+        "which": "{a} 또는 {b} 중 어느 것을 원하십니까? 1번이나 2번을 누르시거나 말씀해 주세요.",
+        "key_for": "{task}는 {key}번",
+    },
 }
 # Slot kinds explained for "what can I say?" while a slot is asked for.
-SLOT_HELP = {
-    "digits": "Say the digits one at a time, or key them in.",
-    "card_number": "Say the card number one digit at a time, or key it in.",
-    "yes_no": "Say yes or no, or press 1 for yes and 2 for no.",
-    "amount": "Say the amount, for example: twenty five dollars. Or key it in, with star for the point.",
-    "number": "Say the number, or key it in.",
-    "date": "Say the date, for example: the third of May.",
-    "text": "Say it in a few words.",
+SLOT_HELP: dict[str, dict[str, str]] = {
+    "en": {
+        "digits": "Say the digits one at a time, or key them in.",
+        "card_number": "Say the card number one digit at a time, or key it in.",
+        "yes_no": "Say yes or no, or press 1 for yes and 2 for no.",
+        "amount": "Say the amount, for example: twenty five dollars. Or key it in, with star for the point.",
+        "number": "Say the number, or key it in.",
+        "date": "Say the date, for example: the third of May.",
+        "text": "Say it in a few words.",
+    },
+    "ko": {
+        "digits": "숫자를 하나씩 말씀하시거나 다이얼로 누르세요.",
+        "card_number": "카드 번호를 한 자리씩 말씀하시거나 다이얼로 누르세요.",
+        "yes_no": "네 또는 아니요로 말씀하시거나, 네는 1번, 아니요는 2번을 누르세요.",
+        "amount": "금액을 말씀하시거나 다이얼로 누르세요.",
+        "number": "숫자를 말씀하시거나 다이얼로 누르세요.",
+        "date": "날짜를 말씀해 주세요.",
+        "text": "짧게 말씀해 주세요.",
+    },
 }
+
+
+def wording(language: str, name: str) -> str:
+    """The engine's default words for ``name`` in ``language`` (English when it has none)."""
+    return WORDING.get(language, {}).get(name) or WORDING["en"][name]
+
+
+def slot_help(language: str, kind: str) -> str:
+    table = SLOT_HELP.get(language, SLOT_HELP["en"])
+    return table.get(kind, table["text"])
+
 
 _WORD = re.compile(r"[\w']+")
 
@@ -229,6 +289,8 @@ def example_list(intents: Sequence[Intent]) -> str:
     return ", ".join(f"'{i.examples[0]}'" for i in intents if i.examples)
 
 
-def key_list(intents: Sequence[Intent]) -> str:
-    """ "press 1 for balance, press 2 for ..." for the intents that have a key."""
-    return ", ".join(f"press {i.dtmf} for {humanized(i.name)}" for i in intents if i.dtmf)
+def key_list(intents: Sequence[Intent], language: str = "en", task: Callable[[str], str] = humanized) -> str:
+    """ "press 1 for balance, press 2 for ..." for the intents that have a key (``task`` words
+    an intent's name)."""
+    form = wording(language, "key_for")
+    return ", ".join(form.format(key=i.dtmf, task=task(i.name)) for i in intents if i.dtmf)

@@ -55,6 +55,15 @@ class Port(Protocol):
 
     async def hangup(self) -> None: ...
 
+    def use_language(self, language: str) -> bool:
+        """Speak and hear in ``language`` from now on (its voice and recognizer); False when
+        the server has none for it."""
+        ...
+
+    def switch_flow(self, name: str) -> bool:
+        """After this flow ends, the call goes on in flow ``name``; False if there is none."""
+        ...
+
 
 class IntentModel(Protocol):
     version: str
@@ -84,10 +93,13 @@ class Session:
     decisions: list[DecisionRecord] = field(default_factory=list)
     tool_calls: list[tuple[str, str]] = field(default_factory=list)  # (tool, outcome)
     transcript: list[tuple[str, str]] = field(default_factory=list)  # (who, text), secure masked
-    outcome: Literal["transfer", "hangup", "ended", "loop"] | None = None
+    outcome: (
+        Literal["transfer", "hangup", "ended", "loop", "switched", "language_unavailable", "abandoned"] | None
+    ) = None  # abandoned: the caller hung up
     transfer_variables: dict[str, str] = field(default_factory=dict)
     repairs: list[tuple[str, str, str]] = field(default_factory=list)  # (state, repair, reason)
     agent_attempts: list[str] = field(default_factory=list)  # warm transfers: how each ended
+    returning: str | None = None  # a returning caller's saved task: offered, then resumed or declined
 
     def summary(self) -> str:
         filled = ", ".join(f"{k}={v}" for k, v in self.public_slots().items())

@@ -66,5 +66,13 @@ class TerminalPort:
         self._print(f"  [agent leg: {outcome}]")
         return outcome
 
+    def use_language(self, language: str) -> bool:
+        self._print(f"  [speaking {language}]")
+        return True
+
+    def switch_flow(self, name: str) -> bool:
+        self._print(f"  [the call goes on in flow {name}]")
+        return True
+
     async def hangup(self) -> None:
         self._print("  [the IVR hangs up]")

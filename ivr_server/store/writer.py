@@ -35,6 +35,7 @@ from ivr_server.observability.metrics import Metrics
 from ivr_server.privacy.redact import Redactor
 from ivr_server.store.audit_append import AuditEvent, append_audit
 from ivr_server.store.outbox import Outbox
+from ivr_server.store.saved_tasks import TaskSaved, write_saved_tasks
 from ivr_server.store.schema import SIZES, call_events, calls, handoffs, turns
 
 log = structlog.get_logger(__name__)
@@ -120,11 +121,23 @@ class HandoffDelivery:
     attempts: int
 
 
-Op = CallStarted | CallAnswered | CallEvent | CallEnded | Turn | Handoff | HandoffDelivery | AuditEvent
+Op = (
+    CallStarted
+    | CallAnswered
+    | CallEvent
+    | CallEnded
+    | Turn
+    | Handoff
+    | HandoffDelivery
+    | AuditEvent
+    | TaskSaved
+)
 OP_KINDS: dict[str, type] = {
     k.__name__: k
-    for k in (CallStarted, CallAnswered, CallEvent, CallEnded, Turn, Handoff, HandoffDelivery, AuditEvent)
-}
+    for k in (
+        CallStarted, CallAnswered, CallEvent, CallEnded, Turn, Handoff, HandoffDelivery, AuditEvent, TaskSaved
+    )
+}  # fmt: skip
 
 
 class StoreWriter:
@@ -208,6 +221,8 @@ class StoreWriter:
             return replace(op, text=r.value(op.text, found), detail=r.value(op.detail, found))
         if isinstance(op, Handoff):
             return replace(op, summary=r.value(op.summary, found), context=r.value(op.context, found))
+        if isinstance(op, TaskSaved):  # the dialog keeps no slot this would mask: belt and braces
+            return replace(op, slots=r.value(op.slots, found))
         return op
 
     async def flush(self, timeout_s: float) -> bool:
@@ -286,6 +301,8 @@ class StoreWriter:
     async def _write_group(self, conn: AsyncConnection, kind: type, ops: list[Any]) -> None:
         if kind is AuditEvent:
             await append_audit(conn, ops, self.audit_key)
+        elif kind is TaskSaved:
+            await write_saved_tasks(conn, ops)
         elif kind is CallEvent:
             rows = [
                 {
@@ -379,7 +396,17 @@ class StoreWriter:
 _ORDER = {
     k: i
     for i, k in enumerate(
-        (CallStarted, Handoff, CallAnswered, CallEvent, Turn, AuditEvent, CallEnded, HandoffDelivery)
+        (
+            CallStarted,
+            Handoff,
+            CallAnswered,
+            CallEvent,
+            Turn,
+            AuditEvent,
+            CallEnded,
+            HandoffDelivery,
+            TaskSaved,
+        )
     )
 }
 

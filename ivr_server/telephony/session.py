@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import structlog
 
-from ivr_server.config import Settings
+from ivr_server.config import Settings, caller_hash_key
 from ivr_server.dialog.flows import Flow
-from ivr_server.errors import AriError, AriNotFound, AriUnavailable, MediaError
+from ivr_server.errors import AriError, AriNotFound, AriUnavailable, LanguageUnavailable, MediaError
 from ivr_server.media.audio import frame_dbfs
 from ivr_server.media.clock import MediaClock
 from ivr_server.media.formats import FORMATS
@@ -30,6 +30,7 @@ from ivr_server.media.g711 import Pcm
 from ivr_server.media.ports import PortPool
 from ivr_server.media.prompts import PromptLibrary
 from ivr_server.observability.metrics import Metrics
+from ivr_server.privacy.caller_id import caller_hash
 from ivr_server.speech.asr.base import LanguageModel
 from ivr_server.speech.speech_meter import SpeechMeter, SpeechSegment
 from ivr_server.speech.voice import Heard, Said, VoiceIO, VoiceServices
@@ -48,6 +49,9 @@ log = structlog.get_logger(__name__)
 STATUS_VARIABLE = "IVR_STATUS"
 
 
+MAX_FLOW_SWITCHES = 4
+
+
 @dataclass(frozen=True)
 class CallDeps:
     """The shared services every call uses."""
@@ -62,6 +66,7 @@ class CallDeps:
     flows: dict[str, Flow]
     server_id: str
     voice: VoiceServices | None = None  # None: no speech engines, DTMF only
+    voices: dict[str, VoiceServices] = field(default_factory=dict)  # by language, the server's own too
     handoffs: HandoffDesk | None = None  # stores handoffs and sends the screen-pop webhook
     holding: dict[str, list[str]] = field(
         default_factory=dict
@@ -80,6 +85,7 @@ class CallSession:
         self.call_id = str(uuid.uuid4())
         self.flow_name = args[0] if args and args[0] else deps.settings.default_flow
         self.flow_args = list(args)
+        self._next_flow: str | None = None  # a flow's {flow: NAME}: the call goes on there
         self.fmt = FORMATS[deps.settings.media_format]
         self.media = CallMedia(deps, self.call_id, self.fmt, self._on_audio)
         self.end_reason: str | None = None
@@ -371,6 +377,10 @@ class CallSession:
         if self.media.sender is not None:
             self.media.sender.push_live(pcm)
 
+    @property
+    def caller_key(self) -> str | None:
+        return caller_hash(self.channel.caller_number, caller_hash_key(self.settings))
+
     def audit(self, kind: str, **payload: Any) -> None:
         clean = json.loads(json.dumps(payload, default=str))
         self.deps.writer.submit(AuditEvent(kind, _utcnow(), clean, self.call_id))
@@ -477,9 +487,32 @@ class CallSession:
             asterisk_rtp=f"{asterisk_host}:{asterisk_port}",
         )
 
+    def use_language(self, language: str) -> bool:
+        services = self.deps.voices.get(language)
+        if services is None:
+            return self.deps.voice is not None and not self.deps.voices  # one voice, one language
+        if self.voice is not None and self.voice.services is not services:
+            self.voice.services = services
+            self.record("language", language=language)
+        return True
+
+    def switch_flow(self, name: str) -> bool:
+        if name not in self.deps.flows:
+            return False
+        self._next_flow = name
+        return True
+
     async def _run_flow(self, flow: Flow) -> None:
         try:
             await flow(self)
+            switches = 0
+            while self._next_flow is not None:  # a language chosen: that language's flow
+                switches += 1
+                if switches > MAX_FLOW_SWITCHES:  # flows that hand the call back and forth
+                    raise RuntimeError(f"more than {MAX_FLOW_SWITCHES} flow switches in one call")
+                self.record("flow_switched", previous=self.flow_name, flow=self._next_flow)
+                self.flow_name, self._next_flow = self._next_flow, None
+                await self.deps.flows[self.flow_name](self)
             if self.agent is not None and self.agent.bridged:
                 await self.agent.gone.wait()  # the caller talks to the agent; either may hang up
                 self.end("agent_hangup", cause=self.agent.gone_cause)
@@ -494,6 +527,9 @@ class CallSession:
         except AriNotFound as err:
             self._caller_gone = True
             self.end("channel_gone", error=str(err))
+        except LanguageUnavailable as err:  # the dialplan's fallback takes the caller
+            self._hand_back = True
+            self.end("language_unavailable", error=str(err))
         except Exception as err:  # a broken flow ends its call, not the server
             log.exception("call.flow_failed", flow=self.flow_name)
             self._hand_back = True

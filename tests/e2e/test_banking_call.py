@@ -24,7 +24,7 @@ from tests.conftest import REPO, running_server, sandbox, server_settings, settl
 from tests.e2e.test_voice_call import audio_of
 from tests.support.audio import best_match, piper, piper_to_ulaw_wav
 from tests.support.capture import Datagram, LoopbackCapture
-from tests.support.sipp import Keys, Pause, SippAgent, SippCall, Speak, agent_scenario, scenario
+from tests.support.sipp import Keys, Pause, SippAgent, SippCall, Speak, Step, agent_scenario, scenario
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("asterisk")]
 
@@ -67,18 +67,26 @@ def spoken(text: str, tmp_path: Path, name: str) -> Speak:
     return Speak(wav, int(piper_to_ulaw_wav(text, wav) * 1000) + 400)
 
 
+def blocking_the_card(tmp_path: Path) -> list[Step]:
+    """The caller's side from "Please say ... the last four digits": 4421, yes, and key 9 to
+    "anything else?" (goodbye, and the server hangs up)."""
+    return [
+        Pause(prompt_ms("ask_last4")),
+        spoken("four, four, two, one.", tmp_path, "digits"),
+        Pause(prompt_ms("confirm_last4", last4="4421")),
+        spoken("yes.", tmp_path, "yes"),
+        Pause(prompt_ms("blocked", last4="4421") + prompt_ms("anything_else")),
+        Keys("9"),
+    ]
+
+
 async def test_a_lost_card_is_blocked_after_the_caller_says_its_last_four_digits(
     database_url: str, bank: str, tmp_path: Path
 ) -> None:
     steps = [
         Pause(prompt_ms("welcome")),
         spoken("I lost my card", tmp_path, "lost"),
-        Pause(prompt_ms("ask_last4")),
-        spoken("four, four, two, one.", tmp_path, "digits"),
-        Pause(prompt_ms("confirm_last4", last4="4421")),
-        spoken("yes.", tmp_path, "yes"),
-        Pause(prompt_ms("blocked", last4="4421") + prompt_ms("anything_else")),
-        Keys("9"),  # nothing else: goodbye, and the server hangs up
+        *blocking_the_card(tmp_path),
     ]
     call = SippCall(scenario(steps, tmp_path, bye_timeout_ms=30000), service="400", workdir=tmp_path)
     datagrams = await place(database_url, bank, call, tmp_path)

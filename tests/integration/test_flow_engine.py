@@ -20,7 +20,7 @@ BANKING = load_flow(FLOWS / "banking.yaml")
 TODAY = dt.date(2026, 11, 24)
 
 
-@pytest.mark.parametrize("name", ["banking", "phone-tree"])
+@pytest.mark.parametrize("name", ["banking", "phone-tree", "banking-ko", "welcome"])
 async def test_the_shipped_flow_tests_pass(name: str) -> None:
     results = await run_file(FLOWS / "tests" / f"{name}.yaml")
     assert len(results) >= 4
@@ -257,3 +257,26 @@ async def test_a_hang_up_mid_request_lets_a_critical_tool_finish_and_audits_it(c
         assert tool_call["slots_set"] == ["block_ref"] and tool_call["latency_ms"] >= 550
     else:
         assert tool_call["outcome"] == "cancelled_by_hangup"
+
+
+class _NoKorean(ScriptPort):
+    def use_language(self, language: str) -> bool:
+        self.languages.append(language)
+        return language == "en"
+
+
+async def test_a_flow_in_a_language_the_server_cannot_speak_goes_back_to_the_dialplan() -> None:
+    """No dead air in the wrong voice: the engine stops before its first word, and the call's
+    session hands the caller back (LanguageUnavailable) for the dialplan's fallback."""
+    from ivr_server.errors import LanguageUnavailable
+
+    port = _NoKorean([{"keys": "1"}])
+    engine = Engine(load_flow(FLOWS / "banking-ko.yaml"), port)
+    with pytest.raises(LanguageUnavailable, match="banking-ko speaks ko"):
+        await engine.run()
+    assert engine.session.outcome == "language_unavailable" and port.heard == [] and port.languages == ["ko"]
+    # The language choice still speaks what it can: its English half, then the English flow.
+    welcome = Engine(load_flow(FLOWS / "welcome.yaml"), port := _NoKorean([{"keys": "1"}]))
+    session = await welcome.run()
+    assert session.outcome == "switched" and port.switched_to == "banking"
+    assert any("For English" in h for h in port.heard) and not any("한국어" in h for h in port.heard)

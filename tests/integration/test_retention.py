@@ -80,6 +80,7 @@ async def test_each_kind_goes_after_its_window_with_one_audit_event(engine: Asyn
     assert report.removed == {
         "call_events_deleted": 3, "turns_deleted": 2, "handoffs_deleted": 1, "calls_deleted": 1,
         "turns_emptied": 4, "key_events_emptied": 4, "handoffs_emptied": 2, "caller_ids_cleared": 1,
+        "saved_tasks_deleted": 0,
     }  # fmt: skip
     (audited,) = await recent(engine, 10, kind="retention")
     assert audited.payload["removed"] == report.removed
@@ -93,8 +94,9 @@ async def test_each_kind_goes_after_its_window_with_one_audit_event(engine: Asyn
 async def test_zero_keeps_forever(engine: AsyncEngine) -> None:
     await seeded(engine)
     before = await state(engine)
-    report = await apply_retention(engine, RetentionPolicy(0, 0, 0), NOW, None)
-    assert report.removed == {} and await state(engine) == before
+    report = await apply_retention(engine, RetentionPolicy(0, 0, 0, 0), NOW, None)
+    # saved tasks still go once past their flow's keep_hours (none here)
+    assert report.removed == {"saved_tasks_deleted": 0} and await state(engine) == before
 
 
 async def test_the_cli_runs_it(database_url: str, engine: AsyncEngine) -> None:

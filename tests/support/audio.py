@@ -33,10 +33,10 @@ def best_match(haystack: Pcm, needle: Pcm) -> tuple[float, int]:
     return float(score[best]), best
 
 
-def espeak_to_ulaw_wav(text: str, path: Path) -> float:
+def espeak_to_ulaw_wav(text: str, path: Path, voice: str = "en-us") -> float:
     """Speak ``text`` into an 8 kHz µ-law WAV (what SIPp streams); returns its length in s."""
     raw = path.with_suffix(".raw.wav")
-    subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(raw), text], check=True)
+    subprocess.run(["espeak-ng", "-v", voice, "-w", str(raw), text], check=True)
     subprocess.run(["sox", str(raw), "-r", "8000", "-c", "1", "-e", "mu-law", str(path)], check=True)
     out = subprocess.run(["soxi", "-D", str(path)], check=True, capture_output=True, text=True)
     return float(out.stdout)

@@ -140,3 +140,19 @@ def test_tool_services_come_from_a_table_and_their_headers_are_secrets(tmp_path:
     shown = {name: value for name, value, _ in effective_settings(settings, path)}["IVR_TOOLS_SERVICES"]
     assert "k3y" not in shown and '"X-Api-Key": "********"' in shown
     assert "bank" in load_settings(None).tools_services  # the demo bank by default
+
+
+def test_a_voice_per_language_from_the_file_or_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tmp_path / "ivr.toml"
+    cfg.write_text(
+        '[voices.ko]\nasr_vosk_model = "/opt/vosk-ko"\ntts_engine = "piper"\ntts_model = "/v.onnx"\n'
+    )
+    ko = load_settings(cfg).voices["ko"]
+    assert (str(ko.asr_vosk_model), ko.tts_engine, ko.tts_model) == ("/opt/vosk-ko", "piper", "/v.onnx")
+    monkeypatch.setenv("IVR_VOICES", '{"ja": {"tts_voice": "ja"}}')
+    assert set(load_settings(cfg).voices) == {"ja", "ko"}  # the environment adds to the file
+    monkeypatch.setenv("IVR_VOICES", '{"ko": {"tts_engine": "festival"}}')
+    with pytest.raises(ConfigError, match="IVR_VOICES"):
+        load_settings()

@@ -31,7 +31,7 @@ def line_of(text: str, needle: str) -> int:
     return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
 
 
-@pytest.mark.parametrize("name", ["banking", "phone-tree"])
+@pytest.mark.parametrize("name", ["banking", "phone-tree", "banking-ko"])
 def test_the_shipped_flows_are_valid(name: str) -> None:
     flow = load_flow(REPO / "flows" / f"{name}.yaml")
     assert flow.name == name and flow.start in flow.states
@@ -326,3 +326,38 @@ def test_a_prompt_id_that_is_not_a_name_is_refused_before_it_names_a_file(pid: s
     (tmp_path / "prompts.toml").write_text(f'[prompts]\nwelcome = "Hello"\n"{pid}" = "x"\n')
     with pytest.raises(MediaError, match="are not names"):
         read_texts(tmp_path)
+
+
+WELCOME = (REPO / "flows" / "welcome.yaml").read_text()
+
+
+def test_a_language_choice_says_its_prompt_in_each_language_and_hands_over_to_a_flow() -> None:
+    flow = load_flow(REPO / "flows" / "welcome.yaml")
+    (say,) = flow.states["choose"].actions
+    assert say.kind == "say" and say.languages == ("en", "ko")
+    (switch,) = flow.states["korean"].actions
+    assert switch.kind == "flow" and switch.flow == "banking-ko" and flow.states["korean"].terminal
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "named"),
+    [
+        (
+            "{say: choose, in: [en, ko]}",
+            "{say: choose, in: [en, fr]}",
+            "language 'fr' is not in the flow's languages",
+        ),
+        ("{flow: banking-ko}", "{flow: '../../etc/passwd'}", "a flow name (letters, digits, - and _)"),
+        ("{flow: banking-ko}", "{flow: [a, b]}", "a flow name"),
+        (
+            '    ko: "한국어 서비스는',
+            '    fr: "한국어 서비스는',
+            "language 'fr' is not in the flow's languages",
+        ),
+    ],
+)
+def test_a_language_the_flow_does_not_have_is_named(old: str, new: str, named: str) -> None:
+    text = WELCOME.replace(old, new, 1)
+    assert text != WELCOME
+    flow, problems = check_text(text, "welcome.yaml")
+    assert flow is None and any(named in str(p) for p in problems), problems

@@ -95,3 +95,41 @@ def test_requests_are_almost_never_taken_for_repairs_typed_or_as_heard_over_the_
     taken = [t for t in typed if asked_repair(t, "en", None, allowed)]
     assert len(taken) <= len(typed) // 1000, taken
     assert [h for h in heard if asked_repair(h, "en", None, allowed)] == []
+
+
+def test_every_language_words_every_turn_the_english_engine_has() -> None:
+    """A Korean caller never hears an English sentence from the engine's own turns."""
+    from ivr_server.dialog.repair_words import SLOT_HELP, WORDING, slot_help, wording
+
+    for language in WORDING:
+        assert WORDING[language].keys() == WORDING["en"].keys(), language
+        assert SLOT_HELP[language].keys() == SLOT_HELP["en"].keys(), language
+    assert wording("ko", "reprompt") != wording("en", "reprompt")
+    assert wording("fr", "reprompt") == wording("en", "reprompt")  # no table: English
+    assert slot_help("ko", "digits").startswith("숫자를")
+    # every {value} a wording takes is one the engine gives: formatting never raises
+    values = {
+        "task": "t",
+        "examples": "e",
+        "keys": "k",
+        "reason": "r",
+        "value": "v",
+        "a": "a",
+        "b": "b",
+        "key": "1",
+    }
+    for language in WORDING:
+        for name in WORDING[language]:
+            wording(language, name).format(**values)
+
+
+def test_closed_questions_in_korean_are_heard_with_korean_words() -> None:
+    from ivr_server.dialog.call_port import listening_for
+
+    digits, _ = listening_for(None, "digits4", "ko")
+    assert digits is not None and "사" in digits and "four" not in digits
+    yes_no, _ = listening_for(None, "yesno", "ko")
+    assert yes_no is not None and "네" in yes_no and "아니요" in yes_no
+    assert listening_for(None, None, "ko") == (None, None)  # an open question: the open model
+    english, _ = listening_for(None, "yesno", "en")
+    assert english == ("yes", "no")

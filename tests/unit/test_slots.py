@@ -176,3 +176,15 @@ def test_every_slot_parser_gives_a_value_or_a_reason_never_an_exception(
 def test_a_number_with_thousands_of_digits_is_too_large_not_a_crash(said: str, keyed: str) -> None:
     for kind in ("number", "amount"):
         assert parse(Slot("n", kind), said, keyed).reason == "that number is too large"
+
+
+def test_korean_digits_said_one_by_one_and_yes_no_in_korean() -> None:
+    """Vosk's Korean model writes digits as Sino-Korean syllables, one word each."""
+    four = Slot("last4", "digits", length=4)
+    assert parse(four, "사 사 이 일").value == "4421"
+    assert parse(four, "끝자리는 공 일 구 팔 이에요").value == "0198"
+    assert parse(four, "사 사 이").value is None  # three digits: not the four asked for
+    yes_no = Slot("ok", "yes_no")
+    assert parse(yes_no, "네").value == "yes" and parse(yes_no, "네 맞아").value == "yes"
+    assert parse(yes_no, "아니요").value == "no" and parse(yes_no, "아닙니다").value == "no"
+    assert parse(yes_no, "네 아니요").value is None  # both: asked again

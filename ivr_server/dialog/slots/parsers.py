@@ -14,6 +14,9 @@ from ivr_server.dialog.spec.model import Slot
 
 YES = {"yes", "yeah", "yep", "yup", "correct", "right", "sure", "affirmative", "ok", "okay", "absolutely"}
 NO = {"no", "nope", "nah", "wrong", "incorrect", "negative", "not"}
+# Korean answers: apart, since YES and NO are also the English recognizer's corpus (adapt/corpus.py).
+KOREAN_YES = {"네", "예", "응", "맞아요", "맞아", "맞습니다", "그래요", "좋아요"}
+KOREAN_NO = {"아니요", "아니", "아니에요", "아닙니다", "틀려요", "아뇨"}
 NEGATORS = {"not", "isn", "wasn", "aren", "ain"}  # ("isn't" is two tokens) before a yes word: a no
 MONTHS = {m: i for i, m in enumerate(
     ("january", "february", "march", "april", "may", "june", "july", "august", "september",
@@ -101,9 +104,9 @@ def _yes_no(said: str, keyed: str) -> Parsed:
     words = tokens(said)
     for i, word in enumerate(words):
         negated = any(w in NEGATORS for w in words[max(0, i - 2) : i])
-        if word in YES:  # "that's not right", "not correct": a no
+        if word in YES or word in KOREAN_YES:  # "that's not right", "not correct": a no
             no, yes = no or negated, yes or not negated
-        elif word in NO or word in NEGATORS:
+        elif word in NO or word in NEGATORS or word in KOREAN_NO:
             no = no or not any(w in YES for w in words[i + 1 : i + 3])  # "not right" counted once
     if yes == no:  # neither, or "yes ... no"
         return Parsed(None, "neither yes nor no" if not yes else "both yes and no")

@@ -7,7 +7,10 @@ import re
 
 from ivr_server.spoken_numbers import DIGIT_WORDS, REPEATS, SCALES, TENS, UNITS
 
-_TOKEN = re.compile(r"[a-z]+|\d+(?:\.\d+)?")
+_TOKEN = re.compile(r"[a-z]+|[\uac00-\ud7a3]+|\d+(?:\.\d+)?")  # Latin, Hangul syllables, numbers
+# Korean digits as said one by one (Sino-Korean: 사 사 이 일 = 4421; 공 and 영 are both zero).
+KOREAN_DIGITS = {"영": "0", "공": "0", "일": "1", "이": "2", "삼": "3", "사": "4", "오": "5",
+                 "육": "6", "륙": "6", "칠": "7", "팔": "8", "구": "9"}  # fmt: skip
 
 
 _HOMOPHONES = ("to", "too", "for", "o")
@@ -32,6 +35,8 @@ def digit_runs(text: str) -> list[str]:
         if tok.isdigit():
             current += tok * repeat
             repeat = 1
+        elif tok in KOREAN_DIGITS:
+            current += KOREAN_DIGITS[tok]
         elif tok in REPEATS:
             repeat = REPEATS[tok]
         elif tok in DIGIT_WORDS and not (

@@ -32,14 +32,21 @@ class Checker:
             self.known(f.handoff, f.states, "state", ("handoff",))
         for name, prompt in f.prompts.items():
             repair = name.removeprefix("repair_") if name.startswith("repair_") else None
-            if repair is not None and repair not in WORDING:
+            known = WORDING["en"]
+            if repair is not None and repair not in known:
                 self.src.problem(
                     ("prompts", name),
-                    f"'{name}' words no repair{suggest(repair, WORDING)}; repair prompts: "
-                    + ", ".join(f"repair_{w}" for w in WORDING),
+                    f"'{name}' words no repair{suggest(repair, known)}; repair prompts: "
+                    + ", ".join(f"repair_{w}" for w in known),
                 )
+            offer = name == "returning_offer" or name.startswith("returning_offer_")
+            if offer:
+                self.returning_offer(name)
             for lang, template in prompt.text.items():
-                self.spoken(template, ("prompts", name, lang), task=repair is not None)
+                self.spoken(template, ("prompts", name, lang), task=repair is not None or offer)
+        if f.returning.enabled and f.languages != ("en",) and "returning_offer" not in f.prompts:
+            english = "the built-in offer to a returning caller is English: add a 'returning_offer' prompt"
+            self.src.problem(("returning",), f"{english} in the flow's languages (it may say {{task}})")
         for name, intent in f.intents.items():
             if intent.confirm:
                 self.known(intent.confirm, f.prompts, "prompt", ("intents", name, "confirm"))
@@ -105,6 +112,16 @@ class Checker:
                 self.actions(t.actions, (*at, "do"))
         self.graph()
 
+    def returning_offer(self, name: str) -> None:
+        """``returning_offer`` words the offer to a returning caller, ``returning_offer_<intent>``
+        the offer of one task; either needs the flow's ``returning:`` block."""
+        if not self.flow.returning.enabled:
+            self.src.problem(("prompts", name), f"'{name}' words the offer to a returning caller, but "
+                             "the flow has no 'returning:' block (returning: {window_min: 60})")  # fmt: skip
+        intent = name.removeprefix("returning_offer_") if name != "returning_offer" else None
+        if intent is not None:
+            self.known(intent, self.flow.intents, "intent", ("prompts", name))
+
     def keys(self, name: str, state: State) -> None:
         """A key means one thing per state: the intents it listens for and its dtmf transitions."""
         meaning: dict[str, str] = {}
@@ -135,7 +152,8 @@ class Checker:
         return False
 
     def spoken(self, template: Template, path: Path_, task: bool = False) -> None:
-        """``task``: a repair's wording, which may also say ``{task}`` (what the caller is doing)."""
+        """``task``: a repair's or a returning offer's wording, which may also say ``{task}``
+        (what the caller is doing)."""
         for slot in template.slots:
             if task and slot == "task":
                 continue
@@ -147,6 +165,10 @@ class Checker:
             at = (*path, i)
             if action.kind == "say" and action.prompt is not None:
                 self.known(action.prompt, self.flow.prompts, "prompt", at)
+                for lang in action.languages:
+                    if lang not in self.flow.languages:
+                        self.src.problem((*at, "in"), f"language '{lang}' is not in the flow's languages "
+                                         f"({', '.join(self.flow.languages)})")  # fmt: skip
             elif action.kind == "call" and action.tool is not None:
                 self.known(action.tool, self.flow.tools, "tool", at)
             elif action.kind == "set":
@@ -164,7 +186,7 @@ class Checker:
             for n, s in f.states.items()
             if s.terminal
             or any(a.warm for a in s.actions)
-            or any(a.kind in ("transfer", "hangup") for t in s.on for a in t.actions)
+            or any(a.kind in ("transfer", "hangup", "flow") for t in s.on for a in t.actions)
         }
         reached = _closure({f.start}, edges)
         for name in f.states.keys() - reached:

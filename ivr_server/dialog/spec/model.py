@@ -69,8 +69,10 @@ class Tool:
 
 @dataclass(frozen=True)
 class Action:
-    kind: str  # say | call | set | transfer | hangup
+    kind: str  # say | call | set | transfer | hangup | flow
     prompt: str | None = None
+    languages: tuple[str, ...] = ()  # say: once in each of these languages, each in its voice
+    flow: str | None = None  # flow: the call goes on in this flow (a language's own, say)
     tool: str | None = None
     values: dict[str, str] = field(default_factory=dict)
     transfer: dict[str, str] = field(default_factory=dict)  # context/extension/queue, or warm + endpoint
@@ -105,7 +107,7 @@ class State:
     @property
     def terminal(self) -> bool:
         """The call ends here (a warm transfer may come back, so it does not end the state)."""
-        return self.end or any(a.kind in ("transfer", "hangup") and not a.warm for a in self.actions)
+        return self.end or any(a.kind in ("transfer", "hangup", "flow") and not a.warm for a in self.actions)
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,17 @@ class RepairSpec:
 
 
 @dataclass(frozen=True)
+class ReturningSpec:
+    """Returning callers (dialog/returning.py): a caller who hung up in the middle of a task is
+    offered to finish it when they call again. Off unless the flow has a ``returning:`` block;
+    worded by the prompts ``returning_offer_<intent>`` or ``returning_offer`` where it has them."""
+
+    enabled: bool = False
+    window_min: int = 60  # a call this long after the hang-up, at most, is offered the task
+    keep_hours: int = 24  # the saved task is deleted after this, offered or not
+
+
+@dataclass(frozen=True)
 class Flow:
     name: str
     start: str
@@ -160,3 +173,4 @@ class Flow:
     version: str = ""  # sha256 of the file's text, first 12 hex digits: recorded with every decision
     recognition: RecognitionSpec = RecognitionSpec()
     repair: RepairSpec = RepairSpec()
+    returning: ReturningSpec = ReturningSpec()

@@ -23,6 +23,7 @@ from ivr_server.dialog.spec.model import (
     Prompt,
     RecognitionSpec,
     RepairSpec,
+    ReturningSpec,
     Settings,
     Slot,
     State,
@@ -52,12 +53,16 @@ TOP = (
     "nlu",
     "recognition",
     "repair",
+    "returning",
 )
 NLU = ("data", "out_of_scope", "generic_out_of_scope", "heard_per_intent")
 MAX_HEARD_PER_INTENT = 100
 RECOGNITION = ("pronunciations",)
 REPAIR = ("off", "hold_s", "max_restarts", "max_corrections", "phrases")
 MAX_REPAIR_PHRASES = 200  # per repair: a flow's own ways of asking, not a data set
+RETURNING = ("window_min", "keep_hours")
+MAX_WINDOW_MIN = 7 * 24 * 60  # a week
+MAX_KEEP_HOURS = 30 * 24  # a month: a caller's unfinished task is not kept longer
 _SPOKEN_WORD = re.compile(r"^[a-z][a-z']*$")
 SETTINGS = tuple(f.name for f in fields(Settings))
 _OPTIONAL_INTS = {"end_silence_ms"}  # unset: the server's own default applies
@@ -78,7 +83,7 @@ TOOL = (
     "filler",
     "result",
 )
-ACTIONS = ("say", "call", "set", "transfer", "hangup")
+ACTIONS = ("say", "call", "set", "transfer", "hangup", "flow")
 TRANSFER = (
     "context",
     "extension",
@@ -91,6 +96,7 @@ TRANSFER = (
     "hold_announce_s",
 )
 _ENDPOINT = re.compile(r"^[A-Za-z][A-Za-z0-9]*/[A-Za-z0-9@._:+/-]{1,200}$")
+_FLOW_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
 def suggest(word: str, choices: Any) -> str:
@@ -305,13 +311,21 @@ class Builder:
             if isinstance(item, str) and item == "hangup":
                 out.append(Action("hangup"))
                 continue
-            raw = self.mapping(item, here, ACTIONS)
+            raw = self.mapping(item, here, (*ACTIONS, "in"))
+            languages: tuple[str, ...] = ()
+            if "in" in raw and "say" in raw:  # {say: choose_language, in: [en, ko]}
+                languages = self.strings(raw.pop("in"), (*here, "in"))
             if len(raw) != 1:
                 self.src.problem(here, f"an action is one of {', '.join(ACTIONS)} (one per list item)")
                 continue
             ((kind, arg),) = raw.items()
             if kind == "say":
-                out.append(Action("say", prompt=str(arg)))
+                out.append(Action("say", prompt=str(arg), languages=languages))
+            elif kind == "flow":
+                if not isinstance(arg, str) or not _FLOW_NAME.match(arg):
+                    self.src.problem((*here, "flow"), f"a flow name (letters, digits, - and _), not {arg!r}")
+                else:
+                    out.append(Action("flow", flow=arg))
             elif kind == "call":
                 out.append(Action("call", tool=str(arg)))
             elif kind == "set":
@@ -466,6 +480,26 @@ class Builder:
             phrases[name] = got_phrases
         return RepairSpec(frozenset(off) & frozenset(REPAIRS), phrases=phrases, **numbers)
 
+    def returning(self, value: Any, path: Path_) -> ReturningSpec:
+        """Off when absent; ``returning: {window_min: 60, keep_hours: 24}`` turns it on."""
+        if value is None:
+            return ReturningSpec()
+        raw = self.mapping(value, path, RETURNING)
+        window = self.bounded(raw.get("window_min"), (*path, "window_min"), 60, 1, MAX_WINDOW_MIN)
+        keep = self.bounded(raw.get("keep_hours"), (*path, "keep_hours"), 24, 1, MAX_KEEP_HOURS)
+        if keep * 60 < window:
+            self.src.problem((*path, "keep_hours"), f"keep_hours ({keep}) must cover window_min ({window} "
+                             "minutes): a task deleted before its window ends is never offered")  # fmt: skip
+        return ReturningSpec(True, window, keep)
+
+    def bounded(self, value: Any, path: Path_, default: int, low: int, high: int) -> int:
+        """A whole number from ``low`` to ``high`` (``default`` when absent or wrong)."""
+        got = self.typed(value, path, int, default, "a whole number")
+        if not low <= got <= high:
+            self.src.problem(path, f"{path[-1]} must be from {low} to {high}, not {got}")
+            return default
+        return got
+
     def flow(self) -> Flow | None:
         if self.src.data is None:
             if not self.src.problems:
@@ -504,6 +538,7 @@ class Builder:
         nlu = self.nlu(top.get("nlu"), ("nlu",))
         recognition = self.recognition(top.get("recognition"), ("recognition",))
         repair = self.repair(top.get("repair"), ("repair",))
+        returning = self.returning(top.get("returning"), ("returning",))
         return Flow(
             name,
             start,
@@ -520,6 +555,7 @@ class Builder:
             self.src.version,
             recognition,
             repair,
+            returning=returning,
         )
 
 

