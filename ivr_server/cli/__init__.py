@@ -1,6 +1,6 @@
 """The ``ivr-server`` command line: one module per command group (server: run, db, calls,
 config; asr; speech: tts, prompts, models; flows; nlu; audit: audit, retention; privacy:
-redact), common.py for what they share.
+redact; logs: logs tail), common.py for what they share.
 
 Exit codes: 0 success, 1 unexpected failure, 2 usage error, 3 invalid configuration (including
 ARI credentials Asterisk refuses), 4 database unreachable or not migrated, 5 not found,
@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ivr_server import __version__
-from ivr_server.cli import asr, audit, flows, nlu, privacy, server, speech
+from ivr_server.cli import asr, audit, flows, logs, nlu, privacy, server, speech
 from ivr_server.cli.common import EPILOG, ExitCode
 from ivr_server.config import Settings, load_settings
 from ivr_server.errors import (
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    for group in (server, asr, speech, flows, nlu, audit, privacy):
+    for group in (server, asr, speech, flows, nlu, audit, privacy, logs):
         group.add_commands(commands, EPILOG)
     return parser
 

@@ -50,19 +50,30 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
     _configured[:] = [(fmt, level)]
     stream = stream or sys.stderr
     use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
+    # An exception becomes data before redaction runs (its message may carry a card number),
+    # and never with the frames' local variables, which hold whatever the caller said.
+    exceptions: Any = (
+        structlog.processors.ExceptionRenderer(
+            structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+        )
+        if use_json
+        else structlog.processors.format_exc_info
+    )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        exceptions,
         redact_secrets,
         redact_personal_data,
     ]
-    renderer: Any
-    if use_json:
-        shared.append(structlog.processors.dict_tracebacks)
-        renderer = structlog.processors.JSONRenderer()
-    else:
-        renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if use_json
+        else structlog.dev.ConsoleRenderer(
+            colors=stream.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
+    )
     numeric = logging.getLevelName(level.upper())
     structlog.configure(
         processors=[*shared, renderer],

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import mmap
 import os
 import socket
 import subprocess
@@ -16,7 +17,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from benchmarks.media import report
@@ -72,13 +72,17 @@ def test_proc_cpu_s_survives_a_command_name_with_spaces_and_parentheses() -> Non
 def test_proc_rss_kib_grows_with_touched_memory() -> None:
     """RSS from /proc/PID/statm agrees with the kernel's VmRSS and grows by the memory touched."""
     before = proc_rss_kib(os.getpid())
-    block = np.ones(64 * 1024 * 1024, np.uint8)  # 64 MiB, every page written
+    # A fresh anonymous mapping, every page written: memory the allocator freed earlier in the
+    # process (and still resident) cannot serve it, as it could a numpy array.
+    block = mmap.mmap(-1, 64 * 1024 * 1024)
+    for offset in range(0, len(block), mmap.PAGESIZE):
+        block[offset] = 1
     after = proc_rss_kib(os.getpid())
     status = Path("/proc/self/status").read_text()
     vm_rss = int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1])
     assert after - before >= 60 * 1024
     assert after == pytest.approx(vm_rss, abs=2048)
-    del block
+    block.close()
 
 
 def test_metric_reads_one_value_from_the_servers_metrics_page() -> None:

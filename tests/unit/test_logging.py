@@ -55,3 +55,26 @@ def test_rate_limited_log_keeps_powers_of_two() -> None:
     logged = [n for n in range(1, 100) if limiter.should_log("flood")[0]]
     assert logged == [1, 2, 4, 8, 16, 32, 64]
     assert limiter.should_log("other") == (True, 1)
+
+
+def _fails_holding(card: str) -> None:
+    said = f"my card is {card}"  # a frame's local: what a caller said
+    raise ValueError(f"could not parse {said}")
+
+
+def test_an_exception_is_logged_redacted_and_without_the_frames_locals() -> None:
+    for fmt in ("json", "console"):
+        out = io.StringIO()
+        configure_logging(fmt, "info", out)
+        try:
+            _fails_holding("4111 1111 1111 1111")
+        except ValueError:
+            structlog.get_logger("t").exception("flow.failed")
+        text = out.getvalue()
+        assert "4111" not in text and "1111 1111" not in text, text
+        assert "ValueError" in text and "_fails_holding" in text  # still says what and where
+        if fmt == "json":
+            (frame_info,) = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+            frames = frame_info["exception"][0]["frames"]
+            assert all("locals" not in f or not f["locals"] for f in frames)
+    configure_logging("json", "info")
