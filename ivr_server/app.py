@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
+from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from ivr_server import __version__
@@ -26,6 +27,7 @@ from ivr_server.config import (
     mask_url,
     retention_policy,
 )
+from ivr_server.console import Console, ConsoleState, install_error_tap
 from ivr_server.dialog.declarative import FlowLibrary, flow_languages
 from ivr_server.dialog.flows import FLOWS, Flow
 from ivr_server.dialog.nlu.encoder import default_encoder, use_encoder
@@ -34,13 +36,16 @@ from ivr_server.media.clock import MediaClock
 from ivr_server.media.formats import FORMATS
 from ivr_server.media.ports import PortPool
 from ivr_server.media.prompts import PromptLibrary
+from ivr_server.observability.health import Health, watch_store
 from ivr_server.observability.logging import RateLimitedLog
 from ivr_server.observability.metrics import Metrics, serve_metrics
+from ivr_server.observability.systemd import SystemdNotifier
+from ivr_server.observability.tracing import configure_tracing, shutdown_tracing
 from ivr_server.speech.adapt.compile import Compiler
 from ivr_server.speech.voice_services import LoadedVoice, load_voice
 from ivr_server.store.audit_append import AuditEvent
 from ivr_server.store.database import create_engine, require_current_schema
-from ivr_server.store.deployments import Deployment, serving
+from ivr_server.store.deployments import Deployment, rollback, serving
 from ivr_server.store.outbox import Outbox
 from ivr_server.store.retention import apply_retention
 from ivr_server.store.saved_tasks import StoredTasks
@@ -56,31 +61,38 @@ log = structlog.get_logger(__name__)
 
 
 class IvrServer:
-    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, settings: Settings, metrics: Metrics | None = None, notifier: SystemdNotifier | None = None
+    ) -> None:
         self.settings = settings
+        self.notifier = notifier or SystemdNotifier()  # sd_notify; does nothing outside systemd
         self.metrics = metrics or Metrics()
         self.server_id = f"{socket.gethostname()}/{settings.ari_app}"
         self.manager: CallManager | None = None
         self.writer: StoreWriter | None = None
         self.voice: LoadedVoice | None = None
         self.stop_requested = asyncio.Event()
+        self.health = Health(settings.health_stall_s)  # /healthz and /readyz on the metrics listener
         self.flow_library: FlowLibrary | None = None
         self._reloading: asyncio.Task[None] | None = None
         self._file_flows: dict[str, Flow] = {}
         self._deployed_flows: dict[str, Flow] = {}
         self._deployments_seen: tuple[tuple[int, str, int], ...] | None = None
         self._poll_log = RateLimitedLog()
+        self.console = ConsoleState()  # /console/ on the metrics listener, with console_users set
 
     def stop(self) -> None:
         """The first call drains (calls in progress may finish); a second one hurries."""
         if self.stop_requested.is_set() and self.manager is not None:
             log.warning("server.stop_hurried", calls=len(self.manager.sessions))
             self.manager.hurry.set()
+        self.health.draining = True  # /readyz: the load balancer stops sending calls at once
         self.stop_requested.set()
 
     def request_reload(self) -> None:
         """SIGHUP: read the flow files again (off the event loop: models may train)."""
         if self._reloading is None or self._reloading.done():
+            self.notifier.reloading()
             self._reloading = asyncio.get_running_loop().create_task(self._reload_logged())
 
     async def _reload_logged(self) -> None:
@@ -91,6 +103,8 @@ class IvrServer:
             log.exception(
                 "flows.reload_failed", error=f"{type(err).__name__}: {err}", kept="the flows served before"
             )
+        finally:
+            self.notifier.reloaded()
 
     async def reload_flows(self) -> dict[str, Flow]:
         """New calls get the flows as the files are now; calls in progress keep theirs."""
@@ -122,6 +136,7 @@ class IvrServer:
                 if should:
                     log.error("flows.deployments_unreadable", error=str(err)[:300], failures=count)
             else:
+                self.console.set_deployments(versions)
                 now = _signature(versions)
                 if now != self._deployments_seen:
                     self._deployed_flows = await asyncio.to_thread(self.flow_library.deployed, versions)
@@ -139,8 +154,21 @@ class IvrServer:
         voice: LoadedVoice | None = None
         tools: ToolClient | None = None
         metrics_server: Any = None
+        console = Console(self.console, s.console_users) if s.console_users else None
+        remove_error_tap = install_error_tap(self.console) if console is not None else None
         try:
+            configure_tracing(s.tracing, "ivr-server")
+            if s.metrics_port:  # first: health answers during start-up too
+                try:
+                    metrics_server = serve_metrics(
+                        self.metrics, s.metrics_host, s.metrics_port, self.health, console
+                    )
+                except OSError as err:
+                    raise ConfigError(
+                        f"IVR_METRICS_PORT: cannot serve metrics on {s.metrics_host}:{s.metrics_port}: {err}"
+                    ) from err
             await require_current_schema(engine)
+            self.health.holds("store")
             _load_encoder(s)
             prompts = PromptLibrary(s.prompts_dir)
             rate = FORMATS[s.media_format].sample_rate
@@ -160,6 +188,9 @@ class IvrServer:
             self.writer = writer = StoreWriter(
                 engine, self.metrics, audit_key=s.audit_key_bytes, outbox=outbox
             )
+            if console is not None:
+                writer.tap = self.console.observe
+                console.bind(asyncio.get_running_loop(), writer.submit, self._console_rollback)
             tools = ToolClient(services_from(s.tools_services), metrics=self.metrics)
             shown = {env: value for env, value, _ in effective_settings(s, None)}  # secrets masked
             started = {"change": "server_started", "version": __version__, "server_id": self.server_id}
@@ -183,6 +214,7 @@ class IvrServer:
                 raise StoreError(f"reading the deployed flows failed: {err}") from err
             self._deployed_flows = await asyncio.to_thread(self.flow_library.deployed, versions)
             self._deployments_seen = _signature(versions)
+            self.console.set_deployments(versions)
             flows = {**FLOWS, **self._file_flows, **self._deployed_flows}
             deps = CallDeps(
                 settings=s,
@@ -205,14 +237,8 @@ class IvrServer:
                 ),
             )
             self.manager = CallManager(deps, engine)
-            connection = AriConnection(s, rest, self.metrics, self.manager)
-            if s.metrics_port:
-                try:
-                    metrics_server = serve_metrics(self.metrics, s.metrics_host, s.metrics_port)
-                except OSError as err:
-                    raise ConfigError(
-                        f"IVR_METRICS_PORT: cannot serve metrics on {s.metrics_host}:{s.metrics_port}: {err}"
-                    ) from err
+            connection = AriConnection(s, rest, self.metrics, self.manager, self.health)
+            self._check_speech_and_flows(voice, flows)
             if install_signal_handlers:
                 loop = asyncio.get_running_loop()
                 for sig in (signal.SIGTERM, signal.SIGINT):
@@ -231,10 +257,16 @@ class IvrServer:
                 asr=voice.services.asr.model_id if voice.services.asr else None,
                 tts=voice.services.synth.engine.name if voice.services.synth else None,
             )
+            self.notifier.status(f"connecting to Asterisk at {connection.url}")
             await self._serve(connection)
         finally:
+            self.notifier.close()
+            self.console.close()  # ends transcript streams, so the listener can stop
+            if remove_error_tap is not None:
+                remove_error_tap()
             if metrics_server is not None:
                 metrics_server.shutdown()
+            shutdown_tracing()  # the spans still buffered go out
             if rest is not None:
                 await rest.aclose()
             if voice is not None:
@@ -244,6 +276,33 @@ class IvrServer:
             if self.writer is not None and self.writer.outbox is not None:
                 self.writer.outbox.close()
             await engine.dispose()
+
+    def _check_speech_and_flows(self, voice: LoadedVoice, flows: dict[str, Flow]) -> None:
+        """Readiness: speech engines and flows as loaded (a server without them still serves
+        the keypad, but is not what was deployed)."""
+        asr, synth = voice.services.asr, voice.services.synth
+        if asr is None or synth is None:
+            missing = " and ".join(n for n, e in (("recognizer", asr), ("voice", synth)) if e is None)
+            self.health.fails("speech", f"no {missing} loaded: callers get the keypad only (see the log)")
+        else:
+            self.health.holds("speech")
+        file_flows = [name for name in flows if name in self._file_flows or name in self._deployed_flows]
+        if file_flows:
+            self.health.holds("flows")
+        else:
+            self.health.fails("flows", f"no flow loaded from {self.settings.flows_dir} or the store")
+
+    async def _console_rollback(self, flow: str) -> str:
+        """The console's "roll back canary" (on the loop): as `ivr-server flows rollback`."""
+        assert self.manager is not None
+        now = await rollback(self.manager.engine, flow, self.settings.audit_key_bytes)
+        self.console.set_deployments(await serving(self.manager.engine))
+        return f"v{now.version_number}" if now is not None else "the flow file"
+
+    async def _probe_store(self) -> None:
+        assert self.manager is not None
+        async with self.manager.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
 
     async def _serve(self, connection: AriConnection) -> None:
         assert self.manager is not None and self.writer is not None
@@ -258,12 +317,21 @@ class IvrServer:
         async with asyncio.TaskGroup() as tg:
             writer_task = tg.create_task(self.writer.run(), name="store-writer")
             tg.create_task(self.manager.run(), name="call-manager")
+            health_tasks = [
+                tg.create_task(
+                    self.health.keep_beating(on_lag=self.metrics.loop_lag.observe), name="heartbeat"
+                ),
+                tg.create_task(watch_store(self.health, self._probe_store), name="store-check"),
+            ]
             conn_task = tg.create_task(stay_connected(), name="ari-connection")
             stop_task = tg.create_task(self.stop_requested.wait(), name="stop")
             retention_task = tg.create_task(self._retention_schedule(), name="retention")
             deployments_task = tg.create_task(self._watch_deployments(), name="deployments")
+            systemd_task = tg.create_task(self._tell_systemd(connection.url), name="systemd")
             await asyncio.wait({conn_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
             log.info("server.stopping", calls=len(self.manager.sessions))
+            self.notifier.stopping(f"stopping: draining {len(self.manager.sessions)} calls")
+            self.health.draining = True
             if stop_task.done() and not conn_task.done():  # asked to stop, with Asterisk still there
                 await self.manager.drain(self.settings.drain_timeout_s)
             await self.manager.shutdown(self.settings.shutdown_timeout_s)
@@ -273,16 +341,27 @@ class IvrServer:
             stop_task.cancel()
             retention_task.cancel()
             deployments_task.cancel()
+            for task in health_tasks:
+                task.cancel()
             if not await self.writer.flush(self.settings.shutdown_timeout_s):
                 journaled = self.writer.outbox.count() if self.writer.outbox is not None else 0
                 log.error("store.unflushed_at_exit", pending=self.writer.pending, kept_in_outbox=journaled,
                           outbox=str(self.settings.effective_outbox_path))  # fmt: skip
+            systemd_task.cancel()  # watchdog pings last through the drain
             writer_task.cancel()
         log.info("server.stopped")
         if fatal:
             raise fatal[0]
         if self.writer.pending and self.writer.lost_on_exit():
             raise StoreError(f"{self.writer.pending} store writes not committed at exit, nor journaled")
+
+    async def _tell_systemd(self, ari_url: str) -> None:
+        """READY=1 once Asterisk is connected and reconciled (calls can be taken), then watchdog
+        pings from this loop until the server has stopped."""
+        assert self.manager is not None
+        await self.manager.reconciled.wait()
+        self.notifier.ready(f"serving calls from {ari_url}")
+        await self.notifier.watchdog()
 
     async def _retention_schedule(self) -> None:
         """Retention every ``retention_interval_s``, the first a minute after start; a failure

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ivr_server import __version__
-from ivr_server.cli import asr, audit, flows, logs, nlu, privacy, server, speech
+from ivr_server.cli import asr, audit, console, doctor, flows, logs, nlu, privacy, probe, server, speech
 from ivr_server.cli.common import EPILOG, ExitCode
 from ivr_server.config import Settings, load_settings
 from ivr_server.errors import (
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    for group in (server, asr, speech, flows, nlu, audit, privacy, logs):
+    for group in (server, asr, speech, flows, nlu, audit, privacy, logs, doctor, console, probe):
         group.add_commands(commands, EPILOG)
     return parser
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import date
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -49,7 +50,21 @@ class LanguageVoice(BaseModel):
     tts_voice: str | None = Field(None, description="espeak-ng voice (default: the language code).")
 
 
-DICT_FIELDS = ("tools_services", "voices")  # settings whose value is a table in the config file
+class ConsoleUser(BaseModel):
+    """Someone who may open the live console (/console/ on the metrics listener)."""
+
+    model_config = {"extra": "forbid", "frozen": True}
+    role: Literal["viewer", "supervisor"] = Field(
+        description="viewer: calls, flows, errors; supervisor: also transcripts and canary rollback."
+    )
+    token_hash: str = Field(
+        description="From `ivr-server console hash-token`: sha256:HEX or scrypt:N:R:P:SALT:HASH."
+    )
+    expires: date | None = Field(None, description="Last day the token is accepted (UTC).")
+
+
+# settings whose value is a table in the config file
+DICT_FIELDS = ("tools_services", "voices", "console_users")
 
 
 class Settings(BaseSettings):
@@ -364,7 +379,21 @@ class Settings(BaseSettings):
         "info", description="Lowest level logged."
     )
     metrics_host: str = Field("127.0.0.1", description="Prometheus /metrics bind address.")
-    metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus /metrics port; 0 turns it off.")
+    metrics_port: int = Field(
+        9464, ge=0, le=65535, description="Prometheus /metrics, /healthz and /readyz port; 0 turns it off."
+    )
+    tracing: Literal["off", "otlp", "console"] = Field(
+        "off",
+        description="OpenTelemetry traces (the tracing extra): otlp sends them to "
+        "OTEL_EXPORTER_OTLP_ENDPOINT, console prints them; a trace per call, W3C traceparent to tools.",
+    )
+    health_stall_s: float = Field(
+        2.0, gt=0, description="/healthz answers 503 once the event loop has been stuck this long."
+    )
+    console_users: dict[str, ConsoleUser] = Field(
+        default_factory=dict,
+        description="Live console users by name (role, token_hash, expires); none: no console.",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -26,7 +26,7 @@ from ivr_server.dialog.session import DecisionRecord, IntentModel, Session
 from ivr_server.dialog.spec.loader import check_file, check_text
 from ivr_server.dialog.spec.model import Flow as FlowSpec
 from ivr_server.errors import LanguageUnavailable, NluError, ResourceError
-from ivr_server.observability.metrics import Metrics
+from ivr_server.observability.metrics import Metrics, flow_outcome
 from ivr_server.speech.adapt.compile import Compiler, FlowResources
 from ivr_server.store.deployments import Deployment
 from ivr_server.tools.client import ToolClient
@@ -142,7 +142,7 @@ class FlowLibrary:
         log.info("flows.loaded", flow=spec.name, version=spec.version, file=str(path),
                  model_version=model.version if model is not None else None,
                  asr_resources=resources.version if resources is not None else None)  # fmt: skip
-        return spec, _runner(spec, self.tools, model, resources, self.tasks)
+        return spec, _runner(spec, self.tools, model, resources, self.tasks, self.metrics)
 
     def _compile(self, spec: FlowSpec) -> FlowResources | None:
         """The flow's recognition resources; when they cannot be compiled (a word with no
@@ -203,7 +203,9 @@ class FlowLibrary:
                 "flows.deployed_invalid", flow=d.flow, version_number=d.version_number, problems=messages
             )
             return None
-        self._built[d.content_hash] = runner = _runner(spec, self.tools, model, resources, self.tasks)
+        self._built[d.content_hash] = runner = _runner(
+            spec, self.tools, model, resources, self.tasks, self.metrics
+        )
         return runner
 
     def _model(self, spec: FlowSpec, resources: FlowResources | None) -> IntentModel | None:
@@ -257,6 +259,7 @@ def _runner(
     model: IntentModel | None,
     resources: FlowResources | None = None,
     tasks: TaskMemory | None = None,
+    metrics: Metrics | None = None,
 ) -> Flow:
     resources_version = resources.version if resources is not None else None
     if spec.returning.enabled and tasks is None:
@@ -273,6 +276,11 @@ def _runner(
 
         def audit(kind: str, payload: dict[str, Any]) -> None:
             call.audit(kind, **payload)
+            if metrics is not None and payload.get("latency_ms") is not None:
+                if kind == "decision":
+                    metrics.intent_latency.observe(payload["latency_ms"] / 1000)
+                elif kind == "tool_call":
+                    metrics.tool_latency.labels(tool=payload["tool"]).observe(payload["latency_ms"] / 1000)
             if kind == "repair":  # counted per flow version by `flows stats`
                 call.record("repair", state=payload["state"], repair=payload["repair"],
                             flow_version=payload["flow_version"])  # fmt: skip
@@ -287,6 +295,9 @@ def _runner(
                         resources_version=resources_version, caller=caller, tasks=tasks)  # fmt: skip
 
         def ended(session: Session, outcome: str | None) -> None:
+            if metrics is not None:
+                metrics.flow_outcomes.labels(flow=spec.name, version=spec.version,
+                                             outcome=flow_outcome(outcome)).inc()  # fmt: skip
             call.record(
                 "flow_ended",
                 flow=spec.name,

@@ -27,6 +27,7 @@ from ivr_server.dialog.session import CallerInput, DecisionRecord, Ended, Goto, 
 from ivr_server.dialog.slots.parsers import entities, parse_heard
 from ivr_server.dialog.spec.model import Action, Flow, Intent, Slot, State, Tool, Transition
 from ivr_server.errors import LanguageUnavailable, ToolError
+from ivr_server.observability.tracing import span
 from ivr_server.privacy.redact import SECURE_VALUES
 from ivr_server.speech.adapt.grammars import answer_kind
 from ivr_server.tools.client import ToolClient
@@ -204,6 +205,10 @@ class Engine(Repairs, Returning):
 
     async def _call(self, name: str, state: State) -> bool:
         tool = self.flow.tools[name]
+        with span("tool", tool=name, service=tool.service, state=state.name):  # traceparent goes with it
+            return await self._call_tool(name, tool, state)
+
+    async def _call_tool(self, name: str, tool: Tool, state: State) -> bool:
         if self.tools is None:
             self.session.tool_calls.append((name, "no_tool_client"))
             return False
@@ -379,7 +384,8 @@ class Engine(Repairs, Returning):
     async def _hear(
         self, state: State, secure: bool = False, max_keys: int | None = 1, grammar: str | None = None
     ) -> CallerInput:
-        heard = await self.port.hear(state.settings, secure, max_keys, grammar)
+        with span("turn", state=state.name, flow=self.flow.name, asks=grammar or "open"):
+            heard = await self.port.hear(state.settings, secure, max_keys, grammar)
         if not heard.silent:
             self.context.heard(heard.said, self.language, heard.confidence, heard.barge_in, heard.energy_dbfs)
         shown = (
@@ -525,6 +531,13 @@ class Engine(Repairs, Returning):
         return event if event in events else None
 
     async def _decide(self, state: State, intents: Sequence[Intent], heard: CallerInput) -> Decision:
+        with span("intent", state=state.name, flow=self.flow.name, flow_version=self.flow.version) as current:
+            decision = await self._decided(state, intents, heard)
+            if current is not None:
+                current.set_attributes({"ivr.intent": decision.intent or "", "ivr.action": decision.kind})
+            return decision
+
+    async def _decided(self, state: State, intents: Sequence[Intent], heard: CallerInput) -> Decision:
         guesses: Sequence[Guess] = ()
         started = time.monotonic()
         if self.model is not None and heard.said:

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 import structlog
 from pydantic import SecretStr
 
+from ivr_server.observability.tracing import add_trace_ids
 from ivr_server.privacy.redact import Redactor, is_id_key
 
 MASK = "********"
@@ -61,6 +62,7 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
     )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        add_trace_ids,  # inside a call's trace: its ids, to find the spans of a log line
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         exceptions,

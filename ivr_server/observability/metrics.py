@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import threading
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
+
+if TYPE_CHECKING:
+    from ivr_server.observability.health import Health
 
 
 class Metrics:
@@ -61,9 +69,112 @@ class Metrics:
         )
         self.store_pending = Gauge("ivr_store_pending", "Store writes waiting to be committed", registry=r)
         self.store_failures = Counter("ivr_store_failures", "Failed store write attempts", registry=r)
+        # Latencies a caller feels, in seconds (label values: names from the flow files only).
+        self.reply_latency = Histogram(
+            "ivr_reply_latency_seconds", "End of the caller's speech to the first reply audio sent",
+            buckets=REPLY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.asr_final_latency = Histogram(
+            "ivr_asr_final_latency_seconds", "End of the caller's turn to the recognizer's final words",
+            buckets=FAST_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.intent_latency = Histogram(
+            "ivr_intent_latency_seconds", "Rules and intent model deciding a caller's turn",
+            buckets=FAST_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.tts_first_audio = Histogram(
+            "ivr_tts_first_audio_seconds", "A prompt asked for to its first audio packet sent",
+            buckets=FAST_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.tool_latency = Histogram(
+            "ivr_tool_latency_seconds", "Back-end tool calls, by tool (as named in the flow files)",
+            ["tool"], buckets=REPLY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.asr_streams = Gauge("ivr_asr_streams", "Recognition streams open", registry=r)
+        self.flow_outcomes = Counter(
+            "ivr_flow_outcomes",
+            "Flows ended, by flow, version and outcome (contained, transferred, abandoned, switched, error)",
+            ["flow", "version", "outcome"],
+            registry=r,
+        )
+        self.loop_lag = Histogram(
+            "ivr_event_loop_lag_seconds",
+            "How late the event loop's 250 ms heartbeat woke (every call's audio shares the loop)",
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=r,
+        )
+
+    def voice(self, name: str, value: float) -> None:
+        """What a call's VoiceIO measures: a latency in seconds, or +1/-1 for a recognition stream."""
+        if name == "asr_streams":
+            self.asr_streams.inc(value)
+        else:
+            {"reply_latency": self.reply_latency, "asr_final_latency": self.asr_final_latency,
+             "tts_first_audio": self.tts_first_audio}[name].observe(value)  # fmt: skip
 
 
-def serve_metrics(metrics: Metrics, host: str, port: int) -> Any:
-    """Serve /metrics in a background thread; returns the server (``shutdown()`` stops it)."""
-    server, _thread = start_http_server(port, addr=host, registry=metrics.registry)
+REPLY_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0)
+FAST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0)
+OUTCOMES = {"hangup": "contained", "ended": "contained", "transfer": "transferred", "abandoned": "abandoned",
+            "switched": "switched"}  # fmt: skip
+
+
+def flow_outcome(outcome: str | None) -> str:
+    """A flow's session outcome as the closed set the outcome counter takes."""
+    return OUTCOMES.get(outcome or "", "error")
+
+
+def serve_metrics(
+    metrics: Metrics, host: str, port: int, health: Health | None = None, console: WsgiApp | None = None
+) -> Any:
+    """Serve /metrics (and /healthz, /readyz with ``health``; /console/ with ``console``) in a
+    background thread; returns the server (``shutdown()`` stops it)."""
+    server = make_server(host, port, _app(metrics, health, console), _Listener, handler_class=_QuietHandler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="metrics-listener", daemon=True).start()
     return server
+
+
+class _Listener(ThreadingWSGIServer):
+    def shutdown(self) -> None:
+        super().shutdown()
+        self.server_close()  # the listening socket too: a restart in the same process can bind
+
+
+class _QuietHandler(WSGIRequestHandler):
+    timeout = 5  # a client that sends its request slowly frees its thread after this
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes and probes are not log lines."""
+
+
+Respond = Callable[[str, list[tuple[str, str]]], Any]
+WsgiApp = Callable[[dict[str, Any], Respond], Iterable[bytes]]
+
+
+def _app(metrics: Metrics, health: Health | None, console: WsgiApp | None = None) -> WsgiApp:
+    prometheus = make_wsgi_app(metrics.registry)
+
+    def app(environ: dict[str, Any], respond: Respond) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if console is not None and (path == "/console" or path.startswith("/console/")):
+            return console(environ, respond)  # it checks methods, sizes and credentials itself
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            return _json(respond, 405, {"error": "only GET and HEAD"})
+        if path == "/metrics":
+            return prometheus(environ, respond)  # type: ignore[no-any-return]
+        if health is not None and path == "/healthz":
+            return _json(respond, *health.liveness())
+        if health is not None and path == "/readyz":
+            return _json(respond, *health.readiness())
+        return _json(respond, 404, {"error": "not found", "paths": ["/metrics", "/healthz", "/readyz"]})
+
+    return app
+
+
+def _json(respond: Respond, status: int, body: dict[str, Any]) -> list[bytes]:
+    data = json.dumps(body).encode()
+    reason = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}[status]
+    respond(f"{status} {reason}", [("Content-Type", "application/json"), ("Content-Length", str(len(data))),
+                                   ("Cache-Control", "no-store")])  # fmt: skip
+    return [data]

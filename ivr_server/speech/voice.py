@@ -29,6 +29,7 @@ from ivr_server.errors import AsrError, SpeechError
 from ivr_server.media.formats import FRAME_MS
 from ivr_server.media.g711 import Pcm
 from ivr_server.media.sender import Playback
+from ivr_server.observability.tracing import current_context, span
 from ivr_server.speech.asr.base import AsrResult, LanguageModel
 from ivr_server.speech.asr.service import AsrService, AsrStream
 from ivr_server.speech.tts.base import SpeechChunk
@@ -131,6 +132,7 @@ class VoiceIO:
         submit_turn: Callable[[Turn], None],
         now: Callable[[], float] = time.monotonic,
         log_context: dict[str, str] | None = None,
+        observe: Callable[[str, float], None] | None = None,
     ) -> None:
         # Audio arrives on the media clock, outside the call's task: the call's log fields
         # travel with this logger, not with contextvars.
@@ -143,6 +145,9 @@ class VoiceIO:
         self._record = record
         self._submit = submit_turn
         self._now = now
+        # timings for the metrics (seconds), and +1/-1 as recognition streams open and close
+        self._observe = observe or (lambda _name, _value: None)
+        self._trace = current_context()  # the call's span (None when tracing is off)
         self._detector = load_detector(services.vad, sample_rate)
         self.secure = False  # a secure slot is being collected: its words are neither logged nor stored
         self._quick = EnergyDetector(sample_rate)  # no lag: pauses a prompt at the first syllable
@@ -158,6 +163,7 @@ class VoiceIO:
         self._seq = 0
         self._first_packet_at: float | None = None
         self._unreplied: tuple[Turn, float | None] | None = None  # caller turn, end-of-speech time
+        self.heard: Callable[[Turn], None] | None = None  # a caller's turn at once (the live console)
         self._audio_at = now()  # when the caller's audio timeline last advanced
         self._silence = np.zeros(sample_rate * 20 // 1000, dtype=np.int16)
 
@@ -270,6 +276,7 @@ class VoiceIO:
         except AsrError as err:
             self._log.error("asr.fallback", error=str(err), to="dtmf")
             return None
+        self._observe("asr_streams", 1)
         frames = (self._ep.position_ms - event.start_ms + LEAD_IN_MS) // 20 if self._ep else 1
         for pcm in list(self._preroll)[-max(1, frames) :]:
             stream.feed(pcm)
@@ -306,8 +313,7 @@ class VoiceIO:
             # Over a prompt that is still playing, and too short for its min_speech_ms (a cough,
             # "uh-huh"): not a turn. The prompt goes on, and stays open to a real barge-in.
             self._log.info("voice.barge_in_rejected", speech_ms=event.end_ms - event.start_ms)
-            if turn.stream is not None:
-                turn.stream.abort()
+            self._drop_stream(turn)
             self._turn = None
             if speaking.paused_at_ms is not None:
                 speaking.paused_at_ms = None
@@ -320,6 +326,11 @@ class VoiceIO:
         asyncio.get_running_loop().create_task(self._finish_turn(turn, event, ended_at))
 
     async def _finish_turn(self, turn: _CallerTurn, event: SpeechEnded, ended_at: float) -> None:
+        # Started by the media clock, outside the call's task: parented on the call's trace.
+        with span("recognition", parent=self._trace, barge_in=turn.barge_in):
+            await self._recognized(turn, event, ended_at)
+
+    async def _recognized(self, turn: _CallerTurn, event: SpeechEnded, ended_at: float) -> None:
         start_ms, end_ms = turn.base_ms + event.start_ms, turn.base_ms + event.end_ms
         result: AsrResult | None = None
         failure = ""
@@ -331,9 +342,12 @@ class VoiceIO:
                 asked = self._now()
                 result = await turn.stream.finish(self.services.asr_final_timeout_s)
                 asr_ms = round((self._now() - asked) * 1000)
+                self._observe("asr_final_latency", asr_ms / 1000)
             except AsrError as err:
                 failure = str(err)
                 self._log.error("asr.fallback", error=failure, to="dtmf")
+            finally:
+                self._observe("asr_streams", -1)
         level = 10 * math.log10(turn.power / turn.frames + 1e-12) if turn.frames else None
         heard = (
             Heard("speech", result.text, result.confidence, start_ms, end_ms, turn.barge_in, result,
@@ -431,6 +445,22 @@ class VoiceIO:
     ) -> Said:
         """Speak ``text`` sentence by sentence. With ``barge_in`` the caller's speech (at least
         ``min_speech_ms`` of it) stops it and starts their turn, recognized with ``phrases``."""
+        with span("tts", chars=len(text), barge_in=barge_in) as current:
+            said = await self._say(text, barge_in, min_speech_ms, phrases, model)
+            if current is not None:
+                current.set_attributes(
+                    {"ivr.outcome": said.outcome, "ivr.first_audio_ms": said.first_audio_ms or -1}
+                )
+            return said
+
+    async def _say(
+        self,
+        text: str,
+        barge_in: bool,
+        min_speech_ms: int | None,
+        phrases: Sequence[str] | None,
+        model: LanguageModel | None,
+    ) -> Said:
         synth = self.services.synth
         if synth is None:
             raise SpeechError("no TTS engine loaded")
@@ -492,6 +522,8 @@ class VoiceIO:
         first = self._first_packet_at
         self._first_packet_at = None
         first_ms = None if first is None else round((first - began) * 1000)
+        if first_ms is not None:
+            self._observe("tts_first_audio", first_ms / 1000)
         played_ms = round((self._now() - first) * 1000) if first is not None else 0
         said = Said(outcome, "+".join(sorted(engines)) or None, cached and bool(engines), first_ms, played_ms)
         self._turn_record(
@@ -512,6 +544,8 @@ class VoiceIO:
             turn, ended_at = self._unreplied
             self._unreplied = None
             latency = None if ended_at is None else round((sent_at - ended_at) * 1000)
+            if latency is not None:
+                self._observe("reply_latency", latency / 1000)
             self._submit(_with_latency(turn, latency))
             self._log.info("voice.reply_started", latency_ms=latency)
 
@@ -538,6 +572,8 @@ class VoiceIO:
             end_ms=heard.end_ms,
             detail=detail,
         )
+        if self.heard is not None:  # stored only once the reply starts (its latency)
+            self.heard(turn)
         self._unreplied = (turn, ended_at)
 
     def _flush_unreplied(self) -> None:
@@ -555,9 +591,15 @@ class VoiceIO:
     def close(self) -> None:
         """Call over: keep what was heard, stop recognizing."""
         self._disarm()
-        if self._turn is not None and self._turn.stream is not None and self._turn.ended is None:
-            self._turn.stream.abort()
+        if self._turn is not None and self._turn.ended is None:
+            self._drop_stream(self._turn)
         self._flush_unreplied()
+
+    def _drop_stream(self, turn: _CallerTurn) -> None:
+        if turn.stream is not None:
+            turn.stream.abort()
+            turn.stream = None
+            self._observe("asr_streams", -1)
 
 
 def _with_latency(turn: Turn, latency_ms: int | None) -> Turn:

@@ -61,6 +61,19 @@ def default_voice(language: str) -> LanguageVoice | None:
     return LanguageVoice.model_validate({"asr_vosk_model": model, "tts_voice": "ko"})
 
 
+def engine_spec(s: Settings, sample_rate: int) -> EngineSpec:
+    """The recognizer the settings ask for (the server's, and what `ivr-server doctor` loads)."""
+    return EngineSpec(
+        s.asr_engine,
+        s.asr_vosk_model,
+        s.asr_vosk_language,
+        s.asr_search,
+        s.asr_accurate_streams,
+        s.asr_telephone_model,
+        sample_rate,
+    )
+
+
 def load_synthesizer(s: Settings) -> Synthesizer:
     """The TTS engine from the settings with its fallback, cache and lexicon (CLI and server)."""
     engine = load_tts_engine(s.tts_engine, model=s.tts_model, voice=s.tts_voice, threads=s.tts_threads)
@@ -77,15 +90,7 @@ async def load_voice(
     load_detector(s.vad_detector, sample_rate)  # a bad VAD name is a config error: fail now
     asr: AsrService | None = None
     try:
-        spec = EngineSpec(
-            s.asr_engine,
-            s.asr_vosk_model,
-            s.asr_vosk_language,
-            s.asr_search,
-            s.asr_accurate_streams,
-            s.asr_telephone_model,
-            sample_rate,
-        )
+        spec = engine_spec(s, sample_rate)
         choice = spec.load()
         asr = AsrService(
             choice.engine,

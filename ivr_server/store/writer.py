@@ -19,6 +19,7 @@ import random
 import sqlite3
 import uuid
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -172,6 +173,7 @@ class StoreWriter:
         self._log_limit = RateLimitedLog()
         self.written = 0
         self.rejected = 0
+        self.tap: Callable[[Op], None] | None = None  # sees each op as stored, redacted (the console)
 
     @property
     def pending(self) -> int:
@@ -184,12 +186,20 @@ class StoreWriter:
     def submit(self, op: Op) -> None:
         found: Counter[str] = Counter()
         op = self._redacted(op, found)
+        if self.tap is not None:
+            self.tap(op)
         self._queue(op)
         if found:
             where = type(op).__name__ if not isinstance(op, AuditEvent) else f"audit:{op.kind}"
             call_id = getattr(op, "call_id", None)
             self._queue(self._redacted(AuditEvent("redaction", _utcnow(), {"where": where,
                         "masked": dict(sorted(found.items()))}, call_id), Counter()))  # fmt: skip
+
+    def preview(self, op: Op) -> None:
+        """Show ``tap`` an op before it is submitted (a caller's turn waits for the reply's
+        latency), redacted the same way."""
+        if self.tap is not None:
+            self.tap(self._redacted(op, Counter()))
 
     def _queue(self, op: Op, op_id: int | None = None) -> None:
         if op_id is None:

@@ -34,6 +34,7 @@ from ivr_server.errors import (
     AriUnavailable,
     ConfigError,
 )
+from ivr_server.observability.health import Health
 from ivr_server.observability.logging import RateLimitedLog
 from ivr_server.observability.metrics import Metrics
 from ivr_server.telephony.ari_events import AriEvent, UnknownEvent, UnknownTypes, parse_event
@@ -88,9 +89,15 @@ def events_url(ari_url: str, app: str) -> str:
 
 class AriConnection:
     def __init__(
-        self, settings: Settings, rest: AriRestClient, metrics: Metrics, handler: EventHandler
+        self,
+        settings: Settings,
+        rest: AriRestClient,
+        metrics: Metrics,
+        handler: EventHandler,
+        health: Health | None = None,
     ) -> None:
         self.settings = settings
+        self.health = health or Health()  # its "ari" check: up and reconciled, or why not
         self.rest = rest
         self.metrics = metrics
         self.handler = handler
@@ -118,6 +125,7 @@ class AriConnection:
 
     def _before_sleep(self, state: RetryCallState) -> None:
         err = state.outcome.exception() if state.outcome else None
+        self.health.fails("ari", f"{str(err) or type(err).__name__} ({self.settings.ari_url})")
         if not isinstance(err, _ConnectionLost):
             self.metrics.ari_connect_failures.inc()
         wait = state.next_action.sleep if state.next_action else 0.0
@@ -141,6 +149,7 @@ class AriConnection:
             self.metrics.ari_connects.inc()
             log.info("ari.connected", url=self.url, app=self.settings.ari_app, first=self._first)
             await self.handler.on_connected(before, self._first)
+            self.health.holds("ari")
             self._first = False
             async for message in ws:
                 self._dispatch(message)
@@ -149,6 +158,7 @@ class AriConnection:
         except ConnectionClosed as err:
             raise _ConnectionLost(f"events socket lost: {err}") from err
         finally:
+            self.health.fails("ari", "events socket lost; reconnecting")
             self.metrics.ari_connected.set(0)
             if time.monotonic() - opened >= STABLE_AFTER_S:
                 self._backoff.reset()

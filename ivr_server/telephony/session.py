@@ -30,6 +30,7 @@ from ivr_server.media.g711 import Pcm
 from ivr_server.media.ports import PortPool
 from ivr_server.media.prompts import PromptLibrary
 from ivr_server.observability.metrics import Metrics
+from ivr_server.observability.tracing import span
 from ivr_server.privacy.caller_id import caller_hash
 from ivr_server.speech.asr.base import LanguageModel
 from ivr_server.speech.speech_meter import SpeechMeter, SpeechSegment
@@ -411,8 +412,10 @@ class CallSession:
             ended.cancel()
 
     async def _set_up_and_converse(self) -> None:
-        if await self._set_up():
-            await self._run_flow(self.deps.flows[self.flow_name])
+        # One trace per call: the turns, recognitions, decisions, tools and prompts are its spans.
+        with span("call", call_id=self.call_id, flow=self.flow_name, exten=self.channel.exten or ""):
+            if await self._set_up():
+                await self._run_flow(self.deps.flows[self.flow_name])
 
     def _record_start(self) -> None:
         ch = self.channel
@@ -477,8 +480,10 @@ class CallSession:
                 self.record,
                 self.deps.writer.submit,
                 log_context=self._log_fields,
+                observe=self.deps.metrics.voice,
             )
             self.media.receiver.after_drain = self.voice.on_clock
+            self.voice.heard = self.deps.writer.preview  # the live console shows it before it is stored
         await self.media.join(self.channel.id)
         self.record(
             "media_started",

@@ -29,6 +29,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from ivr_server.dialog.spec.model import Tool
 from ivr_server.errors import ToolBadAnswer, ToolError, ToolTimeout, ToolUnavailable
 from ivr_server.observability.metrics import Metrics
+from ivr_server.observability.tracing import traceparent
 from ivr_server.tools.breaker import Breaker
 
 log = structlog.get_logger(__name__)
@@ -143,6 +144,8 @@ class ToolClient:
         headers = dict(service.headers)
         if tool.idempotent and tool.method in ("POST", "PATCH"):
             headers["Idempotency-Key"] = str(uuid.uuid4())  # the same for every retry of this call
+        if (parent := traceparent()) is not None:  # the back end's spans join the call's trace
+            headers["traceparent"] = parent
         body = {k: t.render(values) for k, t in tool.body.items()} if tool.body else None
         return self._http.build_request(
             tool.method, service.url.rstrip("/") + path, headers=headers, json=body, timeout=tool.timeout_s

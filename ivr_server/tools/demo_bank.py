@@ -4,7 +4,8 @@ with a few accounts, card blocking it records, and faults tests can order.
     GET  /accounts/{account}/balance            {"available": "1234.56", "currency": "USD"}
     GET  /accounts/{account}/transactions?limit  {"summary": "...", "items": [...]}
     POST /cards/block {"last4": "4421"}          {"reference": "BLK-000001", "status": "blocked"}
-    GET  /_calls                                 every call so far (what the tests assert on)
+    GET  /_calls                                 every call so far (what the tests assert on), each
+                                                 with ``at``: when it came in (Unix seconds)
     POST /_faults {"delay_ms", "status", "malformed", "answer", "times"}   the next requests misbehave
                  (answer: "huge", 5 MB of JSON streamed; "nested", an array nested 100,000 deep)
     GET  /health
@@ -18,6 +19,7 @@ import asyncio
 import itertools
 import json
 import socket
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +32,11 @@ ACCOUNTS = {
         "items": [("Coffee Corner", "-4.50"), ("Salary", "2500.00"), ("Grocer", "-82.17")],
     },
     "87654321": {"available": "12.05", "items": [("Rent", "-950.00"), ("Bookshop", "-23.99")]},
+    "24681357": {"available": "310.40", "items": [("Pharmacy", "-18.75"), ("Refund", "42.00")]},
+    "55501234": {
+        "available": "8020.00",
+        "items": [("Payroll", "3100.00"), ("Electricity", "-64.30"), ("Gym", "-29.00")],
+    },
 }  # fmt: skip
 
 
@@ -111,7 +118,9 @@ def make_app() -> web.Application:
 
     def record(request: web.Request, body: Any = None) -> None:
         bank.calls.append({"method": request.method, "path": request.rel_url.raw_path, "body": body,
-                           "idempotency_key": request.headers.get("Idempotency-Key")})  # fmt: skip
+                           "idempotency_key": request.headers.get("Idempotency-Key"),
+                           "traceparent": request.headers.get("traceparent"),
+                           "at": time.time()})  # fmt: skip
 
     async def account_of(request: web.Request) -> dict[str, Any] | web.StreamResponse:
         """The account a request names, or the answer to send instead (a fault, a 404)."""

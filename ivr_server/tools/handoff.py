@@ -21,6 +21,7 @@ import structlog
 from pydantic import SecretStr
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from ivr_server.observability.tracing import traceparent
 from ivr_server.privacy.redact import Redactor
 from ivr_server.store.writer import Handoff, HandoffDelivery, Op
 
@@ -88,6 +89,8 @@ class HandoffDesk:
     async def _deliver(self, handoff_id: str, body: dict[str, Any]) -> None:
         assert self.webhook_url is not None
         headers = {"Idempotency-Key": handoff_id}
+        if (parent := traceparent()) is not None:  # this task was started inside the call's trace
+            headers["traceparent"] = parent
         if self.token is not None:
             headers["Authorization"] = f"Bearer {self.token.get_secret_value()}"
         if self._http is None:

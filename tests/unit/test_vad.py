@@ -344,3 +344,28 @@ def test_missing_packages_raise_engine_unavailable_with_the_install_command(
             load_detector("silero", 16000)
     finally:
         silero._session.cache_clear()
+
+
+def test_auto_falls_back_to_webrtc_where_silero_is_not_installed() -> None:
+    """A plain `pip install ivr-server` has no silero-vad (installed apart: its metadata asks for
+    torch): `auto` still serves calls, with WebRTC's detector, in a fresh process."""
+    code = (
+        "from importlib import metadata\n"
+        "real = metadata.distribution\n"
+        "def gone(name):\n"
+        "    if name == 'silero-vad':\n"
+        "        raise metadata.PackageNotFoundError(name)\n"
+        "    return real(name)\n"
+        "metadata.distribution = gone\n"
+        "from ivr_server.speech.vad.detectors import load_detector\n"
+        "from ivr_server.speech.vad.webrtc import WebRtcDetector\n"
+        "assert isinstance(load_detector('auto', 8000), WebRtcDetector)\n"
+        "try:\n"
+        "    load_detector('silero', 8000)\n"
+        "except Exception as err:\n"
+        "    print(type(err).__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    lines = out.stdout.strip().splitlines()
+    assert "vad.fallback" in lines[0] and "using=webrtc" in lines[0]  # said once, with the fix
+    assert lines[-1] == "EngineUnavailable", out.stderr  # asked for by name: still an error
