@@ -220,8 +220,9 @@ class SippCall:
         )
         try:
             _, stderr = await asyncio.wait_for(proc.communicate(), self.timeout_s + 10)
-        except TimeoutError:
-            proc.kill()
+        except (TimeoutError, asyncio.CancelledError):  # a caller given up on hangs up, and is reaped
+            if proc.returncode is None:
+                proc.kill()
             await proc.wait()
             raise
         self.returncode = proc.returncode

@@ -147,7 +147,7 @@ async def test_console_shows_a_call_in_progress_to_a_viewer_and_a_supervisor(
         metrics_port=port,
         console_users=users,
     )
-    steps = [Pause(prompt_ms("welcome")), spoken(f"I {WORDS}", tmp_path, "lost"), Pause(90_000)]
+    steps = [Pause(prompt_ms("welcome")), spoken(f"I {WORDS}", tmp_path, "lost"), Pause(25_000)]
     call = SippCall(scenario(steps, tmp_path, server_hangs_up=False), service="400", workdir=tmp_path)
     base = f"http://127.0.0.1:{port}/console"
     viewer, supervisor = ("vera", USERS["vera"][1]), ("sam", USERS["sam"][1])
@@ -166,8 +166,9 @@ async def test_console_shows_a_call_in_progress_to_a_viewer_and_a_supervisor(
                 pages[name], shown[name] = await chromium(url, tmp_path / name, docs / f"console-{name}.png")
             print(f"chromium: data shown {shown['viewer']:.1f} s / {shown['supervisor']:.1f} s after launch")
             assert server.manager is not None and server.manager.sessions, "the call ended too early"
+            assert await placed == 0, call.errors()  # the caller hangs up: no channel left behind
         finally:
-            placed.cancel()
+            placed.cancel()  # only if it failed before: SIPp is then killed and reaped
             await asyncio.gather(placed, return_exceptions=True)
     print(f"console page load (HTML, script, style, /me, /calls): {load_s * 1000:.0f} ms")
     print(f"utterance recognized -> on the transcript stream: {delay_ms:.0f} ms ({turn['text']!r})")
