@@ -169,13 +169,17 @@ class IvrServer:
                     ) from err
             await require_current_schema(engine)
             self.health.holds("store")
-            _load_encoder(s)
-            prompts = PromptLibrary(s.prompts_dir)
-            rate = FORMATS[s.media_format].sample_rate
-            prompts.prepare(rate)
-            voice = self.voice = await load_voice(
-                s, rate, prompts.texts.values(), flow_languages(s.flows_dir)
-            )
+            # The intent encoder loads while the speech models do (flows need it, calls need both).
+            encoder = asyncio.create_task(asyncio.to_thread(_load_encoder, s))
+            try:
+                prompts = PromptLibrary(s.prompts_dir)
+                rate = FORMATS[s.media_format].sample_rate
+                prompts.prepare(rate)
+                voice = self.voice = await load_voice(
+                    s, rate, prompts.texts.values(), flow_languages(s.flows_dir)
+                )
+            finally:
+                await encoder
             rest = AriRestClient(
                 s.ari_url,
                 s.ari_username,

@@ -44,6 +44,15 @@ def listening_for(
     return None, model
 
 
+def end_of_turn_ms(settings: Settings, grammar: str | None, server_ms: int) -> int:
+    """The silence that ends the caller's turn: the state's (or the server's), and for a digit
+    string at least ``digits_end_silence_ms``, so a pause between digits does not end it."""
+    ms = settings.end_silence_ms or server_ms
+    if grammar is not None and (grammar == "digits" or digit_range(grammar) is not None):
+        return max(ms, settings.digits_end_silence_ms)
+    return ms
+
+
 class CallPort:
     def __init__(
         self, call: CallControl, resources: FlowResources | None = None, language: str = "en"
@@ -74,7 +83,7 @@ class CallPort:
                 phrases,
                 model=model,
                 no_input_ms=settings.no_input_ms,
-                end_silence_ms=settings.end_silence_ms,
+                end_silence_ms=end_of_turn_ms(settings, grammar, self.call.settings.vad_end_silence_ms),
             )
             if heard.outcome == "dtmf":
                 return CallerInput(keyed=await self._keys(max_keys, first_wait_s=1.0))

@@ -8,6 +8,7 @@ recognizer and voice (``IVR_VOICES``; Korean has defaults that install from PyPI
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -86,35 +87,21 @@ def load_synthesizer(s: Settings) -> Synthesizer:
 async def load_voice(
     s: Settings, sample_rate: int, prompt_texts: Iterable[str], languages: Iterable[str] = ()
 ) -> LoadedVoice:
-    """The server's speech engines, and those of each of ``languages`` (the flows' languages)."""
+    """The server's speech engines, and those of each of ``languages`` (the flows' languages).
+    They load at once, each model in its own thread (their loaders release the GIL), so start-up
+    takes about as long as the slowest model rather than their sum."""
     load_detector(s.vad_detector, sample_rate)  # a bad VAD name is a config error: fail now
-    asr: AsrService | None = None
-    try:
-        spec = engine_spec(s, sample_rate)
-        choice = spec.load()
-        asr = AsrService(
-            choice.engine,
-            spec,
-            s.asr_backend,
-            s.asr_workers,
-            s.asr_warm_streams,
-        )
-        await asr.start()
-        telephone = getattr(choice.engine, "telephone", None)
-        log.info("asr.engine", engine=choice.engine.name, model=choice.engine.model_id, reason=choice.reason,
-                 telephone_model=telephone.label if telephone is not None else None)  # fmt: skip
-    except (EngineUnavailable, AsrError) as err:
-        log.error("asr.unavailable", error=str(err), fallback="dtmf")
-        asr = None
-    synth: Synthesizer | None = None
-    try:
-        synth = load_synthesizer(s)
-        await synth.prerender(prompt_texts, sample_rate)
-    except (EngineUnavailable, SpeechError) as err:
-        log.error("tts.unavailable", error=str(err), fallback="recorded prompts")
-        if synth is not None:
-            synth.close()
-        synth = None
+    wanted = sorted(set(languages))
+    # The server's own language is English unless its recognizer has none (known once it loads):
+    # the others load beside it, on that guess.
+    languages_loading = asyncio.gather(
+        *(_load_language(s, lang, sample_rate) for lang in wanted if lang != "en")
+    )
+    asr, synth = await asyncio.gather(
+        _server_asr(s, sample_rate), _server_synth(s, sample_rate, prompt_texts)
+    )
+    loaded = await languages_loading
+    others = dict(zip([lang for lang in wanted if lang != "en"], loaded, strict=True))
     services = VoiceServices(
         asr=asr,
         synth=synth,
@@ -125,19 +112,60 @@ async def load_voice(
         tts_first_audio_timeout_s=s.tts_first_audio_timeout_s,
     )
     own = sorted(asr.engine.languages)[0] if asr is not None and "en" not in asr.engine.languages else "en"
-    loaded = LoadedVoice(services, own)
-    for language in sorted(set(languages) - {own}):
-        other = await _load_language(s, language, sample_rate, services)
-        if other is not None:
-            loaded.others[language] = other
-    return loaded
+    result = LoadedVoice(services, own)
+    if own != "en":  # the guess was wrong: the server's own engines serve ``own``
+        if (twin := others.pop(own, None)) is not None:
+            await _close(twin)
+        if "en" in wanted:
+            others["en"] = await _load_language(s, "en", sample_rate)
+    for language, parts in others.items():
+        if parts is not None:
+            result.others[language] = dataclasses.replace(services, asr=parts[0], synth=parts[1])
+    return result
+
+
+async def _server_asr(s: Settings, sample_rate: int) -> AsrService | None:
+    try:
+        spec = engine_spec(s, sample_rate)
+        choice = await asyncio.to_thread(spec.load)
+        asr = AsrService(choice.engine, spec, s.asr_backend, s.asr_workers, s.asr_warm_streams)
+        await asr.start()
+        telephone = getattr(choice.engine, "telephone", None)
+        log.info("asr.engine", engine=choice.engine.name, model=choice.engine.model_id, reason=choice.reason,
+                 telephone_model=telephone.label if telephone is not None else None)  # fmt: skip
+        return asr
+    except (EngineUnavailable, AsrError) as err:
+        log.error("asr.unavailable", error=str(err), fallback="dtmf")
+        return None
+
+
+async def _server_synth(s: Settings, sample_rate: int, prompt_texts: Iterable[str]) -> Synthesizer | None:
+    synth: Synthesizer | None = None
+    try:
+        synth = await asyncio.to_thread(load_synthesizer, s)
+        await synth.prerender(prompt_texts, sample_rate)
+        return synth
+    except (EngineUnavailable, SpeechError) as err:
+        log.error("tts.unavailable", error=str(err), fallback="recorded prompts")
+        if synth is not None:
+            synth.close()
+        return None
+
+
+async def _close(parts: tuple[AsrService | None, Synthesizer | None] | None) -> None:
+    if parts is None:
+        return
+    if parts[0] is not None:
+        await parts[0].close()
+    if parts[1] is not None:
+        parts[1].close()
 
 
 async def _load_language(
-    s: Settings, language: str, sample_rate: int, base: VoiceServices
-) -> VoiceServices | None:
-    """``language``'s recognizer and voice, sharing the turn-taking settings of ``base``; None
-    (logged) when it has neither: calls cannot choose that language."""
+    s: Settings, language: str, sample_rate: int
+) -> tuple[AsrService | None, Synthesizer | None] | None:
+    """``language``'s recognizer and voice; None (logged) when it has neither: calls cannot choose
+    that language."""
     voice = s.voices.get(language) or default_voice(language)
     if voice is None:
         log.error("voice.language_unavailable", language=language,
@@ -147,15 +175,18 @@ async def _load_language(
     if voice.asr_vosk_model is not None:
         try:
             spec = EngineSpec("vosk", voice.asr_vosk_model, language, call_rate=sample_rate)
-            asr = AsrService(spec.load().engine, spec, "threads", s.asr_workers, 0)
+            choice = await asyncio.to_thread(spec.load)
+            asr = AsrService(choice.engine, spec, "threads", s.asr_workers, 0)
             await asr.start()
         except (EngineUnavailable, AsrError) as err:
             log.error("asr.unavailable", language=language, error=str(err), fallback="dtmf")
             asr = None
     synth: Synthesizer | None = None
     try:
-        engine = load_tts_engine(voice.tts_engine, model=voice.tts_model,
-                                 voice=voice.tts_voice or language, threads=s.tts_threads)  # fmt: skip
+        engine = await asyncio.to_thread(
+            load_tts_engine, voice.tts_engine, model=voice.tts_model, voice=voice.tts_voice or language,
+            threads=s.tts_threads,
+        )  # fmt: skip
         synth = Synthesizer(engine, None, PromptCache(s.tts_cache_mb * 1024 * 1024, s.tts_cache_path))
     except (EngineUnavailable, SpeechError) as err:
         log.error("tts.unavailable", language=language, error=str(err))
@@ -163,4 +194,4 @@ async def _load_language(
         return None
     log.info("voice.language", language=language, asr=asr.model_id if asr else None,
              tts=f"{voice.tts_engine}:{voice.tts_voice or language}")  # fmt: skip
-    return dataclasses.replace(base, asr=asr, synth=synth)
+    return asr, synth

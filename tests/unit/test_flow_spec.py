@@ -124,6 +124,10 @@ def test_every_problem_is_reported_at_once() -> None:
             "flow: x\nsettings: {asr_confirm_below: 1.5}\nstates:\n  a: {end: true}\n",
             "asr_confirm_below must be between 0 and 1",
         ),
+        (
+            "flow: x\nsettings: {digits_end_silence_ms: -5}\nstates:\n  a: {end: true}\n",
+            "digits_end_silence_ms must not be negative",
+        ),
         ("flow: x\nstates:\n  a: {say: []}\n", "state 'a' has no way on"),
         (
             "flow: x\nrepair: {off: [repaet]}\nstates:\n  a: {end: true}\n",

@@ -369,3 +369,25 @@ def test_auto_falls_back_to_webrtc_where_silero_is_not_installed() -> None:
     lines = out.stdout.strip().splitlines()
     assert "vad.fallback" in lines[0] and "using=webrtc" in lines[0]  # said once, with the fix
     assert lines[-1] == "EngineUnavailable", out.stderr  # asked for by name: still an error
+
+
+def test_card_digits_read_with_pauses_are_one_turn_at_the_digit_end_of_turn() -> None:
+    """Piper reading an account number pauses at each comma; with the banking flow's quick end of
+    turn (300 ms) the server's detector (auto) ends the turn after the first digits, with a digit
+    question's (call_port.end_of_turn_ms: 800 ms) the eight digits are one turn."""
+    from ivr_server.dialog.call_port import end_of_turn_ms
+    from ivr_server.dialog.spec.model import Settings as StateSettings
+    from tests.support.audio import piper
+
+    said = "one, two, three, four, five, six, seven, eight."
+    pcm = np.concatenate([np.zeros(4000, np.int16), piper(said, 8000), np.zeros(16000, np.int16)])
+    flow = StateSettings(end_silence_ms=300)
+    turns = {}
+    for grammar in (None, "digits4"):
+        ms = end_of_turn_ms(flow, grammar, 700)
+        _, events = run(load_detector(AUTO, 8000), pcm, EndpointSettings(end_silence_ms=ms, no_input_ms=0))
+        ended = [e for e in events if isinstance(e, SpeechEnded)]
+        assert ended, events
+        turns[grammar] = ended[0].end_ms - ended[0].start_ms
+    speech_ms = 1000 * len(piper(said, 8000)) / 8000
+    assert turns[None] < speech_ms / 2 < speech_ms * 0.8 < turns["digits4"], (turns, speech_ms)

@@ -17,6 +17,9 @@ class Settings:
 
     barge_in: bool = True
     end_silence_ms: int | None = None  # None: the server's IVR_VAD_END_SILENCE_MS
+    # A digit string is read off a card with pauses between digits or groups: its turn ends after
+    # this much silence (or end_silence_ms if longer), not at the first pause.
+    digits_end_silence_ms: int = 800
     no_input_ms: int = 6000
     max_no_input: int = 2  # then the state's no_input transition, or the flow's escalation
     max_no_match: int = 2
