@@ -1,9 +1,10 @@
 """Compiling a flow's recognition resources, cached by the hash of what they are built from.
 
-For a flow: the *open* model (its corpus estimated with IRSTLM, mixed with the recognizer's
-general English model), one model per kind of closed question the flow asks (yes/no, amounts,
-numbers, dates: that corpus mixed with the open model, so "no, I said five" still comes through),
-a grammar per length of digit string its slots ask for (grammars.py), and one pronouncing
+For a flow: the *open* model (its corpus estimated with IRSTLM, with digit strings as callers
+say them inside a request when its slots collect digits, mixed with the recognizer's general
+English model), one model per kind of closed question the flow asks (yes/no, amounts, numbers,
+dates: that corpus mixed with the open model, so "no, I said five" still comes through), a
+grammar per length of digit string its slots ask for (grammars.py), and one pronouncing
 dictionary for every word of them. The version is the SHA-256 of the
 inputs (corpora, pronunciations, settings, the general model's file, this compiler's version):
 the same flow on a restart finds its files in ``cache_dir/<version>/`` and builds nothing.
@@ -35,7 +36,7 @@ from ivr_server.speech.adapt.mix import choose_weight, interpolate
 from ivr_server.speech.asr.base import DIGIT_WORDS, LanguageModel
 
 log = structlog.get_logger(__name__)
-COMPILER_VERSION = "2"  # 2: digit-string grammars
+COMPILER_VERSION = "3"  # 2: digit-string grammars; 3: digit strings in the open corpus
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,7 @@ class Compiler:
             "settings": asdict(self.settings),
             "general": [str(lm), stat.st_size, int(stat.st_mtime)],
             "open": corpus.open_sentences(flow),
+            "open_digits": corpus.digit_sentences(flow),
             "closed": {k: corpus.closed_sentences(k) for k in kinds},
             "grammars": self._grammars(flow),
             "pronunciations": dict(sorted(flow.recognition.pronunciations.items())),
@@ -204,12 +206,13 @@ class Compiler:
             raise ResourceError(
                 "no phrases to learn its callers' words from (no intent examples, data or prompts)"
             )
-        own = estimate(open_sentences, s.order)
+        digits = list(inputs["open_digits"])  # type: ignore[call-overload]
+        own = estimate(open_sentences + digits, s.order)
         if len(own.vocabulary) > s.max_words:
             raise ResourceError(
                 f"{len(own.vocabulary)} distinct words: more than the {s.max_words} a flow may use"
             )
-        weight = s.flow_weight if s.flow_weight is not None else self._weight(open_sentences)
+        weight = s.flow_weight if s.flow_weight is not None else self._weight(open_sentences, digits)
         open_model = interpolate(
             own, general.logprob, weight, general.top_words(s.background_words), self.background_bigrams()
         )
@@ -256,13 +259,14 @@ class Compiler:
         models = {kind: _model(flow.name, version, directory, kind, m) for kind, m in entries.items()}
         return FlowResources(flow.name, version, directory, models, len(pronunciations), seconds)
 
-    def _weight(self, sentences: list[str]) -> float:
-        """EM on every tenth sentence, the model estimated from the other nine."""
+    def _weight(self, sentences: list[str], digits: list[str]) -> float:
+        """EM on every tenth sentence, the model estimated from the other nine and the digit
+        sentences (made up here: how well they predict themselves says nothing of callers)."""
         if len(sentences) < 10:
             return 0.5
         held = sentences[9::10]
         rest = [x for i, x in enumerate(sentences) if i % 10 != 9]
-        dev = estimate(rest, self.settings.order)
+        dev = estimate(rest + digits, self.settings.order)
         return choose_weight(dev, [h.split() for h in held], self.general().logprob)
 
 

@@ -6,6 +6,10 @@ out-of-scope phrases, and its prompts (callers repeat the menu's words back: "re
 transactions"). Each *closed* corpus is the answers to one kind of closed question (yes or no,
 an amount, a number, a date), written here the way people answer them on the phone, carriers
 included ("yes that's right", "it's about fifty dollars").
+
+A flow whose slots collect digits also gets *digit sentences* in its open corpus: callers give
+them before being asked ("my card ending in four four two one was stolen"), and the engine fills
+the slot from the opening request only when the open model lets digit words follow each other.
 """
 
 from __future__ import annotations
@@ -15,12 +19,23 @@ import random
 
 from ivr_server.dialog.nlu.flow_model import flow_examples
 from ivr_server.dialog.slots.parsers import MONTHS, NO, YES
-from ivr_server.dialog.spec.model import Flow
-from ivr_server.speech.adapt.words import number_words, ordinal, spoken
+from ivr_server.dialog.spec.model import Flow, Slot
+from ivr_server.dialog.spec.template import Placeholder
+from ivr_server.speech.adapt.words import ONES, number_words, ordinal, spoken
 
 OPEN = "open"
 CLOSED_KINDS = ("yesno", "amount", "number", "date")
 SEED = 20261203  # closed corpora are drawn, reproducibly: same flow, same resources
+DIGIT_STRINGS = 80  # random strings per digits slot in the open corpus (30: fewer digits right)
+PROMPT_DIGIT_STRINGS = 3  # per prompt that says the slot's value ("the card ending {last4}")
+# Words around a digit string in any flow's requests; the flow's own nouns ("card", "account
+# number") come from its prompts. "" says the string alone or ends the sentence with it.
+DIGITS_BEFORE = (
+    "", "ending", "ending in", "ending with", "that ends in", "it ends with", "ends in",
+    "the last digits are", "the number is", "my number is", "number", "it's", "it is", "that's",
+)  # fmt: skip
+DIGITS_AFTER = ("", "", "please", "thank you", "thanks")
+OH_SHARE = 0.3  # strings with "oh" for zero, as account numbers are read
 
 
 def open_sentences(flow: Flow) -> list[str]:
@@ -33,6 +48,50 @@ def open_sentences(flow: Flow) -> list[str]:
                 if isinstance(part, str):
                     texts.extend(_sentences(part))
     return [s for s in (spoken(t) for t in texts) if s]
+
+
+def digit_sentences(flow: Flow) -> list[str]:
+    """Digit strings as a flow's callers say them inside a request, for each slot that collects
+    digits: strings of the slot's length said digit by digit, alone or after a carrier any flow's
+    callers use ("ending in", "the number is"), and inside the flow's prompts that say the
+    slot's value ("the card ending four four two one is blocked"). None without such slots."""
+    rng = random.Random(SEED)
+    out = []
+    for slot in flow.slots.values():
+        lengths = _digit_lengths(slot)
+        if not lengths:
+            continue
+        for _ in range(DIGIT_STRINGS):
+            said = _digit_string(rng, rng.choice(lengths))
+            out.append(" ".join(w for w in (rng.choice(DIGITS_BEFORE), said, rng.choice(DIGITS_AFTER)) if w))
+        templates = [t for p in flow.prompts.values() for t in p.text.values() if slot.name in t.slots]
+        for template in templates:
+            for _ in range(PROMPT_DIGIT_STRINGS):
+                said = _digit_string(rng, rng.choice(lengths))
+                text = "".join(_fill(part, slot.name, said) for part in template.parts)
+                out.extend(x for x in _sentences(text) if said in x)  # not the prompt's other sentences
+    return [s for s in (spoken(t) for t in out) if s]
+
+
+def _digit_lengths(slot: Slot) -> list[int]:
+    """How many digits a slot's answers have; [] for slots that are not digit strings."""
+    if slot.type == "card_number":
+        return [15, 16]
+    if slot.type == "digits":
+        return [slot.length] if slot.length is not None else list(range(4, 11))
+    return []
+
+
+def _digit_string(rng: random.Random, length: int) -> str:
+    zero = "oh" if rng.random() < OH_SHARE else "zero"
+    return " ".join(zero if d == 0 else ONES[d] for d in (rng.randrange(10) for _ in range(length)))
+
+
+def _fill(part: str | Placeholder, slot: str, said: str) -> str:
+    """A template's part with ``slot`` said as ``said`` (other slots' values left out)."""
+    if isinstance(part, str):
+        return part
+    return f" {said} " if part.slot == slot else ""
 
 
 def closed_sentences(kind: str) -> list[str]:
