@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import REPO, fresh_database
 from tests.e2e.test_cli_run import migrate, read_until, start
+from tests.support.tasks import alongside
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("asterisk")]
 
@@ -65,12 +66,10 @@ class ServiceManager:
 @asynccontextmanager
 async def service_manager(tmp_path: Path) -> AsyncIterator[ServiceManager]:
     manager = ServiceManager(tmp_path / "notify")
-    reader = asyncio.create_task(manager.read())
     try:
-        yield manager
+        async with alongside(manager.read()):
+            yield manager
     finally:
-        reader.cancel()
-        await asyncio.gather(reader, return_exceptions=True)
         manager.close()
 
 
