@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks.banking_speech import banking_speech
 from benchmarks.common import REPO, commit, cores
 from ivr_server.dialog.nlu.flow_model import model_for_flow
 from ivr_server.dialog.spec.loader import load_flow
@@ -33,7 +34,6 @@ from ivr_server.evaluation.voices import Renderer
 from ivr_server.speech.adapt.compile import COMPILER_VERSION, Compiler
 from ivr_server.speech.asr.pocketsphinx_engine import PocketSphinxEngine
 
-BANKING = REPO / "flows" / "banking.yaml"
 BANKING77 = REPO / "benchmarks" / "flows" / "banking77.yaml"
 STATE = "welcome"
 LENGTHS = {"last4": 4, "account": 8}
@@ -133,12 +133,8 @@ def run(
     nlu_cache: Path | None = None,
 ) -> dict[str, Any]:
     started = time.perf_counter()
-    engine = PocketSphinxEngine(search="accurate")
-    renderer = Renderer()
-    flow = load_flow(BANKING)
-    intent_model = model_for_flow(flow, cache_dir=nlu_cache)
-    if intent_model is None:
-        raise NluError("the banking flow trained no intent model")
+    parts = banking_speech(nlu_cache)
+    engine, renderer, flow, intent_model = parts.engine, parts.renderer, parts.flow, parts.intent_model
     out: dict[str, Any] = {"digits": {}, "ordinary": None}
     with tempfile.TemporaryDirectory(prefix="ivr-bench-embedded-") as tmp:
         work = Path(tmp)

@@ -1,7 +1,8 @@
 """Flow tests: scripted callers run through a flow, with what each turn must find.
 
 A test file (YAML) names its flow and lists tests; each test is the caller's turns in order
-(``say: words``, ``keys: "4421"``, or ``silence: true``), each with optional expectations
+(``say: words``, ``keys: "4421"``, or ``silence: true``; ``confidence: 0.3`` for words the
+recognizer was unsure of), each with optional expectations
 about the moment it is heard (``state``) and the decision made on it (``decision``: kind,
 intent, source, any of them), and expectations about the end: ``slots``, ``repairs`` made (in
 order: repeat, correction, digression, ...), what a warm transfer's agent was told (``whisper``)
@@ -82,7 +83,9 @@ class ScriptPort:
         if turn.get("hangup"):
             self.caller_hung_up = True
             raise asyncio.CancelledError  # what a hang-up is to the engine: its call task cancelled
-        return CallerInput(str(turn.get("say", "")), str(turn.get("keys", "")))
+        sure = turn.get("confidence")  # how surely the recognizer heard it (unsure: confirmed)
+        confidence = float(sure) if isinstance(sure, int | float) and not isinstance(sure, bool) else None
+        return CallerInput(str(turn.get("say", "")), str(turn.get("keys", "")), confidence=confidence)
 
     def check_decision(self) -> None:
         """The first decision made after the pending turn must match what it expected."""

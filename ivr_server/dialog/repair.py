@@ -349,7 +349,13 @@ class Repairs:
         said = without_correction(heard.said, self.language) if changing else heard.said
         asked = dataclasses.replace(heard, said=said, alternatives=())
         decision = await self._decide(state, candidates, asked)
-        if decision.kind != "act" or decision.intent is None:
+        if decision.intent is None or decision.kind not in ("act", "confirm"):
+            return False
+        # Unsure of the words heard (a second decoder's, at a digit question): ask, as an open
+        # question does, rather than take the caller off a task they may be in the middle of.
+        if decision.kind == "confirm" and not await self._sure(
+            state, "confirm_intent", task=self._task(decision.intent)
+        ):
             return False
         target = self._tasks[decision.intent] or ""
         if changing:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import embedded_digits
+from benchmarks.banking_speech import BANKING
 from ivr_server.dialog.slots.words import digit_runs
 from ivr_server.dialog.spec.loader import load_flow
 from ivr_server.evaluation import embedded
@@ -41,7 +42,7 @@ def test_each_sentence_says_its_slots_digits_and_the_halves_share_none() -> None
         assert not any(ch.isdigit() for ch in r.text)
     halves = embedded_digits.halves(requests)
     assert not {r.text for r in halves["dev"]} & {r.text for r in halves["test"]}
-    intents = set(load_flow(embedded_digits.BANKING).intents)
+    intents = set(load_flow(BANKING).intents)
     assert {r.slot for r in halves["dev"]} == {"last4"} and {r.slot for r in halves["test"]} == {"account"}
     assert len(halves["dev"]) == len(halves["test"]) >= 20
     assert {r.intent for r in requests} <= intents
@@ -56,7 +57,7 @@ def test_the_digits_count_only_when_the_engine_fills_the_slot_with_them() -> Non
     """Heard word for word: the digits are right and the request is acted on by the flow's
     rules; "ending and for five speak five": no digits; a sentence whose digits are right but
     whose request is not understood counts for the digits only."""
-    flow = load_flow(embedded_digits.BANKING)
+    flow = load_flow(BANKING)
     said = embedded.DigitRequest(
         "my card ending in four five eight five was stolen", "lost_card", "last4", "4585"
     )

@@ -10,6 +10,7 @@ import pytest
 
 from ivr_server.dialog.call_port import listening_for
 from ivr_server.dialog.declarative import FlowLibrary
+from ivr_server.dialog.repair_words import asked_repair, correcting, without_correction
 from ivr_server.dialog.slots.parsers import entities, parse
 from ivr_server.dialog.spec.loader import check_text, load_flow
 from ivr_server.dialog.spec.model import Slot
@@ -22,7 +23,7 @@ from ivr_server.speech.adapt.corpus import open_sentences
 from ivr_server.speech.adapt.estimate import estimate
 from ivr_server.speech.adapt.lexicon import Lexicon, pronounce
 from ivr_server.speech.adapt.words import ONES
-from ivr_server.speech.asr.base import DIGIT_WORDS, feed_all
+from ivr_server.speech.asr.base import DIGIT_WORDS, AsrResult, feed_all
 from ivr_server.speech.asr.pocketsphinx_engine import PocketSphinxEngine
 from ivr_server.tools.client import ToolClient
 
@@ -186,6 +187,45 @@ def test_a_digit_slot_is_held_to_its_length_and_each_digit_checked(
     hiss = np.random.default_rng(4).normal(0, 300, 8000).astype(np.int16)  # steady line noise, no speech
     feed_all(recognizer, telephone(hiss, 8000, Line(snr_db=None)), 8000)
     assert recognizer.finish().text == ""
+
+
+def test_a_digit_question_hears_a_repair_or_another_request_as_words(
+    compiler: Compiler, engine: PocketSphinxEngine, renderer: Renderer
+) -> None:
+    """At the four-digit question the grammar alone made four digits of anything; the aside
+    model heard beside it lets a repair and another of the flow's requests through as words,
+    while the digits themselves still come from the grammar and the digit model."""
+    flow = load_flow(BANKING)
+    resources = compiler.compile(flow)
+    phrases, model = listening_for(resources, "digits4")
+    assert model is not None and model.words is not None and model.words.name == "banking/aside"
+
+    def heard(text: str) -> AsrResult:
+        pcm, rate = renderer.render(Voice.parse("piper"), text)
+        padded = np.concatenate([np.zeros(rate // 10, np.int16), pcm, np.zeros(rate * 3 // 10, np.int16)])
+        recognizer = engine.recognizer(8000, phrases, model)
+        feed_all(recognizer, telephone(padded, rate, Line(snr_db=30.0, seed=3)), 8000)
+        return recognizer.finish()
+
+    assert asked_repair(heard("go back").text, "en") == "back"
+    assert asked_repair(heard("sorry say that again").text, "en") == "repeat"
+    request = heard("how much money do I have").text
+    assert "money" in request and parse(Slot("last4", "digits", length=4), request).value is None
+    digits = heard("nine three oh eight")
+    assert parse(Slot("last4", "digits", length=4), digits.text).value == "9308", digits.text
+    assert "+digits-8k-" in digits.model  # the grammar's answer, checked by the digit model
+
+
+def test_a_confirmation_hears_a_correction_that_carries_the_new_digits(
+    compiler: Compiler, engine: PocketSphinxEngine, renderer: Renderer
+) -> None:
+    """ "I have 4421, is that right?" answered "no I said five six seven eight": the yes/no model
+    has the flow's corrections, so the new digits come through for the engine to take."""
+    yes_no = compiler.compile(load_flow(BANKING)).model("yesno")
+    said = hear(engine, renderer, "no I said five six seven eight", yes_no)
+    rest = without_correction(said, "en")
+    assert correcting(said, "en") and parse(Slot("last4", "digits", length=4), rest).value == "5678", said
+    assert asked_repair(hear(engine, renderer, "start over", yes_no), "en") == "start_over"
 
 
 def test_words_come_with_their_posteriors(

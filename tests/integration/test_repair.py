@@ -104,6 +104,44 @@ async def test_a_digression_inside_a_digression_waits_for_the_first_to_end() -> 
     assert [r for _, _, r in result.session.repairs] == ["track -> delivery", "returns waits: 1 open"]
 
 
+async def test_a_request_heard_unsurely_at_a_slot_question_is_confirmed_before_the_detour() -> None:
+    """A request other than the answer, heard with low confidence (a digit question's second
+    decoder often is), is not dropped as a miss: the caller is asked, and a yes takes the detour;
+    a no asks the slot's question again."""
+    turns = [
+        {"say": "I want to track my order"},
+        {"say": "change my delivery day", "confidence": 0.3, "expect": {"state": "track"}},
+        {"say": "yes", "expect": {"state": "track"}},
+        {"say": "the third of May", "expect": {"state": "delivery"}},
+        {"say": "one two three four five six", "expect": {"state": "track"}},
+        {"say": "goodbye", "expect": {"state": "menu"}},
+    ]
+    test = {
+        "name": "unsure digression",
+        "turns": turns,
+        "expect": {
+            "repairs": ["digression"],
+            "heard": ["You want delivery, right?", "Now, back to your track request"],
+            "states": ["menu", "track", "delivery", "track", "menu", "bye"],
+            "outcome": "hangup",
+        },
+    }
+    result = await run_test(flow_of(SHOP), test, {}, TODAY)
+    assert result.passed, result.failures
+    declined = [
+        *turns[:2],
+        {"say": "no", "expect": {"state": "track"}},
+        {"say": "one two three four five six"},
+    ]
+    test = {
+        "name": "declined",
+        "turns": [*declined, {"say": "goodbye"}],
+        "expect": {"repairs": [], "heard": ["You want delivery, right?"], "outcome": "hangup"},
+    }
+    result = await run_test(flow_of(SHOP), test, {}, TODAY)
+    assert result.passed, result.failures
+
+
 async def test_a_repair_the_flow_turned_off_is_an_ordinary_answer() -> None:
     text = (
         (FLOWS / "banking.yaml").read_text().replace("prompts:\n", "repair: {off: [repeat]}\nprompts:\n", 1)

@@ -12,7 +12,13 @@ from hypothesis import strategies as st
 from ivr_server.dialog.slots.words import digit_runs
 from ivr_server.dialog.spec.loader import check_text, load_flow
 from ivr_server.dialog.spec.model import Flow
-from ivr_server.speech.adapt.corpus import digit_sentences, open_sentences
+from ivr_server.speech.adapt.corpus import (
+    closed_sentences,
+    correction_sentences,
+    digit_sentences,
+    open_sentences,
+    repair_sentences,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 BANKING = REPO / "flows" / "banking.yaml"
@@ -65,3 +71,24 @@ def test_every_digit_string_has_the_slots_length(length: int) -> None:
         text = _as_text(text, slot)
     sentences = digit_sentences(_flow(text))
     assert sentences and all([len(r) for r in digit_runs(s)] == [length] for s in sentences)
+
+
+def test_closed_questions_also_hear_repairs_and_a_yes_no_the_corrected_digits() -> None:
+    """A flow's yes/no corpus has its answers (still the likeliest), the repairs any state
+    answers, the flow's own repair phrases, and "no I said ..." with digit strings of its slots'
+    lengths; the aside corpus (beside a digit grammar) has the repairs and the digit strings."""
+    flow = _flow(BANKING.read_text() + "\nrepair:\n  phrases:\n    hold: [bear with me]\n")
+    yes_no = closed_sentences("yesno", flow)
+    answers = closed_sentences("yesno")
+    assert yes_no[: 2 * len(answers)] == answers * 2
+    repairs = repair_sentences(flow)
+    assert {"say that again", "cancel that", "go back", "hold on", "bear with me"} <= set(repairs)
+    assert set(repairs) <= set(yes_no) and set(repairs) <= set(closed_sentences("amount", flow))
+    corrections = correction_sentences(flow)
+    assert corrections and set(corrections) <= set(yes_no)
+    for sentence in corrections:
+        assert sentence.split()[0] in ("no", "nope", "wrong")
+        runs = digit_runs(sentence)
+        assert len(runs) == 1 and len(runs[0]) in (4, 8, 10), sentence
+    aside = closed_sentences("aside", flow)
+    assert set(repairs) <= set(aside) and set(digit_sentences(flow)) <= set(aside)

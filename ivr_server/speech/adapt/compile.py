@@ -3,15 +3,18 @@
 For a flow: the *open* model (its corpus estimated with IRSTLM, with digit strings as callers
 say them inside a request when its slots collect digits, mixed with the recognizer's general
 English model), one model per kind of closed question the flow asks (yes/no, amounts, numbers,
-dates: that corpus mixed with the open model, so "no, I said five" still comes through), a
-grammar per length of digit string its slots ask for (grammars.py), and one pronouncing
-dictionary for every word of them. The version is the SHA-256 of the
-inputs (corpora, pronunciations, settings, the general model's file, this compiler's version):
-the same flow on a restart finds its files in ``cache_dir/<version>/`` and builds nothing.
+dates: that corpus, with the repairs callers ask for there, mixed with the open model, so "no,
+I said five" still comes through), a grammar per length of digit string its slots ask for
+(grammars.py) with the *aside* model heard beside it (the repairs mixed with the open model:
+"cancel that", "what's my balance first?"), and one pronouncing dictionary for every word.
+The version is the SHA-256 of the inputs (corpora, pronunciations, settings, the general
+model's file, this compiler's version): the same flow on a restart finds its files in
+``cache_dir/<version>/`` and builds nothing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -36,7 +39,7 @@ from ivr_server.speech.adapt.mix import choose_weight, interpolate
 from ivr_server.speech.asr.base import DIGIT_WORDS, LanguageModel
 
 log = structlog.get_logger(__name__)
-COMPILER_VERSION = "3"  # 2: digit-string grammars; 3: digit strings in the open corpus
+COMPILER_VERSION = "4"  # 2: digit grammars; 3: digits in the open corpus; 4: repairs, aside
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,8 @@ class AdaptSettings:
     """...those with P(w | h) at least this."""
     closed_weight: float = 0.7
     """Share of the closed answers in a closed question's model; the rest is the open model."""
+    aside_weight: float = 0.5
+    """Share of the repair phrases in the aside model; the rest is the open model (requests)."""
     max_words: int = 50_000
     """Distinct words a flow's corpus may hold (each needs a pronunciation and search space)."""
 
@@ -157,7 +162,9 @@ class Compiler:
 
     # --- inputs and cache -------------------------------------------------------------------
     def _inputs(self, flow: Flow) -> dict[str, object]:
-        kinds = sorted({k for s in flow.slots.values() if (k := kind_of(s))} | {"yesno"})
+        kinds = {k for s in flow.slots.values() if (k := kind_of(s))} | {"yesno"}
+        grammars = self._grammars(flow)
+        kinds |= {corpus.ASIDE} if grammars else set()
         lm = self.model_dir / "en-us.lm.bin"
         try:
             stat = lm.stat()
@@ -169,8 +176,8 @@ class Compiler:
             "general": [str(lm), stat.st_size, int(stat.st_mtime)],
             "open": corpus.open_sentences(flow),
             "open_digits": corpus.digit_sentences(flow),
-            "closed": {k: corpus.closed_sentences(k) for k in kinds},
-            "grammars": self._grammars(flow),
+            "closed": {k: corpus.closed_sentences(k, flow) for k in sorted(kinds)},
+            "grammars": grammars,
             "pronunciations": dict(sorted(flow.recognition.pronunciations.items())),
         }
 
@@ -187,12 +194,12 @@ class Compiler:
         directory = self.cache_dir / version
         try:
             manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
-            models = {
-                kind: _model(flow, version, directory, kind, m) for kind, m in manifest["models"].items()
-            }
+            models = _models(flow, version, directory, manifest["models"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
         files = [f for m in models.values() for f in (m.arpa, m.grammar, m.dictionary) if f is not None]
+        if any(bool(m.get("words")) and models[k].words is None for k, m in manifest["models"].items()):
+            return None
         if not all(f.is_file() for f in files):
             return None
         return FlowResources(flow, version, directory, models, manifest["words"], 0.0, cached=True)
@@ -218,10 +225,13 @@ class Compiler:
         )
         built: dict[str, tuple[ArpaModel, tuple[str, ...]]] = {corpus.OPEN: (open_model, ())}
         closed: dict[str, list[str]] = inputs["closed"]  # type: ignore[assignment]
+        corrections = set(corpus.correction_sentences(flow))
         for kind, sentences in closed.items():
             answers = estimate(sentences, s.order)
-            mixed = interpolate(answers, open_model.logprob, s.closed_weight, open_model.vocabulary)
-            built[kind] = (mixed, tuple(sorted(set(sentences))))
+            share = s.aside_weight if kind == corpus.ASIDE else s.closed_weight
+            mixed = interpolate(answers, open_model.logprob, share, open_model.vocabulary)
+            # Phrase lists (Vosk) take what can be listed: not corrections' random digit strings.
+            built[kind] = (mixed, tuple(sorted(set(sentences) - corrections)))
         grammars: dict[str, str] = inputs["grammars"]  # type: ignore[assignment]
         words = {w for model, _ in built.values() for w in model.vocabulary}
         words |= set(DIGIT_WORDS) if grammars else set()
@@ -231,6 +241,7 @@ class Compiler:
         directory = self.cache_dir / version
         try:
             tmp.mkdir(parents=True, exist_ok=True)
+            aside = corpus.ASIDE if corpus.ASIDE in built else None
             for kind, (model, _) in built.items():
                 write_arpa(model, tmp / f"{kind}.arpa")
             for kind, jsgf in grammars.items():
@@ -245,7 +256,10 @@ class Compiler:
                 "flow_weight": round(weight, 4),
                 "models": {
                     **{kind: {"ngrams": m.size(), "phrases": list(p)} for kind, (m, p) in built.items()},
-                    **{kind: {"grammar": f"{kind}.gram", "phrases": list(DIGIT_WORDS)} for kind in grammars},
+                    **{
+                        kind: {"grammar": f"{kind}.gram", "phrases": list(DIGIT_WORDS), "words": aside}
+                        for kind in grammars
+                    },  # fmt: skip
                 },
             }
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
@@ -256,7 +270,7 @@ class Compiler:
             shutil.rmtree(tmp, ignore_errors=True)
             raise ResourceError(f"cannot write recognition resources to {self.cache_dir}: {err}") from err
         entries: dict[str, dict[str, object]] = manifest["models"]  # type: ignore[assignment]
-        models = {kind: _model(flow.name, version, directory, kind, m) for kind, m in entries.items()}
+        models = _models(flow.name, version, directory, entries)
         return FlowResources(flow.name, version, directory, models, len(pronunciations), seconds)
 
     def _weight(self, sentences: list[str], digits: list[str]) -> float:
@@ -268,6 +282,19 @@ class Compiler:
         rest = [x for i, x in enumerate(sentences) if i % 10 != 9]
         dev = estimate(rest + digits, self.settings.order)
         return choose_weight(dev, [h.split() for h in held], self.general().logprob)
+
+
+def _models(
+    flow: str, version: str, directory: Path, entries: Mapping[str, Mapping[str, object]]
+) -> dict[str, LanguageModel]:
+    """The manifest's entries as the recognizer takes them; a grammar's ``words`` names the
+    model heard beside it."""
+    models = {kind: _model(flow, version, directory, kind, m) for kind, m in entries.items()}
+    for kind, entry in entries.items():
+        beside = models.get(str(entry.get("words") or ""))
+        if beside is not None:
+            models[kind] = dataclasses.replace(models[kind], words=beside)
+    return models
 
 
 def _model(flow: str, version: str, directory: Path, kind: str, entry: Mapping[str, object]) -> LanguageModel:

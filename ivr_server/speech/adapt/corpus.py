@@ -10,6 +10,11 @@ included ("yes that's right", "it's about fifty dollars").
 A flow whose slots collect digits also gets *digit sentences* in its open corpus: callers give
 them before being asked ("my card ending in four four two one was stolen"), and the engine fills
 the slot from the opening request only when the open model lets digit words follow each other.
+
+Every corpus, open and closed, also has the *repair phrases* the engine answers in every state
+("say that again", "cancel that", "hold on": dialog/repair_words.py, and the flow's own), and a
+yes/no question also has *corrections* of a digit string ("no I said five six seven eight"):
+a caller asked "I have four four two one, is that right?" answers those as often as yes or no.
 """
 
 from __future__ import annotations
@@ -18,12 +23,14 @@ import itertools
 import random
 
 from ivr_server.dialog.nlu.flow_model import flow_examples
+from ivr_server.dialog.repair_words import CORRECTING, PHRASES
 from ivr_server.dialog.slots.parsers import MONTHS, NO, YES
 from ivr_server.dialog.spec.model import Flow, Slot
 from ivr_server.dialog.spec.template import Placeholder
 from ivr_server.speech.adapt.words import ONES, number_words, ordinal, spoken
 
 OPEN = "open"
+ASIDE = "aside"  # what is said at a question instead of its answer: heard beside a digit grammar
 CLOSED_KINDS = ("yesno", "amount", "number", "date")
 SEED = 20261203  # closed corpora are drawn, reproducibly: same flow, same resources
 DIGIT_STRINGS = 80  # random strings per digits slot in the open corpus (30: fewer digits right)
@@ -36,6 +43,8 @@ DIGITS_BEFORE = (
 )  # fmt: skip
 DIGITS_AFTER = ("", "", "please", "thank you", "thanks")
 OH_SHARE = 0.3  # strings with "oh" for zero, as account numbers are read
+CORRECTION_STRINGS = 15  # random digit strings per digits slot said as a correction
+REPAIR_AROUND = ("sorry", "please", "um")  # said before or after a repair phrase ("sorry what")
 
 
 def open_sentences(flow: Flow) -> list[str]:
@@ -48,6 +57,34 @@ def open_sentences(flow: Flow) -> list[str]:
                 if isinstance(part, str):
                     texts.extend(_sentences(part))
     return [s for s in (spoken(t) for t in texts) if s]
+
+
+def repair_sentences(flow: Flow) -> list[str]:
+    """The repairs callers ask for in words, in spoken form: the engine's English phrases and the
+    flow's own, each alone and once with a polite word before or after ("sorry say that again")."""
+    rng = random.Random(SEED + 2)
+    phrases = [p for table in (PHRASES["en"], flow.repair.phrases) for ps in table.values() for p in ps]
+    out = []
+    for phrase in sorted(set(phrases)):
+        polite = rng.choice(REPAIR_AROUND)
+        out += [phrase, f"{phrase} {polite}" if polite == "please" else f"{polite} {phrase}"]
+    return [s for s in (spoken(t) for t in out) if s]
+
+
+def correction_sentences(flow: Flow) -> list[str]:
+    """A "no" that carries the digits instead ("no I said four four two one", "no it's ..."),
+    for each slot that collects digits: the engine's own correcting words as carriers."""
+    rng = random.Random(SEED + 1)
+    carriers = [c for c in CORRECTING["en"] if c not in ("no", "nope", "not", "wrong")]
+    out = []
+    for slot in flow.slots.values():
+        lengths = _digit_lengths(slot)
+        for _ in range(CORRECTION_STRINGS if lengths else 0):
+            said = _digit_string(rng, rng.choice(lengths))
+            lead = rng.choice(("no", "no no", "nope", "wrong"))
+            carrier = rng.choice(["", *carriers])
+            out.append(" ".join(w for w in (lead, carrier, said) if w))
+    return [s for s in (spoken(t) for t in out) if s]
 
 
 def digit_sentences(flow: Flow) -> list[str]:
@@ -94,14 +131,23 @@ def _fill(part: str | Placeholder, slot: str, said: str) -> str:
     return f" {said} " if part.slot == slot else ""
 
 
-def closed_sentences(kind: str) -> list[str]:
+def closed_sentences(kind: str, flow: Flow | None = None) -> list[str]:
+    """The answers to a closed question of ``kind``; with a flow, also what its callers say there
+    instead of answering: repairs, and at a yes/no question corrections of its digit strings."""
+    if kind == ASIDE:  # at a digit question: the digits too, or the digits would sound like words
+        return repair_sentences(flow) + digit_sentences(flow) if flow is not None else []
     if kind == "yesno":
-        return _yes_no()
-    if kind in ("amount", "number"):
-        return _numbers(kind)
-    if kind == "date":
-        return _dates()
-    raise ValueError(f"no closed corpus {kind!r}")
+        answers = _yes_no()
+    elif kind in ("amount", "number"):
+        answers = _numbers(kind)
+    elif kind == "date":
+        answers = _dates()
+    else:
+        raise ValueError(f"no closed corpus {kind!r}")
+    if flow is None:
+        return answers
+    corrections = correction_sentences(flow) if kind == "yesno" else []
+    return answers * 2 + repair_sentences(flow) + corrections  # answers: still the likeliest
 
 
 def _sentences(text: str) -> list[str]:

@@ -51,6 +51,9 @@ class LanguageModel:
     dictionary: Path
     phrases: tuple[str, ...] = ()  # closed questions only
     grammar: Path | None = None  # a JSGF grammar: answers listed exactly (digit strings)
+    # What else callers say at a grammar's question ("cancel that", "what's my balance first?"):
+    # an n-gram model heard beside the grammar, whose words win when they are not the answer.
+    words: LanguageModel | None = None
 
 
 @dataclass(frozen=True)

@@ -127,8 +127,10 @@ class DigitsRecognizer:
         self._audio = []
         levels = frame_levels_db(pcm, self._rate)
         found = islands(levels, self._settings)  # none: silence or steady noise, no digits
-        if self._aligned and found:
-            said = [w for w in spoken.words if w.word in DIGIT_WORDS]
+        said = [w for w in spoken.words if w.word in DIGIT_WORDS]
+        if self._aligned and found and not said:  # the grammar found no path: not digits
+            words: list[WordTiming] = []
+        elif self._aligned and found:
             guesses = self._each_word(pcm, said, 0, len(pcm))
             words = [self._sure(w, g) or w for w, g in zip(said, guesses, strict=True)]
         else:

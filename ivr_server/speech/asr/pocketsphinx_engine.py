@@ -15,7 +15,9 @@ when the box is quiet, capacity when it is busy. Grammars are cheap and always s
 The profile a result came from is part of its ``model`` id, so a stored turn says which it was.
 
 The digits grammar also runs the bundled digit classifier (digits.py): PocketSphinx alone gets
-about half of telephone digits right.
+about half of telephone digits right. A flow's compiled digit grammar comes with its aside
+model, heard on the same audio (aside.py): a caller who says "cancel that" instead of the
+digits is heard saying it.
 
 Narrowband streams (a call at 8 kHz) are heard with the telephone-channel means
 (speech/acoustic/telephone.py) unless ``telephone_model`` is ``off``; wideband ones with the
@@ -37,6 +39,8 @@ import structlog
 from ivr_server.errors import AsrError, EngineUnavailable
 from ivr_server.media.g711 import Pcm
 from ivr_server.speech.acoustic.telephone import telephone_model as telephone_model_for
+from ivr_server.speech.adapt.grammars import digit_range
+from ivr_server.speech.asr.aside import AsideRecognizer
 from ivr_server.speech.asr.base import (
     DIGIT_WORDS,
     Alternative,
@@ -136,11 +140,21 @@ class PocketSphinxEngine:
         except BaseException:
             self._release(key, None)
             raise
-        recognizer = PocketSphinxRecognizer(self, decoder, key, sample_rate)
+        plain = PocketSphinxRecognizer(self, decoder, key, sample_rate)
+        recognizer: Recognizer = plain
         if key[0] == DIGIT_WORDS and (classifier := self._digit_classifier()) is not None:
-            model_id = f"{recognizer.model}+{classifier.model_id}"
+            model_id = f"{plain.model}+{classifier.model_id}"
             aligned = key[2] is not None  # held to a length: the classifier checks each digit
-            return DigitsRecognizer(recognizer, classifier, sample_rate, model_id, aligned=aligned)
+            recognizer = DigitsRecognizer(recognizer, classifier, sample_rate, model_id, aligned=aligned)
+        grammar = key[2]
+        if grammar is not None and grammar.words is not None:
+            bounds = digit_range(grammar.name.rsplit("/", 1)[-1])
+            try:
+                aside = self.recognizer(sample_rate, None, grammar.words)
+            except BaseException:
+                recognizer.finish()  # its decoder back to the pool
+                raise
+            return AsideRecognizer(recognizer, aside, bounds[0] if bounds else 1)
         return recognizer
 
     def warm(self, streams: int) -> None:

@@ -1,0 +1,53 @@
+"""A grammar's question heard with the words callers say there instead of its answer.
+
+A digit question listens with a grammar of the string's length, which holds the digits well and
+hears nothing else: "cancel that" or "what's my balance first?" comes out as four digits. So the
+same audio also goes through an n-gram model of what callers say aside (the flow's repairs and
+requests: speech/adapt/compile.py), and its words win when they are not the answer (says_other:
+a caller reading "it's four four two one" still gets the grammar and its digit model). The rule
+was chosen on the development half of scripts/bench-closed-questions.
+"""
+
+from __future__ import annotations
+
+from ivr_server.media.g711 import Pcm
+from ivr_server.speech.asr.base import DIGIT_WORDS, AsrResult, Recognizer
+
+# Words too slight to be a request on their own: the n-gram search names them in line noise.
+SLIGHT = frozenset({"a", "an", "the", "and", "uh", "um", "er", "ah", "i", "it", "is", "to", "of", "in"})
+# What the n-gram search hears for a digit said quickly ("four four two one": "or for to one").
+SOUNDS_LIKE_DIGITS = frozenset({"for", "fore", "won", "ate", "or"})
+
+
+def says_other(words: list[str], least_digits: int) -> bool:
+    """Whether words heard at a digit question are something other than its answer: fewer digits
+    than half the string, and two words of substance (or one and no digit at all: "repeat").
+    One word beside a digit is more often a misheard digit ("i four i say it") than a request."""
+    digits = sum(w in DIGIT_WORDS or w in SOUNDS_LIKE_DIGITS for w in words)
+    other = [w for w in words if w not in DIGIT_WORDS and w not in SOUNDS_LIKE_DIGITS and w not in SLIGHT]
+    return digits < max(1, least_digits // 2) and (len(other) >= 2 or (len(other) == 1 and digits == 0))
+
+
+class AsideRecognizer:
+    """The grammar's recognizer and the aside model's on one stream; the grammar's result unless
+    the aside words say something else."""
+
+    def __init__(self, grammar: Recognizer, aside: Recognizer, least_digits: int) -> None:
+        self._grammar = grammar
+        self._aside = aside
+        self._least = least_digits
+        self.model = getattr(grammar, "model", "")
+
+    def feed(self, pcm: Pcm) -> AsrResult | None:
+        partial = self._grammar.feed(pcm)
+        aside = self._aside.feed(pcm)
+        return partial if partial is not None else aside
+
+    def finish(self) -> AsrResult:
+        try:
+            answer = self._grammar.finish()
+        finally:
+            aside = self._aside.finish()  # always: it returns its decoder to the pool
+        if says_other([w.word for w in aside.words] or aside.text.split(), self._least):
+            return aside
+        return answer

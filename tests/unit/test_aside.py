@@ -1,0 +1,32 @@
+"""When the words heard beside a digit grammar are something other than the digits."""
+
+from __future__ import annotations
+
+import pytest
+
+from ivr_server.speech.asr.aside import says_other
+
+
+@pytest.mark.parametrize(
+    ("heard", "least", "other"),
+    [
+        ("cancel that", 4, True),
+        ("repeat", 4, True),
+        ("how much money two why have", 4, True),  # one digit word in a request
+        ("oh and what's my balance", 4, True),  # "oh" is a digit word, but only one
+        ("four four two one", 4, False),
+        ("it's four four two one", 4, False),  # a carrier before the digits: still the answer
+        ("or for to one", 4, False),  # digits said quickly, heard as words that sound like them
+        ("nine three go wait", 4, False),  # half the digits: the grammar's answer is likelier
+        ("the", 4, False),  # a slight word in line noise is not a request
+        ("i four i say it", 4, False),  # one word beside a digit: a misheard digit string
+        ("one moment", 4, False),  # the price of that rule: a hold said with a digit word
+        ("hang on a second", 4, True),
+        ("", 4, False),
+        ("one two three my account", 8, True),  # fewer than half of eight digits
+        ("one two three four five my account", 8, False),
+        ("help", 1, True),
+    ],
+)
+def test_words_other_than_the_answer(heard: str, least: int, other: bool) -> None:
+    assert says_other(heard.split(), least) is other
