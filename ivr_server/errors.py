@@ -133,3 +133,10 @@ class ToolUnavailable(ToolError):
 
 class ToolBadAnswer(ToolError):
     code = "tool_bad_answer"
+
+
+class ToolRefused(ToolBadAnswer):
+    """The service works and refused the request (a 4xx: "no such account"): what the caller
+    gave was wrong, or misheard, so a flow may ask for it again (``event: refused``)."""
+
+    code = "tool_refused"

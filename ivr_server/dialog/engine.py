@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -26,7 +27,7 @@ from ivr_server.dialog.returning import Returning, TaskMemory
 from ivr_server.dialog.session import CallerInput, DecisionRecord, Ended, Goto, IntentModel, Port, Session
 from ivr_server.dialog.slots.parsers import entities, parse_heard
 from ivr_server.dialog.spec.model import Action, Flow, Intent, Slot, State, Tool, Transition
-from ivr_server.errors import LanguageUnavailable, ToolError
+from ivr_server.errors import LanguageUnavailable, ToolError, ToolRefused
 from ivr_server.observability.tracing import span
 from ivr_server.privacy.redact import SECURE_VALUES
 from ivr_server.speech.adapt.grammars import answer_kind
@@ -65,6 +66,7 @@ class Engine(Repairs, Returning):
         self._escalated: set[tuple[str, str]] = set()
         self._offered: dict[str, str] = {}  # slot values heard before they were asked for
         self._init_repairs()
+        self._refusals: Counter[str] = Counter()  # per state: answers the back end refused
         self._init_returning(caller, tasks)
         self.context = CallContext(self.session.repairs)
 
@@ -112,6 +114,8 @@ class Engine(Repairs, Returning):
         if missed is not None:
             return await self._escalate(state, missed)
         done = await self._actions(state.actions, state)
+        if done == "refused":
+            return await self._refused(state)
         if done == "error":
             return await self._fire(state, event="error")
         if done == "transfer_failed":
@@ -167,7 +171,7 @@ class Engine(Repairs, Returning):
     # --- actions --------------------------------------------------------------------------------
     async def _actions(
         self, actions: Sequence[Action], state: State
-    ) -> Literal["ok", "error", "transfer_failed"]:
+    ) -> Literal["ok", "error", "refused", "transfer_failed"]:
         for action in actions:
             if action.kind == "say" and action.prompt and action.languages:
                 await self._say_in(action.prompt, action.languages, state)
@@ -184,8 +188,8 @@ class Engine(Repairs, Returning):
             elif action.kind == "set":
                 self.session.slots.update(action.values)
             elif action.kind == "call" and action.tool:
-                if not await self._call(action.tool, state):
-                    return "error"
+                if (called := await self._call(action.tool, state)) != "ok":
+                    return called
             elif (
                 action.kind == "transfer"
                 and action.warm
@@ -203,15 +207,29 @@ class Engine(Repairs, Returning):
                 raise Ended
         return "ok"
 
-    async def _call(self, name: str, state: State) -> bool:
+    async def _call(self, name: str, state: State) -> Literal["ok", "error", "refused"]:
         tool = self.flow.tools[name]
         with span("tool", tool=name, service=tool.service, state=state.name):  # traceparent goes with it
             return await self._call_tool(name, tool, state)
 
-    async def _call_tool(self, name: str, tool: Tool, state: State) -> bool:
+    async def _refused(self, state: State) -> str | None:
+        """The back end refused what the caller gave ("no such account"): with an ``event:
+        refused`` transition the state's answers are forgotten and asked for again, up to the
+        state's ``max_no_match`` times, then it is a miss (no_match, escalated); a state without
+        one takes it as an error."""
+        if not any(t.event == "refused" for t in state.on):
+            return await self._fire(state, event="error")
+        self._refusals[state.name] += 1
+        if self._refusals[state.name] > state.settings.max_no_match:
+            return await self._escalate(state, "no_match")
+        for name in state.collect:
+            self.session.slots.pop(name, None)
+        return await self._fire(state, event="refused")
+
+    async def _call_tool(self, name: str, tool: Tool, state: State) -> Literal["ok", "error", "refused"]:
         if self.tools is None:
             self.session.tool_calls.append((name, "no_tool_client"))
-            return False
+            return "error"
 
         async def filler() -> None:
             if tool.filler:
@@ -237,7 +255,7 @@ class Engine(Repairs, Returning):
                 "tool_call",
                 {**audited, "outcome": err.code, "error": str(err)[:300], "latency_ms": _ms_since(started)},
             )
-            return False
+            return "refused" if isinstance(err, ToolRefused) else "error"
         self.session.slots.update(result.slots)
         self.session.tool_calls.append((name, "ok"))
         self.audit(
@@ -252,7 +270,7 @@ class Engine(Repairs, Returning):
                 "slots_set": sorted(result.slots),
             },
         )
-        return True
+        return "ok"
 
     async def _after_hangup(
         self, call: asyncio.Future[Any], tool: Tool, audited: dict[str, Any], started: float

@@ -27,7 +27,7 @@ import structlog
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from ivr_server.dialog.spec.model import Tool
-from ivr_server.errors import ToolBadAnswer, ToolError, ToolTimeout, ToolUnavailable
+from ivr_server.errors import ToolBadAnswer, ToolError, ToolRefused, ToolTimeout, ToolUnavailable
 from ivr_server.observability.metrics import Metrics
 from ivr_server.observability.tracing import traceparent
 from ivr_server.tools.breaker import Breaker
@@ -169,7 +169,7 @@ class ToolClient:
             raise ToolUnavailable(f"tool {tool.name}: service '{tool.service}' answered {status}")
         if status >= 400:
             breaker.succeeded()  # the service works; the request was refused
-            raise ToolBadAnswer(f"tool {tool.name}: service '{tool.service}' refused it ({status})")
+            raise ToolRefused(f"tool {tool.name}: service '{tool.service}' refused it ({status})")
         if len(body) > MAX_ANSWER_BYTES:
             breaker.failed(self._clock())
             raise ToolBadAnswer(f"tool {tool.name}: the answer is over {MAX_ANSWER_BYTES} bytes")

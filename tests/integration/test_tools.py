@@ -11,7 +11,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from ivr_server.dialog.spec.loader import load_flow
-from ivr_server.errors import ToolBadAnswer, ToolTimeout, ToolUnavailable
+from ivr_server.errors import ToolBadAnswer, ToolRefused, ToolTimeout, ToolUnavailable
 from ivr_server.observability.metrics import Metrics
 from ivr_server.tools.client import Service, ToolClient
 
@@ -59,7 +59,7 @@ async def test_answers_are_mapped_into_slots(bank: str) -> None:
 async def test_a_callers_words_cannot_change_the_url(bank: str) -> None:
     tools = client(bank)
     try:
-        with pytest.raises(ToolBadAnswer, match="refused it \\(404\\)"):
+        with pytest.raises(ToolRefused, match="refused it \\(404\\)"):
             await tools.call(BALANCE, {"account": "../../_calls"})
     finally:
         await tools.aclose()

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from ivr_server.dialog.spec.template import Template
 
 SLOT_TYPES = ("digits", "number", "amount", "date", "yes_no", "text", "card_number")
-EVENTS = ("no_input", "no_match", "done", "error", "always", "said_yes", "said_no", "transfer_failed")
+EVENTS = (
+    "no_input", "no_match", "done", "error", "refused", "always", "said_yes", "said_no", "transfer_failed",
+)  # fmt: skip
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
