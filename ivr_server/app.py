@@ -32,6 +32,7 @@ from ivr_server.dialog.declarative import FlowLibrary, flow_languages
 from ivr_server.dialog.flows import FLOWS, Flow
 from ivr_server.dialog.nlu.encoder import default_encoder, use_encoder
 from ivr_server.errors import AriAuthError, ConfigError, NluError, StoreError
+from ivr_server.media.audio import wav_bytes
 from ivr_server.media.clock import MediaClock
 from ivr_server.media.formats import FORMATS
 from ivr_server.media.ports import PortPool
@@ -50,6 +51,7 @@ from ivr_server.store.outbox import Outbox
 from ivr_server.store.retention import apply_retention
 from ivr_server.store.saved_tasks import StoredTasks
 from ivr_server.store.writer import OP_KINDS, StoreWriter
+from ivr_server.telephony.admission import OVERLOAD_PROMPT, OVERLOAD_PROMPT_PATH
 from ivr_server.telephony.ari_connection import AriConnection
 from ivr_server.telephony.ari_rest import AriRestClient
 from ivr_server.telephony.manager import CallManager
@@ -73,6 +75,7 @@ class IvrServer:
         self.voice: LoadedVoice | None = None
         self.stop_requested = asyncio.Event()
         self.health = Health(settings.health_stall_s)  # /healthz and /readyz on the metrics listener
+        self.files: dict[str, bytes] = {}  # served by the metrics listener: the high-volume prompt
         self.flow_library: FlowLibrary | None = None
         self._reloading: asyncio.Task[None] | None = None
         self._file_flows: dict[str, Flow] = {}
@@ -161,7 +164,7 @@ class IvrServer:
             if s.metrics_port:  # first: health answers during start-up too
                 try:
                     metrics_server = serve_metrics(
-                        self.metrics, s.metrics_host, s.metrics_port, self.health, console
+                        self.metrics, s.metrics_host, s.metrics_port, self.health, console, self.files
                     )
                 except OSError as err:
                     raise ConfigError(
@@ -175,6 +178,8 @@ class IvrServer:
                 prompts = PromptLibrary(s.prompts_dir)
                 rate = FORMATS[s.media_format].sample_rate
                 prompts.prepare(rate)
+                if OVERLOAD_PROMPT in prompts:  # for Asterisk to play to a call declined for load
+                    self.files[OVERLOAD_PROMPT_PATH] = wav_bytes(8000, prompts.audio(OVERLOAD_PROMPT, 8000))
                 voice = self.voice = await load_voice(
                     s, rate, prompts.texts.values(), flow_languages(s.flows_dir)
                 )
@@ -322,9 +327,7 @@ class IvrServer:
             writer_task = tg.create_task(self.writer.run(), name="store-writer")
             tg.create_task(self.manager.run(), name="call-manager")
             health_tasks = [
-                tg.create_task(
-                    self.health.keep_beating(on_lag=self.metrics.loop_lag.observe), name="heartbeat"
-                ),
+                tg.create_task(self.health.keep_beating(on_lag=self.metrics.beat), name="heartbeat"),
                 tg.create_task(watch_store(self.health, self._probe_store), name="store-check"),
             ]
             conn_task = tg.create_task(stay_connected(), name="ari-connection")

@@ -298,6 +298,33 @@ class Settings(BaseSettings):
         description="Concurrent calls served; above it new calls are declined at once back to the "
         "dialplan with IVR_STATUS=busy (a busy prompt or a queue there). 0: no limit.",
     )
+    admission: Literal["load", "count"] = Field(
+        "load",
+        description="load: a new call is also declined (IVR_STATUS=overload: the dialplan plays the "
+        "high-volume prompt and sends it to the overflow) while a measured limit is passed: "
+        "admit_loop_lag_ms, admit_asr_final_ms, admit_cpu, admit_per_s. count: max_calls only.",
+    )
+    admit_loop_lag_ms: float = Field(
+        50.0, gt=0, description="Event-loop lag (95th percentile, last 10 s) above which calls are declined."
+    )
+    admit_asr_final_ms: float = Field(
+        1500.0, gt=0, description="Recognition final latency (95th percentile, last 30 s) above which "
+        "calls are declined.",
+    )  # fmt: skip
+    admit_cpu: float = Field(
+        0.9, gt=0, le=1, description="The machine's CPU busy share (all cores, last 5 s) above which "
+        "calls are declined.",
+    )  # fmt: skip
+    admit_per_s: int = Field(
+        5, ge=0, description="New calls taken within one second at most (0: no limit): a burst is paced "
+        "until its load shows.",
+    )  # fmt: skip
+    overload_prompt_url: str = Field(
+        "auto",
+        description="What the dialplan plays to a call declined for load (IVR_OVERLOAD_PROMPT): a URL "
+        "Asterisk fetches (res_http_media_cache) or a sound name; auto: the server's own high-volume "
+        "prompt from the metrics listener (/prompts/high_volume.wav) when it listens; empty: none.",
+    )
 
     flows_poll_s: float = Field(
         2.0, gt=0, description="How often the server looks for flow versions deployed into the store."

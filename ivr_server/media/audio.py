@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import wave
 from pathlib import Path
@@ -49,6 +50,17 @@ def write_wav(path: Path, rate: int, pcm: Pcm) -> None:
             wav.writeframes(pcm.astype("<i2").tobytes())
     except OSError as err:
         raise MediaError(f"{path}: cannot be written ({err})") from err
+
+
+def wav_bytes(rate: int, pcm: Pcm) -> bytes:
+    """A 16-bit mono PCM WAV file's bytes (what Asterisk's media cache fetches as ``.wav``)."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(pcm.astype("<i2").tobytes())
+    return out.getvalue()
 
 
 def audio_warnings(pcm: Pcm, rate: int) -> list[str]:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
+
+from ivr_server.observability.load import LoadMeter
 
 if TYPE_CHECKING:
     from ivr_server.observability.health import Health
@@ -38,7 +40,8 @@ class Metrics:
         )
         self.tool_errors = Counter(
             "ivr_tool_errors",
-            "Back-end tool calls that failed, by code (tool_timeout, tool_unavailable, tool_bad_answer)",
+            "Back-end tool calls that failed, by code "
+            "(tool_timeout, tool_unavailable, tool_bad_answer, tool_refused)",
             ["code"],
             registry=r,
         )
@@ -46,7 +49,7 @@ class Metrics:
         self.calls_ended = Counter("ivr_calls_ended", "Calls ended, by reason", ["end_reason"], registry=r)
         self.calls_declined = Counter(
             "ivr_calls_declined",
-            "Calls sent back to the dialplan unserved (busy, server_draining)",
+            "Calls sent back to the dialplan unserved (busy, overload, server_draining)",
             ["reason"],
             registry=r,
         )
@@ -97,6 +100,7 @@ class Metrics:
             ["flow", "version", "outcome"],
             registry=r,
         )
+        self.load = LoadMeter()  # the recent figures admission by load decides on
         self.loop_lag = Histogram(
             "ivr_event_loop_lag_seconds",
             "How late the event loop's 250 ms heartbeat woke (every call's audio shares the loop)",
@@ -104,11 +108,18 @@ class Metrics:
             registry=r,
         )
 
+    def beat(self, lag_s: float) -> None:
+        """One event-loop heartbeat: its lag, in the histogram and the load meter."""
+        self.loop_lag.observe(lag_s)
+        self.load.beat(lag_s)
+
     def voice(self, name: str, value: float) -> None:
         """What a call's VoiceIO measures: a latency in seconds, or +1/-1 for a recognition stream."""
         if name == "asr_streams":
             self.asr_streams.inc(value)
         else:
+            if name == "asr_final_latency":
+                self.load.asr_final(value)
             {"reply_latency": self.reply_latency, "asr_final_latency": self.asr_final_latency,
              "tts_first_audio": self.tts_first_audio}[name].observe(value)  # fmt: skip
 
@@ -125,11 +136,18 @@ def flow_outcome(outcome: str | None) -> str:
 
 
 def serve_metrics(
-    metrics: Metrics, host: str, port: int, health: Health | None = None, console: WsgiApp | None = None
+    metrics: Metrics,
+    host: str,
+    port: int,
+    health: Health | None = None,
+    console: WsgiApp | None = None,
+    files: Mapping[str, bytes] | None = None,
 ) -> Any:
-    """Serve /metrics (and /healthz, /readyz with ``health``; /console/ with ``console``) in a
-    background thread; returns the server (``shutdown()`` stops it)."""
-    server = make_server(host, port, _app(metrics, health, console), _Listener, handler_class=_QuietHandler)
+    """Serve /metrics (and /healthz, /readyz with ``health``; /console/ with ``console``; each
+    path of ``files`` as a WAV, e.g. the high-volume prompt Asterisk plays to a call declined for
+    load) in a background thread; returns the server (``shutdown()`` stops it)."""
+    app = _app(metrics, health, console, files)
+    server = make_server(host, port, app, _Listener, handler_class=_QuietHandler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="metrics-listener", daemon=True).start()
     return server
@@ -152,7 +170,13 @@ Respond = Callable[[str, list[tuple[str, str]]], Any]
 WsgiApp = Callable[[dict[str, Any], Respond], Iterable[bytes]]
 
 
-def _app(metrics: Metrics, health: Health | None, console: WsgiApp | None = None) -> WsgiApp:
+def _app(
+    metrics: Metrics,
+    health: Health | None,
+    console: WsgiApp | None = None,
+    files: Mapping[str, bytes] | None = None,
+) -> WsgiApp:
+    files = files if files is not None else {}
     prometheus = make_wsgi_app(metrics.registry)
 
     def app(environ: dict[str, Any], respond: Respond) -> Iterable[bytes]:
@@ -167,6 +191,10 @@ def _app(metrics: Metrics, health: Health | None, console: WsgiApp | None = None
             return _json(respond, *health.liveness())
         if health is not None and path == "/readyz":
             return _json(respond, *health.readiness())
+        if (body := files.get(path)) is not None:
+            respond("200 OK", [("Content-Type", "audio/wav"), ("Content-Length", str(len(body))),
+                               ("Cache-Control", "max-age=3600")])  # fmt: skip
+            return [b""] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
         return _json(respond, 404, {"error": "not found", "paths": ["/metrics", "/healthz", "/readyz"]})
 
     return app

@@ -17,6 +17,7 @@ import httpx
 from ivr_server.config import Settings, ari_ssl_context
 from ivr_server.errors import AriAuthError, AriError, AriNotFound, ConfigError
 from ivr_server.ops.doctor import Check, DoctorOptions, Finding, fail, ok, warn
+from ivr_server.telephony.admission import overload_prompt
 from ivr_server.telephony.ari_rest import AriRestClient
 
 # Without these ExternalMedia calls cannot work; res_ari_* answer the REST calls the server makes.
@@ -83,6 +84,7 @@ async def check_asterisk(s: Settings, options: DoctorOptions) -> list[Finding]:
         modules = {str(m["name"]).removesuffix(".so") for m in await rest.request("GET", "/asterisk/modules")}
         findings.append(_modules(modules))
         findings.append(await _codecs(rest, s, modules))
+        findings.append(overload_prompt_finding(s, modules))
         findings.append(await _dialplan(s, options))
     findings.append(await _clock(s, options))
     return findings
@@ -116,6 +118,21 @@ def _modules(loaded: set[str]) -> Finding:
             f"load them in modules.conf (load = {missing[0]}.so) and restart Asterisk",
         )
     return ok("modules", f"loaded: {', '.join(REQUIRED_MODULES)}")
+
+
+def overload_prompt_finding(s: Settings, modules: set[str]) -> Finding:
+    """A call declined for load hears the server's prompt only if Asterisk can fetch its URL."""
+    url = overload_prompt(s) if s.admission == "load" else ""
+    if not url.startswith(("http://", "https://")):
+        return ok("overload prompt", f"IVR_OVERLOAD_PROMPT: {url!r}" if url else "none played")
+    missing = [m for m in ("res_curl", "res_http_media_cache") if m not in modules]
+    if missing:
+        return warn(
+            "overload prompt",
+            f"calls declined for load get {url}, but Asterisk lacks {', '.join(missing)} to fetch it",
+            f"load {missing[0]}.so in modules.conf, or set IVR_OVERLOAD_PROMPT_URL to a sound Asterisk has",
+        )
+    return ok("overload prompt", f"Asterisk fetches {url}")
 
 
 async def _codecs(rest: AriRestClient, s: Settings, modules: set[str]) -> Finding:

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ivr_server.store.audit_append import AuditEvent
 from ivr_server.store.queries import open_call_ids
 from ivr_server.store.writer import CallEnded, CallEvent
+from ivr_server.telephony.admission import OVERLOAD_PROMPT_VARIABLE, Admission, overload_prompt
 from ivr_server.telephony.agent_leg import AGENT_APP_ARG
 from ivr_server.telephony.ari_connection import Snapshot
 from ivr_server.telephony.ari_events import (
@@ -45,6 +46,7 @@ class CallManager:
     def __init__(self, deps: CallDeps, engine: AsyncEngine) -> None:
         self.deps = deps
         self.engine = engine
+        self.admission = Admission(deps.settings, deps.metrics.load)
         self.sessions: dict[str, CallSession] = {}  # by call id
         self._by_channel: dict[str, CallSession] = {}  # caller and ExternalMedia channel ids
         self._tasks: set[asyncio.Task[object]] = set()
@@ -147,9 +149,9 @@ class CallManager:
         if not self.accepting or self._tg is None:
             self._decline(channel.id, "server_draining")
             return
-        limit = self.deps.settings.max_calls
-        if limit and len(self.sessions) >= limit:
-            self._decline(channel.id, "busy")  # at once: no call is degraded to take another
+        verdict = self.admission.verdict(len(self.sessions))
+        if verdict.reason is not None:  # at once: no call is degraded to take another
+            self._decline(channel.id, verdict.reason, verdict.why, verdict.load)
             return
         session = CallSession(self.deps, channel, event.args)
         session.claim = functools.partial(self._claim, session)
@@ -185,16 +187,23 @@ class CallManager:
             for channel_id in [c for c, owner in self._by_channel.items() if owner is session]:
                 del self._by_channel[channel_id]
 
-    def _decline(self, channel_id: str, reason: str) -> None:
-        """Back to the dialplan with IVR_STATUS=reason (ivr-fallback: a busy notice, a queue)."""
-        log.info("call.declined", reason=reason, caller_channel=channel_id, calls=len(self.sessions))
+    def _decline(
+        self, channel_id: str, reason: str, why: str = "", load: dict[str, float | None] | None = None
+    ) -> None:
+        """Back to the dialplan with IVR_STATUS=reason (ivr-fallback: a busy notice, a queue; for
+        overload also IVR_OVERLOAD_PROMPT, the high-volume prompt to play first)."""
+        calls = len(self.sessions)
+        log.info("call.declined", reason=reason, why=why, caller_channel=channel_id, calls=calls, load=load)
         self.deps.metrics.calls_declined.labels(reason=reason).inc()
-        self.deps.writer.submit(AuditEvent("call_declined", datetime.now(UTC), {"reason": reason,
-                                "channel_id": channel_id, "calls": len(self.sessions)}))  # fmt: skip
+        self.deps.writer.submit(AuditEvent("call_declined", datetime.now(UTC), {"reason": reason, "why": why,
+                                "channel_id": channel_id, "calls": calls, "load": load or {}}))  # fmt: skip
         rest = self.deps.rest
+        prompt = overload_prompt(self.deps.settings) if reason == "overload" else ""
 
         async def hand_back() -> None:
             await rest.set_variable(channel_id, STATUS_VARIABLE, reason)
+            if prompt:
+                await rest.set_variable(channel_id, OVERLOAD_PROMPT_VARIABLE, prompt)
             await rest.continue_in_dialplan(channel_id)
 
         if self._tg is not None:

@@ -24,7 +24,7 @@ async def start(env: dict[str, str]) -> asyncio.subprocess.Process:
         "-m",
         "ivr_server",
         "run",
-        env={**clean, "IVR_ASR_RESOURCES_DIR": str(TEST_ASR_RESOURCES), **env},
+        env={**clean, "IVR_ASR_RESOURCES_DIR": str(TEST_ASR_RESOURCES), "IVR_ADMISSION": "count", **env},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )

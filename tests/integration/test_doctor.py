@@ -63,6 +63,7 @@ async def test_a_sound_deployment_passes_with_the_dialplan_read(tmp_path: Path) 
     assert found["store"]["status"] == found["flows"]["status"] == found["rtp ports"]["status"] == "ok"
     assert {"modules", "codecs", "clock", "asr", "tts", "disk", "stasis app"} <= found.keys()
     assert found["stasis app"]["status"] in ("ok", "warn")  # warn: no server connected right now
+    assert found["overload prompt"]["status"] == "ok", found["overload prompt"]  # the shipped modules.conf
 
 
 @pytest.mark.e2e
