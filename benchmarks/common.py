@@ -3,14 +3,16 @@ the machine was (so a figure is never quoted without its context)."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
 import statistics
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -70,3 +72,20 @@ def package_version(name: str) -> str:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return "not installed"
+
+
+def write_report(
+    out: Path,
+    name: str,
+    data: Mapping[str, Any],
+    markdown: Callable[[Any], str],
+    plot: Callable[[Any, Path], None],
+) -> str:
+    """A benchmark's report in ``out``: ``name``.json (its data), and the .md page and .png plot
+    made from that data alone (so --replot can make them again); returns the page."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(data, indent=1) + "\n")
+    text = markdown(data)
+    (out / f"{name}.md").write_text(text)
+    plot(data, out / f"{name}.png")
+    return text

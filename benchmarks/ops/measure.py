@@ -56,27 +56,31 @@ def parse_stat(text: str) -> Stat:
     return Stat(pid, ppid, utime, stime, cutime, cstime)
 
 
-def tree_ticks(stats: Iterable[Stat], root: int) -> int:
-    """CPU ticks of ``root`` and every live descendant, each with what its exited children used
-    (a child counts once: while alive in its own ticks, once waited for in its parent's
-    cutime/cstime). 0 when ``root`` is not among ``stats``."""
+def tree_of(stats: Iterable[Stat], root: int) -> list[Stat]:
+    """``root`` and every live descendant, each once; empty when ``root`` is not among ``stats``."""
     by_parent: dict[int, list[Stat]] = {}
     found: Stat | None = None
     for s in stats:
         by_parent.setdefault(s.ppid, []).append(s)
         if s.pid == root:
             found = s
-    if found is None:
-        return 0
-    total, todo, seen = 0, [found], set()
+    tree: list[Stat] = []
+    todo, seen = [found] if found is not None else [], set()
     while todo:
         s = todo.pop()
         if s.pid in seen:  # a pid reused during the scan
             continue
         seen.add(s.pid)
-        total += s.ticks
+        tree.append(s)
         todo.extend(by_parent.get(s.pid, ()))
-    return total
+    return tree
+
+
+def tree_ticks(stats: Iterable[Stat], root: int) -> int:
+    """CPU ticks of ``root`` and every live descendant, each with what its exited children used
+    (a child counts once: while alive in its own ticks, once waited for in its parent's
+    cutime/cstime). 0 when ``root`` is not among ``stats``."""
+    return sum(s.ticks for s in tree_of(stats, root))
 
 
 def read_stats(proc: Path = Path("/proc")) -> list[Stat]:

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import median
+from benchmarks.common import median, write_report
 from benchmarks.ops.measure import overhead_pct, paired_overheads_pct, share_pct, summary_ms
 
 TARGETS = {"health_p99_ms": 10.0, "page_load_ms": 1000.0, "utterance_ms": 500.0, "cpu_overhead_pct": 5.0}
@@ -297,11 +297,7 @@ def plot(data: dict[str, Any], path: Path) -> None:
 
 def write(out: Path, data: dict[str, Any]) -> str:
     """ops.json, ops.md and ops.png in ``out``; returns the markdown."""
-    (out / "ops.json").write_text(json.dumps(data, indent=1) + "\n")
-    text = markdown(data)
-    (out / "ops.md").write_text(text)
-    plot(data, out / "ops.png")
-    return text
+    return write_report(out, "ops", data, markdown, plot)
 
 
 def replot(out: Path) -> str:

@@ -83,6 +83,7 @@ def server_env(
         "IVR_METRICS_PORT": str(metrics_port if arm.metrics else 0),
         "IVR_CONSOLE_USERS": json.dumps(users if arm.console else {}),
         "IVR_TRACING": "otlp" if arm.tracing else "off",
+        "IVR_ADMISSION": "count",  # 20 callers arrive at once: this bench measures serving them
     })  # fmt: skip
     if arm.tracing:
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp_url
@@ -216,10 +217,14 @@ def _with_parent() -> list[str]:
 
 
 @asynccontextmanager
-async def running(arm: Arm, workdir: Path, bank_url: str, otlp_url: str) -> AsyncIterator[Server]:
-    """A started server of ``arm``; stopped (and reaped) on the way out."""
+async def running(
+    arm: Arm, workdir: Path, bank_url: str, otlp_url: str, settings: Mapping[str, str] | None = None
+) -> AsyncIterator[Server]:
+    """A started server of ``arm`` (``settings``: IVR_ variables over the arm's, e.g. a capacity
+    level's limits); stopped (and reaped) on the way out."""
     port = free_port(socket.SOCK_STREAM)
-    server = Server(arm, workdir, server_env(os.environ, arm, workdir, bank_url, port, otlp_url), port)
+    env = server_env(os.environ, arm, workdir, bank_url, port, otlp_url) | dict(settings or {})
+    server = Server(arm, workdir, env, port)
     try:
         await server.start()
         yield server
