@@ -449,6 +449,7 @@ def summarize(raw: Mapping[str, Any]) -> dict[str, Any]:
             percentile([r["greeting_ms"] for r in rows if r["greeting_ms"] is not None], 95)
         ),
         "rtp_lost_to_caller": to_caller,
+        "capture_dropped": raw.get("capture_dropped"),  # tcpdump's own drops: gaps that are not loss
         "rtp_lost_to_server": to_server,
         "rtp_received": sum(r["rtp"]["received"] for r in rows),
         "rtp_late": sum(r["rtp"]["late"] for r in rows),

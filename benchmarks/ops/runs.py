@@ -112,14 +112,14 @@ class Bench:
 
 
 @asynccontextmanager
-async def bench(workdir: Path) -> AsyncIterator[Bench]:
+async def bench(workdir: Path, script: list[dict[str, str]] = SCRIPT) -> AsyncIterator[Bench]:
     """The demo bank, the callers' steps (each pause what the line says before the turn, from the
     flow run in-process against the bank) and the OTLP receiver, for the runs' duration."""
     runner, port = await serve("127.0.0.1", 0)
     bank = f"http://127.0.0.1:{port}"
     try:
-        heard = await heard_before_each_turn("banking", SCRIPT, bank)
-        steps = caller_steps(SCRIPT, heard, workdir)
+        heard = await heard_before_each_turn("banking", script, bank)
+        steps = caller_steps(script, heard, workdir)
         call_s = sum(getattr(s, "ms", 0) for s in steps) / 1000 + sum(audio_ms(t) for t in heard[-1]) / 1000
         async with OtlpReceiver().serving() as receiver:
             yield Bench(workdir, bank, receiver, steps, call_s)

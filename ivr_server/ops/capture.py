@@ -4,12 +4,15 @@ file: the probe's ears, and the end-to-end tests'."""
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 from ivr_server.ops.sipp import ProbeError
+
+BUFFER_KIB = 32768  # tcpdump -B: the capture's kernel buffer
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,7 @@ class PacketCapture:
         self.path = path
         self.filter = bpf_filter
         self.interface = interface
+        self.dropped: int | None = None  # by the capture's kernel buffer, once it has stopped
         self._proc: asyncio.subprocess.Process | None = None
 
     async def __aenter__(self) -> PacketCapture:
@@ -42,6 +46,10 @@ class PacketCapture:
             # Without it libpcap hands packets over in blocks (up to a second late): the last
             # ones were still in the kernel's ring when tcpdump was stopped, and lost.
             "--immediate-mode",
+            # A kernel buffer for bursts (tens of calls' RTP): packets it cannot hold are dropped
+            # by the capture, not by the line, and would read as loss.
+            "-B",
+            str(BUFFER_KIB),
             "-n",
             "-s",
             "0",
@@ -59,13 +67,21 @@ class PacketCapture:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        assert self._proc is not None
+        assert self._proc is not None and self._proc.stderr is not None
         await asyncio.sleep(0.3)  # let the last packets land
         self._proc.send_signal(2)
+        tail = await asyncio.wait_for(self._proc.stderr.read(), 10)
         await asyncio.wait_for(self._proc.wait(), 10)
+        self.dropped = capture_drops(tail.decode(errors="replace"))
 
     def datagrams(self) -> list[Datagram]:
         return read_pcap(self.path)
+
+
+def capture_drops(stderr: str) -> int | None:
+    """Packets tcpdump's kernel buffer dropped ("N packets dropped by kernel"); None if unsaid."""
+    match = re.search(r"(\d+) packets? dropped by kernel", stderr)
+    return int(match.group(1)) if match else None
 
 
 def read_pcap(path: Path) -> list[Datagram]:
