@@ -227,8 +227,7 @@ async def run_level(b: Bench, calls: int, spread_s: float) -> dict[str, Any]:
     row["sipp"], row["sipp_errors"] = None, ""
     with suppress(OSError, ValueError, KeyError):
         row["sipp"] = sipp_counts((workdir / "sipp-stats.csv").read_text())
-    with suppress(AttributeError):  # SIPp killed: no stderr kept, maybe no error file
-        row["sipp_errors"] = sipp.errors()[-500:] if row["sipp_exit"] != 0 else ""
+    row["sipp_errors"] = sipp.errors()[-500:] if row["sipp_exit"] != 0 else ""
     datagrams: list[Datagram] = []
     with suppress(OSError, struct.error, KeyError):  # no capture, or one cut short
         datagrams = await asyncio.to_thread(read_pcap, pcap)

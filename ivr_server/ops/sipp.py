@@ -174,6 +174,7 @@ class SippCall:
         self.scenario_path.write_text(self.scenario_xml)
         self.error_file = self.workdir / f"sipp-{self.sip_port}-errors.log"
         self.returncode: int | None = None
+        self.stderr = ""  # SIPp's own output, once it has exited by itself
         self._proc: asyncio.subprocess.Process | None = None
 
     def argv(self) -> list[str]:
@@ -235,4 +236,5 @@ class SippCall:
             self._proc.kill()
 
     def errors(self) -> str:
+        """SIPp's error file, or what it printed; empty for a SIPp killed before it wrote either."""
         return self.error_file.read_text() if self.error_file.exists() else self.stderr
