@@ -43,11 +43,7 @@ def frame_dbfs(pcm: Pcm) -> float:
 def write_wav(path: Path, rate: int, pcm: Pcm) -> None:
     """A 16-bit mono PCM WAV file; MediaError names the path when it cannot be written."""
     try:
-        with wave.open(str(path), "wb") as wav:
-            wav.setnchannels(1)
-            wav.setsampwidth(2)
-            wav.setframerate(rate)
-            wav.writeframes(pcm.astype("<i2").tobytes())
+        path.write_bytes(wav_bytes(rate, pcm))
     except OSError as err:
         raise MediaError(f"{path}: cannot be written ({err})") from err
 

@@ -44,6 +44,9 @@ class Admission:
         """The decision on a new call with ``active`` calls in progress; a call taken is counted
         for the rate limit."""
         s = self._s
+        now = self._clock()
+        while self._taken and self._taken[0] <= now - 1.0:  # the last second's calls only
+            self._taken.popleft()
         load = self._meter.now()
         figures = load.figures()
         if s.max_calls and active >= s.max_calls:
@@ -52,14 +55,11 @@ class Admission:
             why = self._over(load, active)
             if why:
                 return Verdict("overload", why, figures)
-        self._taken.append(self._clock())
+        self._taken.append(now)
         return Verdict(None, "", figures)
 
     def _over(self, load: Load, active: int) -> str:
         s = self._s
-        now = self._clock()
-        while self._taken and self._taken[0] <= now - 1.0:
-            self._taken.popleft()
         if s.admit_per_s and len(self._taken) >= s.admit_per_s:
             return f"{len(self._taken)} calls taken in the last second >= admit_per_s {s.admit_per_s}"
         if load.loop_lag_ms is not None and load.loop_lag_ms > s.admit_loop_lag_ms:

@@ -150,3 +150,12 @@ def test_doctor_warns_when_asterisk_cannot_fetch_the_overload_prompt() -> None:
     assert overload_prompt_finding(s, {"res_curl", "res_http_media_cache"}).status == "ok"
     assert overload_prompt_finding(Settings(admission="count"), set()).status == "ok"
     assert overload_prompt_finding(Settings(overload_prompt_url="custom/busy"), set()).status == "ok"
+
+
+def test_counting_admission_keeps_no_growing_record_of_calls(tmp_path: Path) -> None:
+    """The rate limit's record is the last second's calls, whatever the admission mode."""
+    gate, _, clock, _ = admission(tmp_path, admission="count")
+    for _ in range(50):
+        assert gate.verdict(0).reason is None
+        clock.t += 0.1
+    assert len(gate._taken) <= 11

@@ -5,8 +5,8 @@ say them inside a request when its slots collect digits, mixed with the recogniz
 English model), one model per kind of closed question the flow asks (yes/no, amounts, numbers,
 dates: that corpus, with the repairs callers ask for there, mixed with the open model, so "no,
 I said five" still comes through), a grammar per length of digit string its slots ask for
-(grammars.py) with the *aside* model heard beside it (the repairs mixed with the open model:
-"cancel that", "what's my balance first?"), and one pronouncing dictionary for every word.
+(grammars.py) with the *aside* model heard beside it (the repairs and digit strings mixed with
+the open model: "cancel that", "what's my balance first?"), and one pronouncing dictionary.
 The version is the SHA-256 of the inputs (corpora, pronunciations, settings, the general
 model's file, this compiler's version): the same flow on a restart finds its files in
 ``cache_dir/<version>/`` and builds nothing.
@@ -58,7 +58,7 @@ class AdaptSettings:
     closed_weight: float = 0.7
     """Share of the closed answers in a closed question's model; the rest is the open model."""
     aside_weight: float = 0.5
-    """Share of the repair phrases in the aside model; the rest is the open model (requests)."""
+    """Share of the repairs and digit strings in the aside model; the rest is the open model."""
     max_words: int = 50_000
     """Distinct words a flow's corpus may hold (each needs a pronunciation and search space)."""
 

@@ -11,10 +11,12 @@ A flow whose slots collect digits also gets *digit sentences* in its open corpus
 them before being asked ("my card ending in four four two one was stolen"), and the engine fills
 the slot from the opening request only when the open model lets digit words follow each other.
 
-Every corpus, open and closed, also has the *repair phrases* the engine answers in every state
-("say that again", "cancel that", "hold on": dialog/repair_words.py, and the flow's own), and a
-yes/no question also has *corrections* of a digit string ("no I said five six seven eight"):
-a caller asked "I have four four two one, is that right?" answers those as often as yes or no.
+Every closed corpus also has the *repair phrases* the engine answers in every state ("say that
+again", "cancel that", "hold on": dialog/repair_words.py, and the flow's own), and a yes/no
+question also has *corrections* of a digit string ("no I said five six seven eight"): a caller
+asked "I have four four two one, is that right?" answers those as often as yes or no. The open
+corpus keeps the flow's own words (the general model already has these common phrases). The
+*aside* corpus, heard beside a digit grammar, is the repairs and the digit sentences.
 """
 
 from __future__ import annotations
