@@ -115,6 +115,8 @@ class IvrServer:
         self._file_flows = await asyncio.to_thread(self.flow_library.load)
         flows = self._compose_flows()
         log.info("flows.reloaded", flows=sorted(flows))
+        if self.voice is not None:  # a changed flow's new model: warm before its calls come
+            await self.voice.warm(self.flow_library.open_models() or [None])
         return flows
 
     def _compose_flows(self) -> dict[str, Flow]:
@@ -222,6 +224,8 @@ class IvrServer:
             except (SQLAlchemyError, OSError) as err:
                 raise StoreError(f"reading the deployed flows failed: {err}") from err
             self._deployed_flows = await asyncio.to_thread(self.flow_library.deployed, versions)
+            # Decoders for the models calls will use, not the general one (~90 MB each, unused).
+            await voice.warm(self.flow_library.open_models() or [None])
             self._deployments_seen = _signature(versions)
             self.console.set_deployments(versions)
             flows = {**FLOWS, **self._file_flows, **self._deployed_flows}

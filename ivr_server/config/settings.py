@@ -161,9 +161,9 @@ class Settings(BaseSettings):
     asr_warm_streams: int = Field(
         4,
         ge=0,
-        description="Open-vocabulary recognizers built at start-up, over all workers: set it to the "
-        "calls you expect at once, so a burst of calls does not wait for decoders to build "
-        "(PocketSphinx: ~0.3 CPU-s and ~100 MB each).",
+        description="Open-vocabulary recognizers built at start-up for each spoken flow's model, over "
+        "all workers: set it to the calls you expect at once, so a burst of calls does not wait for "
+        "decoders to build (PocketSphinx: ~0.3 CPU-s each; ~10 MB with a flow's compiled model).",
     )
     asr_telephone_model: str = Field(
         "bundled",

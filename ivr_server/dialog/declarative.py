@@ -28,6 +28,7 @@ from ivr_server.dialog.spec.model import Flow as FlowSpec
 from ivr_server.errors import LanguageUnavailable, NluError, ResourceError
 from ivr_server.observability.metrics import Metrics, flow_outcome
 from ivr_server.speech.adapt.compile import Compiler, FlowResources
+from ivr_server.speech.asr.base import LanguageModel
 from ivr_server.store.deployments import Deployment
 from ivr_server.tools.client import ToolClient
 
@@ -160,6 +161,19 @@ class FlowLibrary:
             return kept
         self._resources[spec.name] = resources
         return resources
+
+    def open_models(self) -> list[LanguageModel | None]:
+        """The open-question models calls of the loaded flows will be heard with: each English
+        flow's compiled one, or None (the general model) for a flow that has none. A keypad-only
+        flow (no intent has words) opens none."""
+        models: list[LanguageModel | None] = []
+        for spec, _ in self._good.values():
+            spoken = any(i.examples or i.keywords or i.patterns for i in spec.intents.values())
+            if spec.languages[0] != "en" or not spoken:
+                continue
+            resources = self._resources.get(spec.name)
+            models.append(resources.model(None) if resources is not None else None)
+        return list(dict.fromkeys(models))
 
     # --- versions deployed into the store ----------------------------------------------------
     def deployed(self, versions: Sequence[Deployment]) -> dict[str, Flow]:

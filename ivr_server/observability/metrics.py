@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
 from ivr_server.observability.load import LoadMeter
@@ -101,6 +102,9 @@ class Metrics:
             registry=r,
         )
         self.load = LoadMeter()  # the recent figures admission by load decides on
+        self.loop_tasks = Gauge("ivr_event_loop_tasks", "Tasks alive on the event loop", registry=r)
+        # process_open_fds, process_resident_memory_bytes, ... of the server's main process
+        ProcessCollector(registry=r)
         self.loop_lag = Histogram(
             "ivr_event_loop_lag_seconds",
             "How late the event loop's 250 ms heartbeat woke (every call's audio shares the loop)",
@@ -109,9 +113,11 @@ class Metrics:
         )
 
     def beat(self, lag_s: float) -> None:
-        """One event-loop heartbeat: its lag, in the histogram and the load meter."""
+        """One event-loop heartbeat (on the loop): its lag, in the histogram and the load meter,
+        and the loop's task count (a soak's leak check: it must come back down after calls)."""
         self.loop_lag.observe(lag_s)
         self.load.beat(lag_s)
+        self.loop_tasks.set(len(asyncio.all_tasks()))
 
     def voice(self, name: str, value: float) -> None:
         """What a call's VoiceIO measures: a latency in seconds, or +1/-1 for a recognition stream."""

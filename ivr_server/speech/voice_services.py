@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +19,7 @@ import structlog
 from ivr_server.config import Settings, endpoint_settings
 from ivr_server.config.settings import LanguageVoice
 from ivr_server.errors import AsrError, EngineUnavailable, SpeechError
+from ivr_server.speech.asr.base import LanguageModel
 from ivr_server.speech.asr.service import AsrService
 from ivr_server.speech.asr.worker import EngineSpec
 from ivr_server.speech.tts.cache import PromptCache
@@ -40,6 +41,11 @@ class LoadedVoice:
     @property
     def by_language(self) -> dict[str, VoiceServices]:
         return {self.language: self.services, **self.others}
+
+    async def warm(self, models: Sequence[LanguageModel | None]) -> None:
+        """Decoders built ahead for the open models the flows use (None: the general model)."""
+        if self.services.asr is not None:
+            await self.services.asr.warm(models)
 
     async def close(self) -> None:
         for services in self.by_language.values():

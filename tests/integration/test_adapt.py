@@ -315,3 +315,22 @@ def test_a_flow_that_asks_for_it_learns_from_its_phrases_as_heard_once(tmp_path:
         assert "banking" in again.load()
     assert not [e for e in logs if e["event"] == "nlu.heard_phrases"]  # read back, not made again
     assert [e["model_version"] for e in logs if e["event"] == "flows.loaded"] == [loaded["model_version"]]
+
+
+def test_the_models_to_warm_are_the_spoken_english_flows_own(tmp_path: Path) -> None:
+    """What the server builds decoders for ahead of calls: banking's compiled open model, the
+    general model for a spoken flow whose resources could not compile, nothing for the keypad
+    tree or the Korean flow (its recognizer is Vosk's)."""
+    from tests.conftest import TEST_ASR_RESOURCES
+
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    for name in ("banking", "phone-tree", "banking-ko"):
+        (flows / f"{name}.yaml").write_text((REPO / "flows" / f"{name}.yaml").read_text())
+    library = FlowLibrary(flows, ToolClient({}), set(), compiler=Compiler(TEST_ASR_RESOURCES))
+    assert {"banking", "phone-tree", "banking-ko"} <= set(library.load())
+    assert [m.name if m else None for m in library.open_models()] == ["banking/open"]
+    assert FlowLibrary(flows, ToolClient({}), set(), compiler=None).open_models() == []  # nothing loaded
+    general = FlowLibrary(flows, ToolClient({}), set(), compiler=None)
+    general.load()
+    assert general.open_models() == [None]

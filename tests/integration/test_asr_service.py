@@ -6,6 +6,7 @@ Wideband (16 kHz) speech here: these tests are about the service, not telephone-
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -16,13 +17,16 @@ import numpy as np
 import pytest
 import structlog
 
+from ivr_server.dialog.spec.loader import load_flow
 from ivr_server.errors import AsrError
 from ivr_server.media.g711 import Pcm
+from ivr_server.speech.adapt.compile import Compiler, FlowResources
 from ivr_server.speech.asr.base import grammar
 from ivr_server.speech.asr.engines import load_engine
 from ivr_server.speech.asr.pocketsphinx_engine import PocketSphinxEngine
 from ivr_server.speech.asr.service import AsrService, AsrStream
 from ivr_server.speech.asr.worker import EngineSpec
+from tests.conftest import TEST_ASR_RESOURCES
 from tests.integration.test_asr import korean_model, korean_speech
 from tests.support.audio import piper
 
@@ -44,22 +48,60 @@ async def started(name: str, backend: str = "auto", workers: int = 2) -> AsrServ
     return service
 
 
-async def test_warm_streams_are_spread_over_the_workers_and_built_before_start_returns() -> None:
+@pytest.fixture(scope="module")
+def banking() -> FlowResources:
+    """flows/banking.yaml's compiled recognition resources (cached across test runs)."""
+    return Compiler(TEST_ASR_RESOURCES).compile(load_flow(FLOWS / "banking.yaml"))
+
+
+async def test_warm_builds_decoders_for_the_flows_models_over_the_workers(banking: FlowResources) -> None:
     engine = load_engine("pocketsphinx").engine
-    service = AsrService(engine, EngineSpec("pocketsphinx", search="fast"), "processes", 2, warm_streams=5)
-    assert service.spec.warm_streams == 3  # per worker: open() balances streams over them
+    assert isinstance(engine, PocketSphinxEngine)
+    model = banking.model(None)
+    assert model is not None
+    service = AsrService(engine, EngineSpec("pocketsphinx", search="fast"), "processes", 2, warm_streams=3)
     await service.start()
     try:
-        stream = service.open(8000)
+        await service.warm([model, model])  # twice the same model: built once
+        stream = service.open(8000, model=model)
         await feed_live(stream, piper("I lost my card.", 8000), 8000)
         assert (await stream.finish()).text.startswith("i lost my")
     finally:
         await service.close()
     threads = AsrService(engine, EngineSpec("pocketsphinx"), "threads", 2, warm_streams=3)
-    await threads.start()  # in-process: the engine itself is warmed
+    await threads.start()
+    assert engine.idle_decoders() == {"accurate": 0, "fast": 0, "grammar": 0}  # none before warm
+    await threads.warm([model])
     await threads.close()
-    assert isinstance(engine, PocketSphinxEngine)
     assert engine.idle_decoders()["accurate"] + engine.idle_decoders()["fast"] == 3
+    keys = [key for key, idle in engine._pool.items() if idle]
+    assert {key[2] for key in keys} == {model}  # the flow's model, not the general one
+
+
+async def test_a_model_that_fails_to_warm_is_logged_and_the_workers_keep_serving(
+    banking: FlowResources, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from ivr_server.observability import logging as logs
+
+    good = banking.model(None)
+    assert good is not None
+    torn = dataclasses.replace(good, name="torn/open", version="x", arpa=tmp_path / "gone.arpa")
+    logs.configure_logging("json", "info")
+    engine = load_engine("pocketsphinx").engine
+    service = AsrService(engine, EngineSpec("pocketsphinx", search="fast"), "processes", 1, warm_streams=1)
+    try:
+        await service.start()
+        await service.warm([torn])
+        stream = service.open(8000, model=good)
+        await feed_live(stream, piper("What's my balance?", 8000), 8000)
+        assert "balance" in (await stream.finish()).text
+    finally:
+        await service.close()
+        structlog.reset_defaults()
+        logs._configured.clear()
+    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line.startswith("{")]
+    failed = [line for line in lines if line["event"] == "asr.warm_failed"]
+    assert failed and "gone.arpa" in failed[0]["error"]
 
 
 async def test_workers_log_in_the_servers_format_and_level(capfd: pytest.CaptureFixture[str]) -> None:
@@ -72,6 +114,7 @@ async def test_workers_log_in_the_servers_format_and_level(capfd: pytest.Capture
             engine, EngineSpec("pocketsphinx", search="fast"), "processes", 1, warm_streams=1
         )
         await service.start()
+        await service.warm([None])
         await service.close()
     finally:
         structlog.reset_defaults()

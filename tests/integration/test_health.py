@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
 
 from ivr_server.observability.health import Health, watch_store
 from ivr_server.observability.metrics import Metrics, serve_metrics
@@ -155,3 +156,20 @@ async def test_the_heartbeat_measures_loop_lag() -> None:
     await asyncio.sleep(0.05)
     task.cancel()
     assert health.serving and max(lags) >= 0.07, lags
+
+
+async def test_each_heartbeat_counts_the_loops_tasks_and_the_page_has_the_process_figures() -> None:
+    """A soak's leak checks read these: the loop's tasks (back down once calls end) and the
+    process's open file descriptors and memory, Prometheus's standard names."""
+    metrics = Metrics()
+    sleepers = [asyncio.create_task(asyncio.sleep(10)) for _ in range(5)]
+    metrics.beat(0.001)
+    with_sleepers = metrics.loop_tasks._value.get()
+    for task in sleepers:
+        task.cancel()
+    await asyncio.gather(*sleepers, return_exceptions=True)
+    metrics.beat(0.001)
+    assert with_sleepers - metrics.loop_tasks._value.get() == 5
+    page = generate_latest(metrics.registry).decode()
+    assert "ivr_event_loop_tasks" in page and "process_open_fds" in page
+    assert "process_resident_memory_bytes" in page

@@ -100,9 +100,10 @@ class AsrEngine(Protocol):
         is a flow's compiled resources (used where the engine can, ignored where it cannot)."""
         ...
 
-    def warm(self, streams: int) -> None:
-        """Build ahead what ``streams`` concurrent open-vocabulary streams need, so a burst of
-        calls does not pay for it (start-up time, not call time)."""
+    def warm(self, streams: int, models: Sequence[LanguageModel | None] = (None,)) -> None:
+        """Build ahead what ``streams`` concurrent open-vocabulary streams need with each of
+        ``models`` (None: the engine's general model), so a burst of calls does not pay for it
+        (start-up time, not call time)."""
         ...
 
 

@@ -157,26 +157,31 @@ class PocketSphinxEngine:
             return AsideRecognizer(recognizer, aside, bounds[0] if bounds else 1)
         return recognizer
 
-    def warm(self, streams: int) -> None:
-        """Pool enough open-vocabulary decoders for ``streams`` at once, with the profiles they
-        would get (a decoder takes ~0.3 CPU-s to build: 20 calls arriving together would
-        otherwise stall each other's partial results for seconds). Used decoders go back to the
-        pool, so it also keeps what the busiest moment since start-up needed."""
+    def warm(self, streams: int, models: Sequence[LanguageModel | None] = (None,)) -> None:
+        """Pool enough open-vocabulary decoders for ``streams`` at once with each of ``models``
+        (a flow's compiled open model, or None: the general one), with the profiles they would
+        get. A decoder takes ~0.3 CPU-s to build: 20 calls arriving together would otherwise
+        stall each other's partial results for seconds. Warm the models calls will use: a
+        general decoder (its 64 MB model and full dictionary, ~90 MB) is wasted memory when
+        every flow has its own (~10 MB). Used decoders go back to the pool, so it also keeps
+        what the busiest moment since start-up needed."""
         if self.search == "auto":
             accurate = min(streams, self.accurate_streams)
             wanted = {"accurate": accurate, "fast": streams - accurate}
         else:
             wanted = {self.search: streams}
         narrowband = self.call_rate < MODEL_RATE and self.telephone is not None
-        for profile, count in wanted.items():
-            key: _Key = (None, profile, None, narrowband)
-            with self._lock:
-                missing = count - len(self._pool.setdefault(key, []))
-            for _ in range(missing):
-                decoder = self._new_decoder(key)
+        for model in dict.fromkeys(models):
+            for profile, count in wanted.items():
+                key: _Key = (None, profile, model, narrowband)
                 with self._lock:
-                    self._pool[key].append(decoder)
-        log.debug("asr.decoders_warm", streams=streams, idle=self.idle_decoders())
+                    missing = count - len(self._pool.setdefault(key, []))
+                for _ in range(missing):
+                    decoder = self._new_decoder(key)
+                    with self._lock:
+                        self._pool[key].append(decoder)
+        log.debug("asr.decoders_warm", streams=streams, models=[m.name if m else "general" for m in models],
+                  idle=self.idle_decoders())  # fmt: skip
 
     def idle_decoders(self) -> dict[str, int]:
         """Pooled decoders no stream holds: per open-vocabulary profile, and grammars together."""

@@ -23,7 +23,6 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from typing import Any, Literal
 
 import structlog
@@ -119,16 +118,17 @@ class AsrService:
         workers: int = 0,
         warm_streams: int = 0,
     ) -> None:
-        """``warm_streams``: open-vocabulary streams to build decoders for before start() returns,
-        spread over the workers as open() spreads streams."""
+        """``warm_streams``: open-vocabulary streams to build decoders for when ``warm`` is
+        called (once the flows, and so the models calls will use, are known), spread over the
+        workers as open() spreads streams."""
         self.engine = engine
         if backend == "auto":
             backend = "threads" if RELEASES_GIL.get(engine.name, False) else "processes"
         self.backend: Literal["threads", "processes"] = backend
         self.workers = workers or os.cpu_count() or 2
         self.warm_streams = warm_streams
-        per_process = math.ceil(warm_streams / self.workers) if backend == "processes" else 0
-        self.spec = replace(spec, warm_streams=per_process)
+        self.spec = spec
+        self._warm_models: tuple[LanguageModel | None, ...] = ()
         self._threads: ThreadPoolExecutor | None = None
         self._processes: list[_Worker] = []
         self._ids = itertools.count(1)
@@ -141,7 +141,6 @@ class AsrService:
         """Start the workers now, so the first call does not wait for a model to load."""
         if self.backend == "threads":
             self._threads = ThreadPoolExecutor(self.workers, thread_name_prefix="asr")
-            await asyncio.to_thread(self.engine.warm, self.warm_streams)
         else:
             loop = asyncio.get_running_loop()
             self._processes = [_Worker(self.spec, loop) for _ in range(self.workers)]
@@ -160,8 +159,34 @@ class AsrService:
             model=self.model_id,
             backend=self.backend,
             workers=self.workers,
-            warm_streams=self.warm_streams,
         )
+
+    async def warm(self, models: Sequence[LanguageModel | None]) -> None:
+        """Build decoders for ``warm_streams`` open-vocabulary streams with each of ``models``
+        (None: the engine's general model) before returning, over the workers. A model that
+        fails to load is logged: its calls fail over to keys as they would anyway."""
+        self._warm_models = tuple(dict.fromkeys(models))
+        if self.warm_streams == 0 or not self._warm_models:
+            return
+        started = asyncio.get_running_loop().time()
+        if self.backend == "threads":
+            try:
+                await asyncio.to_thread(self.engine.warm, self.warm_streams, self._warm_models)
+            except (AsrError, EngineUnavailable, OSError) as err:
+                log.error("asr.warm_failed", error=str(err))
+        else:
+            per_process = math.ceil(self.warm_streams / len(self._processes or [None]))
+            answers = [w.warm(per_process, self._warm_models) for w in self._processes]
+            try:
+                async with asyncio.timeout(WORKER_START_TIMEOUT_S):
+                    errors = await asyncio.gather(*answers)
+            except TimeoutError:
+                errors = [f"not warmed within {WORKER_START_TIMEOUT_S}s"]
+            for error in {e for e in errors if e is not None}:
+                log.error("asr.warm_failed", error=error)
+        names = [m.name if m else "general" for m in self._warm_models]
+        seconds = round(asyncio.get_running_loop().time() - started, 2)
+        log.info("asr.warmed", streams=self.warm_streams, models=names, seconds=seconds)
 
     def worker_pids(self) -> list[int]:
         """Worker processes (none with threads): for operators' and benchmarks' memory figures."""
@@ -203,6 +228,9 @@ class AsrService:
             if worker.dead:
                 log.warning("asr.worker_replaced", worker=i, reason=worker.dead)
                 self._processes[i] = _Worker(self.spec, worker.loop)
+                if self.warm_streams and self._warm_models:  # in the background: streams are waiting
+                    per_process = math.ceil(self.warm_streams / len(self._processes))
+                    self._processes[i].warm(per_process, self._warm_models)
         return min(self._processes, key=lambda w: len(w.streams))
 
 
@@ -322,6 +350,7 @@ class _Worker:
         self.dead: str | None = None
         self._stopping = False
         self.ready: asyncio.Future[str] = loop.create_future()
+        self._warming: deque[asyncio.Future[str | None]] = deque()  # answered in order
         ctx = multiprocessing.get_context("spawn")  # no forked copy of the server's loop and sockets
         self._conn, child = ctx.Pipe(duplex=True)
         self._process = ctx.Process(
@@ -345,6 +374,16 @@ class _Worker:
             stream = self.streams.get(sid)
             if stream is not None:
                 stream._got_error(f"ASR worker unavailable: {self.dead}")
+
+    def warm(self, streams: int, models: tuple[LanguageModel | None, ...]) -> asyncio.Future[str | None]:
+        """Ask the worker to build decoders ahead; the future gives its error, or None."""
+        answer: asyncio.Future[str | None] = self.loop.create_future()
+        if self.dead is not None:
+            answer.set_result(f"ASR worker unavailable: {self.dead}")
+            return answer
+        self._warming.append(answer)
+        self._outbox.put(("warm", streams, models))
+        return answer
 
     def stop(self) -> None:
         self._stopping = True
@@ -388,6 +427,10 @@ class _Worker:
         if kind == "fatal":
             self._died(message[1])
             return
+        if kind == "warmed":
+            if self._warming and not (answer := self._warming.popleft()).done():
+                answer.set_result(message[1])
+            return
         stream = self.streams.get(message[1])
         if stream is None:
             return  # aborted meanwhile
@@ -406,6 +449,9 @@ class _Worker:
         if not self.ready.done():
             self.ready.set_exception(EngineUnavailable(f"ASR worker did not start: {reason}"))
             self.ready.exception()  # a replacement worker's start is not awaited
+        while self._warming:
+            if not (answer := self._warming.popleft()).done():
+                answer.set_result(f"ASR worker died: {reason}")
         for stream in list(self.streams.values()):
             stream._got_error(f"ASR worker died: {reason}")
         self.streams.clear()

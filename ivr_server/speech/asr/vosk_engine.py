@@ -55,7 +55,7 @@ class VoskEngine:
     def accepts_rate(self, sample_rate: int) -> bool:
         return 8000 <= sample_rate <= 48000
 
-    def warm(self, streams: int) -> None:
+    def warm(self, streams: int, models: Sequence[LanguageModel | None] = (None,)) -> None:
         """Nothing to build ahead: a recognizer shares the loaded model and is cheap to make."""
 
     def recognizer(

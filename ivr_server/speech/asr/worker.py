@@ -4,9 +4,9 @@ Used for engines that hold the GIL while decoding (PocketSphinx): threads would 
 it, processes use every core. The protocol is tuples over a duplex pipe:
 
     parent -> worker: ("open", sid, rate, phrases, model) | ("feed", sid, bytes) | ("finish", sid)
-                      | ("abort", sid) | ("stop",)
+                      | ("abort", sid) | ("warm", streams, models) | ("stop",)
     worker -> parent: ("ready", model_id) | ("partial", sid, text) | ("final", sid, AsrResult)
-                      | ("error", sid, message) | ("fatal", message)
+                      | ("error", sid, message) | ("warmed", error or None) | ("fatal", message)
 
 The worker drains every message waiting before it decodes, so a stream that fell behind sends
 one partial result for all its waiting audio instead of one per chunk.
@@ -42,7 +42,6 @@ class EngineSpec:
     accurate_streams: int = 1
     telephone_model: str = "bundled"  # PocketSphinx: the telephone-channel adaptation for calls
     call_rate: int = 8000
-    warm_streams: int = 0  # open-vocabulary streams each loading process builds ahead for
 
     def load(self) -> Choice:
         from ivr_server.speech.asr.engines import load_engine
@@ -65,7 +64,6 @@ def serve(conn: Connection, spec: EngineSpec, logs: tuple[str, str] = ("auto", "
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
         engine = spec.load().engine
-        engine.warm(spec.warm_streams)  # before "ready": the service is at capacity once started
     except (EngineUnavailable, AsrError, OSError) as err:
         conn.send(("fatal", str(err)))
         return
@@ -82,9 +80,22 @@ def serve(conn: Connection, spec: EngineSpec, logs: tuple[str, str] = ("auto", "
         for message in batch:
             if message[0] == "stop":
                 return
+            if message[0] == "warm":
+                conn.send(("warmed", _warm(engine, message[1], message[2])))
+                continue
             _handle(conn, engine, streams, pending, message)
         for sid, chunks in pending.items():
             _feed(conn, streams, sid, chunks)
+
+
+def _warm(engine: Any, streams: int, models: tuple[Any, ...]) -> str | None:
+    """Decoders built ahead for the models the flows use; a model that fails to load is named
+    (the streams that need it will fail the same way, and fall back to keys)."""
+    try:
+        engine.warm(streams, models)
+    except (AsrError, EngineUnavailable, OSError) as err:
+        return str(err)
+    return None
 
 
 def _handle(
