@@ -165,7 +165,7 @@ async def _sample(pid: int, asterisk: int | None, peak_kib: list[int], cpu: list
         await asyncio.sleep(SAMPLE_S)
 
 
-async def _run_sipp(sipp: SippCall) -> int | None:
+async def run_sipp(sipp: SippCall) -> int | None:
     """SIPp's exit status; None when it outlived its own timeout and was killed."""
     try:
         return await sipp.run()
@@ -187,7 +187,7 @@ async def _place(server: Server, sipp: CapacityCall, pcap: Path, row: dict[str, 
             sampling = _sample(server.pid, asterisk, peak, samples)
             capture = PacketCapture(pcap, ports)
             async with capture, alongside(sampling):
-                row["sipp_exit"] = await _run_sipp(sipp)
+                row["sipp_exit"] = await run_sipp(sipp)
                 with suppress(TimeoutError):  # what it ended is counted from its log
                     await server.calls_ended(sipp.calls, ENDED_WAIT_S)
             row["capture_dropped"] = capture.dropped  # by tcpdump: not lost on the line
