@@ -202,14 +202,22 @@ async def _place(server: Server, sipp: CapacityCall, pcap: Path, row: dict[str, 
     row["metrics"] = {
         "loop_lag_buckets": histogram_delta(histogram(b, LOOP_LAG), histogram(a, LOOP_LAG)),
         **{k: (prometheus_value(a, n) or 0.0) - (prometheus_value(b, n) or 0.0) for k, n in COUNTERS.items()},
+        "declined_by_reason": {
+            reason: (prometheus_value(a, COUNTERS["declined"], {"reason": reason}) or 0.0)
+            - (prometheus_value(b, COUNTERS["declined"], {"reason": reason}) or 0.0)
+            for reason in ("busy", "overload")
+        },
         "latency": {k: latency_summary(b, a, n) for k, n in LATENCIES.items()},
     }
     row["memory"] = {"mem_idle_mb": round(idle / 1024, 1), "mem_peak_mb": round(peak[0] / 1024, 1)}
 
 
-async def run_level(b: Bench, calls: int, spread_s: float) -> dict[str, Any]:
-    """One level: ``calls`` callers on a fresh server, and what was measured, raw
-    (measure.summarize makes the level's figures of it)."""
+async def run_level(
+    b: Bench, calls: int, spread_s: float, settings: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """One level: ``calls`` callers on a fresh server (``settings``: its IVR_ variables, by
+    default ``level_settings``), and what was measured, raw (measure.summarize makes the
+    level's figures of it)."""
     workdir = await b.rundir(f"{calls}-calls")
     sipp = callers(b, calls, spread_s, workdir)
     pcap = workdir / "callers.pcap"
@@ -217,7 +225,8 @@ async def run_level(b: Bench, calls: int, spread_s: float) -> dict[str, Any]:
                            "window_s": None, "cpu": None, "metrics": None, "memory": None}  # fmt: skip
     async with b.turn():
         began = time.monotonic()
-        async with running(CAPACITY, workdir, b.bank_url, b.receiver.url, level_settings(calls)) as server:
+        env = settings if settings is not None else level_settings(calls)
+        async with running(CAPACITY, workdir, b.bank_url, b.receiver.url, env) as server:
             row["start_s"] = round(time.monotonic() - began, 1)  # db upgrade, start, ARI and /readyz
             await asyncio.sleep(SETTLE_S)
             await _place(server, sipp, pcap, row)

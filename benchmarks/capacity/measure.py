@@ -295,6 +295,7 @@ def call_rows(datagrams: Sequence[Datagram], sip_port: int, media_port: int) -> 
                       for t in turns(got.sent, got.received)],
             "rtp": {"received": len(got.received), "lost": lost(got.received), "late": late(got.received),
                     "skipped_frames": skipped_frames(got.received)},
+            "heard_ms": 20 * sum(p.loud for p in got.received),  # loud audio received, 20 ms a packet
         })  # fmt: skip
     window = full_window(dialogs)
     return {"call_rows": rows, "origin_s": origin,
