@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ivr_server import __version__
 from ivr_server.config import (
@@ -47,6 +48,7 @@ from ivr_server.speech.voice_services import LoadedVoice, load_voice
 from ivr_server.store.audit_append import AuditEvent
 from ivr_server.store.database import create_engine, require_current_schema
 from ivr_server.store.deployments import Deployment, rollback, serving
+from ivr_server.store.event_bus import RedisStream, bus_address, keep_publishing
 from ivr_server.store.outbox import Outbox
 from ivr_server.store.retention import apply_retention
 from ivr_server.store.saved_tasks import StoredTasks
@@ -339,6 +341,7 @@ class IvrServer:
             retention_task = tg.create_task(self._retention_schedule(), name="retention")
             deployments_task = tg.create_task(self._watch_deployments(), name="deployments")
             systemd_task = tg.create_task(self._tell_systemd(connection.url), name="systemd")
+            bus_task = tg.create_task(self._publish_events(self.writer.engine), name="event-bus")
             await asyncio.wait({conn_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
             log.info("server.stopping", calls=len(self.manager.sessions))
             self.notifier.stopping(f"stopping: draining {len(self.manager.sessions)} calls")
@@ -360,11 +363,24 @@ class IvrServer:
                           outbox=str(self.settings.effective_outbox_path))  # fmt: skip
             systemd_task.cancel()  # watchdog pings last through the drain
             writer_task.cancel()
+            bus_task.cancel()  # after the writer's flush: what it committed may still go out now
         log.info("server.stopped")
         if fatal:
             raise fatal[0]
         if self.writer.pending and self.writer.lost_on_exit():
             raise StoreError(f"{self.writer.pending} store writes not committed at exit, nor journaled")
+
+    async def _publish_events(self, engine: AsyncEngine) -> None:
+        """Call events to the bus (IVR_BUS_URL) until cancelled; nothing without one."""
+        s = self.settings
+        if not s.bus_url:
+            return
+        bus = RedisStream(s.bus_url, s.bus_stream, s.bus_maxlen)
+        log.info("bus.publishing", url=bus_address(s.bus_url), stream=s.bus_stream)
+        try:
+            await keep_publishing(engine, bus, self.metrics)
+        finally:
+            await bus.aclose()
 
     async def _tell_systemd(self, ari_url: str) -> None:
         """READY=1 once Asterisk is connected and reconciled (calls can be taken), then watchdog

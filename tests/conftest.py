@@ -20,6 +20,7 @@ from ivr_server.config import CONFIG_FILE_ENV, Settings, env_name
 from ivr_server.store.database import create_engine, upgrade
 from tests.support import postgres
 from tests.support.pg_cluster import ThrowawayCluster
+from tests.support.redis_server import Redis
 
 # Shared machines: a slow example is load, not a bug; correctness is what the tests check.
 hypothesis_settings.register_profile("ivr", deadline=None)
@@ -172,6 +173,17 @@ async def bank() -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[Redis]:
+    """A redis-server of the test's own (an event bus), which the test may stop and start."""
+    server = Redis(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

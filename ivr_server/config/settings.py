@@ -365,6 +365,18 @@ class Settings(BaseSettings):
         "in data_dir): a database outage or a crash loses nothing. One per server process.",
     )
 
+    # --- Event bus: call events for other systems ----------------------------------------------
+    bus_url: str | None = Field(
+        None,
+        description="Publish every call event to this Redis (redis://host:6379/0) as a stream entry, "
+        "at least once, after the database has it; unset: no bus. Entries carry event_id "
+        "(<call id>:<seq>) for consumers to drop a resend.",
+    )
+    bus_stream: str = Field("ivr:call-events", min_length=1, max_length=200, description="The stream's key.")
+    bus_maxlen: int = Field(
+        1_000_000, ge=1000, description="Entries the stream keeps (about: the oldest are trimmed)."
+    )
+
     # --- Returning callers (flows with ``returning:``) -----------------------------------------
     returning_caller_key: SecretStr | None = Field(
         None,
@@ -444,6 +456,8 @@ class Settings(BaseSettings):
         scheme = urlsplit(self.ari_url).scheme
         if scheme not in ("http", "https"):
             raise ValueError(f"ari_url must start with http:// or https://, got {self.ari_url!r}")
+        if self.bus_url and urlsplit(self.bus_url).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(f"bus_url must be a redis://, rediss:// or unix:// URL, got {self.bus_url!r}")
         if self.ari_password_file is not None:
             try:
                 first = self.ari_password_file.read_text().splitlines()[:1]

@@ -103,6 +103,10 @@ class Metrics:
         )
         self.load = LoadMeter()  # the recent figures admission by load decides on
         self.loop_tasks = Gauge("ivr_event_loop_tasks", "Tasks alive on the event loop", registry=r)
+        self.bus_published = Counter("ivr_bus_published", "Call events sent to the event bus", registry=r)
+        self.bus_failures = Counter(
+            "ivr_bus_failures", "Event bus publish attempts that failed (retried)", registry=r
+        )
         # process_open_fds, process_resident_memory_bytes, ... of the server's main process
         ProcessCollector(registry=r)
         self.loop_lag = Histogram(

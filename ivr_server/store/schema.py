@@ -17,6 +17,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData(
@@ -69,8 +70,17 @@ call_events = Table(
     Column("at", DateTime(timezone=True), nullable=False),
     Column("type", String(64), nullable=False),
     Column("payload", JSON, nullable=False),
+    # When the event bus took it (store/event_bus.py); NULL: not yet. Events recorded before the
+    # column existed count as published (history, not news).
+    Column("published_at", DateTime(timezone=True)),
     UniqueConstraint("call_id", "seq"),
     Index("ix_call_events_type", "type"),
+    Index(
+        "ix_call_events_unpublished",
+        "id",
+        postgresql_where=text("published_at IS NULL"),
+        sqlite_where=text("published_at IS NULL"),
+    ),
 )
 
 # One row per turn. Caller turns: what the recognizer heard, where in the call (ms from media
