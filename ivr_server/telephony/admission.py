@@ -73,12 +73,15 @@ class Admission:
 
 def overload_prompt(settings: Settings) -> str:
     """What the dialplan plays to a call declined for load: the setting, or with ``auto`` the
-    server's own prompt on its metrics listener (none when that does not listen)."""
+    server's own prompt on its metrics listener (none when that does not listen). A listener on
+    every address is reached at the address Asterisk sends media to (on another machine
+    127.0.0.1 would be Asterisk's own)."""
     url = settings.overload_prompt_url
     if url != "auto":
         return url
     if not settings.metrics_port:
         return ""
-    host = settings.metrics_host if settings.metrics_host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+    wildcard = settings.metrics_host in ("0.0.0.0", "::", "")
+    host = settings.metrics_host if not wildcard else (settings.media_advertise_host or "127.0.0.1")
     host = f"[{host}]" if ":" in host else host
     return f"http://{host}:{settings.metrics_port}{OVERLOAD_PROMPT_PATH}"

@@ -107,6 +107,8 @@ def test_the_overload_prompt_is_the_servers_own_unless_the_admin_names_one() -> 
         "http://127.0.0.1:"
     )
     assert overload_prompt(Settings(metrics_port=9464, metrics_host="::1")).startswith("http://[::1]:9464/")
+    remote = Settings(metrics_port=9464, metrics_host="0.0.0.0", media_advertise_host="10.0.0.7")
+    assert overload_prompt(remote) == "http://10.0.0.7:9464/prompts/high_volume.wav"  # Asterisk's view
     assert overload_prompt(Settings(metrics_port=0)) == ""
     assert overload_prompt(Settings(overload_prompt_url="custom/high-volume")) == "custom/high-volume"
 
