@@ -378,7 +378,7 @@ class IvrServer:
         bus = RedisStream(s.bus_url, s.bus_stream, s.bus_maxlen)
         log.info("bus.publishing", url=bus_address(s.bus_url), stream=s.bus_stream)
         try:
-            await keep_publishing(engine, bus, self.metrics)
+            await keep_publishing(engine, bus, self.metrics, server_id=self.server_id)
         finally:
             await bus.aclose()
 

@@ -6,8 +6,10 @@ database, and only then taken by the publisher, which sends the oldest events no
 event reaches the bus at least once: a bus that is down delays it (nothing is lost: the database
 holds it), a publisher that dies between sending and marking sends it again on the next run. Each
 entry carries ``event_id`` ("<call id>:<seq>"), the same on a resend: consumers drop what they
-have seen. Several servers on one PostgreSQL each run a publisher; a batch is claimed with
-``FOR UPDATE SKIP LOCKED``, so they share the work instead of sending everything twice.
+have seen. Several servers on one PostgreSQL each run a publisher: each sends its own calls'
+events, so a call's events go out in order, and takes over another's that wait longer than
+TAKEOVER_S (that server is gone); a batch is claimed with ``FOR UPDATE SKIP LOCKED``, so two
+publishers never send the same events at once.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import structlog
 from redis.exceptions import RedisError
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -33,6 +35,7 @@ from ivr_server.store.schema import call_events, calls
 log = structlog.get_logger(__name__)
 
 RETRY_MAX_S = 10.0
+TAKEOVER_S = 30.0  # another server's events this old are published by whoever is here
 
 
 @dataclass(frozen=True)
@@ -91,14 +94,26 @@ class RedisStream:
         await self.client.aclose()
 
 
-async def publish_batch(engine: AsyncEngine, bus: Bus, limit: int = 200) -> int:
+async def publish_batch(
+    engine: AsyncEngine,
+    bus: Bus,
+    limit: int = 200,
+    server_id: str | None = None,
+    takeover_s: float = TAKEOVER_S,
+) -> int:
     """Send the oldest unpublished events (at most ``limit``) and mark them; returns how many.
-    The claim, the send and the mark are one transaction: a failed send leaves them unpublished."""
+    The claim, the send and the mark are one transaction: a failed send leaves them unpublished.
+    With ``server_id``: that server's calls, and others' events older than ``takeover_s`` (their
+    server is gone or stuck), so a call's events go out in order, by one publisher."""
     e, c = call_events.c, calls.c
+    mine: ColumnElement[bool] = e.published_at.is_(None)
+    if server_id is not None:
+        stale = e.at < datetime.now(UTC) - timedelta(seconds=takeover_s)
+        mine = and_(mine, or_(c.server_id == server_id, stale))
     claim = (
         select(e.id, e.call_id, e.seq, e.at, e.type, e.payload, c.flow, c.server_id)
         .join(calls, calls.c.id == e.call_id)
-        .where(e.published_at.is_(None))
+        .where(mine)
         .order_by(e.id)
         .limit(limit)
         .with_for_update(of=call_events, skip_locked=True)
@@ -144,7 +159,12 @@ def _aware(at: datetime) -> datetime:
 
 
 async def keep_publishing(
-    engine: AsyncEngine, bus: Bus, metrics: Metrics | None = None, every_s: float = 0.5, batch: int = 200
+    engine: AsyncEngine,
+    bus: Bus,
+    metrics: Metrics | None = None,
+    every_s: float = 0.5,
+    batch: int = 200,
+    server_id: str | None = None,
 ) -> None:
     """Publish until cancelled: a full batch goes again at once, an empty one waits ``every_s``;
     a bus or database failure is logged when it starts and when it clears, and retried with
@@ -153,7 +173,7 @@ async def keep_publishing(
     delay = every_s
     while True:
         try:
-            sent = await publish_batch(engine, bus, batch)
+            sent = await publish_batch(engine, bus, batch, server_id)
         except (SQLAlchemyError, OSError, RedisError) as err:
             if metrics is not None:
                 metrics.bus_failures.inc()

@@ -39,15 +39,17 @@ async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
             await engine.dispose()
 
 
-async def write_calls(engine: AsyncEngine, calls: int, events: int) -> None:
+async def write_calls(
+    engine: AsyncEngine, calls: int, events: int, server: str = "srv-a", at: datetime = T0, first: int = 0
+) -> None:
     writer = StoreWriter(engine, Metrics())
     task = asyncio.create_task(writer.run())
-    for c in range(calls):
+    for c in range(first, first + calls):
         call = f"call-{c:03d}"
-        writer.submit(CallStarted(call, f"ch{c}", "+15550100", None, "400", "banking", [], "srv-a", T0))
+        writer.submit(CallStarted(call, f"ch{c}", "+15550100", None, "400", "banking", [], server, at))
         for seq in range(1, events + 1):
             writer.submit(
-                CallEvent(call, seq, T0 + timedelta(seconds=seq), "decision", {"n": seq, "call": c})
+                CallEvent(call, seq, at + timedelta(seconds=seq), "decision", {"n": seq, "call": c})
             )
     assert await writer.flush(30)
     task.cancel()
@@ -220,3 +222,22 @@ def test_the_setting_refuses_a_bus_url_of_another_kind() -> None:
     with pytest.raises(ValidationError, match="bus_url must be a redis://"):
         Settings(bus_url="nats://127.0.0.1:4222")
     assert Settings(bus_url="redis://127.0.0.1:6379/0").bus_stream == "ivr:call-events"
+
+
+async def test_each_server_publishes_its_own_calls_and_takes_over_a_gone_servers(
+    engine: AsyncEngine, redis_server: Redis
+) -> None:
+    """Fresh events wait for the server that took the call (one publisher per call: its events in
+    order); those of a server gone for more than TAKEOVER_S are published by another."""
+    now = datetime.now(UTC)
+    await write_calls(engine, 2, 5, server="srv-a", at=now)
+    await write_calls(engine, 1, 5, server="srv-gone", at=now - timedelta(minutes=5), first=2)
+    bus = RedisStream(redis_server.url, STREAM, maxlen=10_000)
+    try:
+        assert await publish_batch(engine, bus, server_id="srv-b") == 5  # only the gone server's
+        assert await publish_batch(engine, bus, server_id="srv-b") == 0  # srv-a's are not its own
+        assert await publish_batch(engine, bus, server_id="srv-a") == 10
+        got = await entries(bus)
+    finally:
+        await bus.aclose()
+    assert [e["call_id"] for e in got[:5]] == ["call-002"] * 5 and await backlog(engine) == 0
