@@ -176,19 +176,51 @@ class IvrServer:
                     ) from err
             await require_current_schema(engine)
             self.health.holds("store")
-            # The intent encoder loads while the speech models do (flows need it, calls need both).
+            # The intent encoder loads while the speech models do; the flows (their intent models
+            # and recognition resources) load once the encoder is there, still beside the speech
+            # models: start-up takes the longest of the two paths, not their sum.
             encoder = asyncio.create_task(asyncio.to_thread(_load_encoder, s))
+            prompts = PromptLibrary(s.prompts_dir)
+            rate = FORMATS[s.media_format].sample_rate
+            prompts.prepare(rate)
+            if OVERLOAD_PROMPT in prompts:  # for Asterisk to play to a call declined for load
+                self.files[OVERLOAD_PROMPT_PATH] = wav_bytes(8000, prompts.audio(OVERLOAD_PROMPT, 8000))
+            voice_loading = asyncio.create_task(
+                load_voice(s, rate, prompts.texts.values(), flow_languages(s.flows_dir))
+            )
             try:
-                prompts = PromptLibrary(s.prompts_dir)
-                rate = FORMATS[s.media_format].sample_rate
-                prompts.prepare(rate)
-                if OVERLOAD_PROMPT in prompts:  # for Asterisk to play to a call declined for load
-                    self.files[OVERLOAD_PROMPT_PATH] = wav_bytes(8000, prompts.audio(OVERLOAD_PROMPT, 8000))
-                voice = self.voice = await load_voice(
-                    s, rate, prompts.texts.values(), flow_languages(s.flows_dir)
-                )
-            finally:
                 await encoder
+                outbox = Outbox(s.effective_outbox_path, s.effective_database_url, OP_KINDS)
+                self.writer = writer = StoreWriter(
+                    engine, self.metrics, audit_key=s.audit_key_bytes, outbox=outbox
+                )
+                if console is not None:
+                    writer.tap = self.console.observe
+                    console.bind(asyncio.get_running_loop(), writer.submit, self._console_rollback)
+                tools = ToolClient(services_from(s.tools_services), metrics=self.metrics)
+                shown = {env: value for env, value, _ in effective_settings(s, None)}  # secrets masked
+                started = {"change": "server_started", "version": __version__, "server_id": self.server_id}
+                writer.submit(AuditEvent("config_change", _utcnow(), {**started, "settings": shown}))
+                loop = asyncio.get_running_loop()
+
+                def changed(what: dict[str, Any]) -> None:  # flows load in a thread; the writer is the loop's
+                    loop.call_soon_threadsafe(writer.submit, AuditEvent("config_change", _utcnow(), what))
+
+                self.flow_library = FlowLibrary(
+                    s.flows_dir,
+                    tools,
+                    set(FLOWS),
+                    s.data_dir / "nlu-cache",
+                    on_change=changed,
+                    compiler=Compiler(s.asr_resources_path) if s.asr_adapt else None,
+                    metrics=self.metrics,
+                    tasks=StoredTasks(engine, writer.submit, s.returning_lookup_timeout_s)
+                    if caller_hash_key(s) is not None
+                    else None,
+                )
+                self._file_flows = await asyncio.to_thread(self.flow_library.load)
+            finally:
+                voice = self.voice = await voice_loading
             rest = AriRestClient(
                 s.ari_url,
                 s.ari_username,
@@ -197,30 +229,6 @@ class IvrServer:
                 request_timeout_s=s.ari_request_timeout_s,
                 ssl_context=ari_ssl_context(s),
             )
-            outbox = Outbox(s.effective_outbox_path, s.effective_database_url, OP_KINDS)
-            self.writer = writer = StoreWriter(
-                engine, self.metrics, audit_key=s.audit_key_bytes, outbox=outbox
-            )
-            if console is not None:
-                writer.tap = self.console.observe
-                console.bind(asyncio.get_running_loop(), writer.submit, self._console_rollback)
-            tools = ToolClient(services_from(s.tools_services), metrics=self.metrics)
-            shown = {env: value for env, value, _ in effective_settings(s, None)}  # secrets masked
-            started = {"change": "server_started", "version": __version__, "server_id": self.server_id}
-            writer.submit(AuditEvent("config_change", _utcnow(), {**started, "settings": shown}))
-            self.flow_library = FlowLibrary(
-                s.flows_dir,
-                tools,
-                set(FLOWS),
-                s.data_dir / "nlu-cache",
-                on_change=lambda what: writer.submit(AuditEvent("config_change", _utcnow(), what)),
-                compiler=Compiler(s.asr_resources_path) if s.asr_adapt else None,
-                metrics=self.metrics,
-                tasks=StoredTasks(engine, writer.submit, s.returning_lookup_timeout_s)
-                if caller_hash_key(s) is not None
-                else None,
-            )
-            self._file_flows = self.flow_library.load()
             try:
                 versions = await serving(engine)
             except (SQLAlchemyError, OSError) as err:

@@ -183,6 +183,10 @@ async def test_stream_sends_turns_as_they_come_and_ends_with_the_call(console: t
     assert data.count(b"balance please") == 1 and b"How can I help?" in data and b": keepalive" in data
     assert data.index(b"How can I help?") < data.index(b"balance please") < data.index(b"event: ended")
     assert [e.payload["viewed"] for e in audited] == ["transcript_stream"]
+    for _ in range(100):  # the listener's thread lets go once the stream's last write returns
+        if app.state.subscribers == 0:
+            break
+        await asyncio.sleep(0.02)
     assert app.state.subscribers == 0
     assert app.state.overview(False)["recent"][0]["end_reason"] == "completed"
 
