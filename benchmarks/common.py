@@ -44,10 +44,12 @@ def _git(*args: str) -> str:
 
 
 def commit() -> str:
-    """The repository's HEAD, with ``+dirty`` when the work tree has changes."""
+    """The repository's HEAD, with ``+dirty`` when the work tree has changes (besides the
+    benchmarks' own reports, which a run writes as it goes)."""
     try:
         head = _git("rev-parse", "--short", "HEAD")
-        dirty = _git("status", "--porcelain", "--untracked-files=no")
+        reports = [f":!benchmarks/*.{ext}" for ext in ("json", "md", "png")]
+        dirty = _git("status", "--porcelain", "--untracked-files=no", "--", ".", *reports)
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("+dirty" if dirty else "")
