@@ -209,12 +209,13 @@ def logged_rows(log: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
-async def run_calls(plans: list[Plan], workdir: Path, log: Path) -> list[dict[str, Any]]:
+async def run_calls(plans: list[Plan], workdir: Path, log: Path, at_commit: str) -> list[dict[str, Any]]:
     """Every plan as a real call, batch after batch per flow, each row printed as it ends and
     appended to ``log`` (JSON lines). Calls ``log`` already has rows for (a run cut short) are not
     placed again: their rows are taken from it, the first of each goal and flow per --runs (a call
-    the sandbox interfered with is placed again)."""
-    done = logged_rows(log)
+    the sandbox interfered with is placed again), but only rows of the same ``at_commit``: a run
+    of other code, or one cut short and then thrown away, is never taken for this one."""
+    done = [r for r in logged_rows(log) if r.get("commit") == at_commit]
     rows: list[dict[str, Any]] = []
     todo_all: list[Plan] = []
     for p in plans:
@@ -227,6 +228,7 @@ async def run_calls(plans: list[Plan], workdir: Path, log: Path) -> list[dict[st
             todo_all.append(p)
 
     def keep(row: dict[str, Any]) -> None:
+        row = {**row, "commit": at_commit}
         rows.append(row)
         with log.open("a") as f:
             f.write(json.dumps(row) + "\n")

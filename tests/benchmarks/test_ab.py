@@ -221,10 +221,13 @@ async def test_calls_a_cut_short_run_logged_are_not_placed_again(bank: str, tmp_
     plans = [await plan("phone-tree", goal, {"bank": Service(bank)})] * 2
     log = tmp_path / "calls.jsonl"
     logged = [
-        {"goal": goal.id, "flow": "phone-tree", "done": d, "run": i} for i, d in enumerate((True, False))
+        {"goal": goal.id, "flow": "phone-tree", "done": d, "run": i, "commit": "abc1234"}
+        for i, d in enumerate((True, False))
     ]
-    log.write_text("".join(json.dumps(r) + "\n" for r in [*logged, {"goal": "g99", "flow": "banking"}]))
-    assert await run_calls(plans, tmp_path / "work", log) == logged
+    other = {"goal": goal.id, "flow": "phone-tree", "done": True, "run": 9, "commit": "0ld0000"}
+    rows = [other, *logged, {"goal": "g99", "flow": "banking", "commit": "abc1234"}]
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert await run_calls(plans, tmp_path / "work", log, "abc1234") == logged  # not another commit's
     assert not (tmp_path / "work").exists()
 
 
