@@ -91,3 +91,19 @@ def write_report(
     (out / f"{name}.md").write_text(text)
     plot(data, out / f"{name}.png")
     return text
+
+
+def page_head(title: str, commit: str, meta: Mapping[str, Any], took: str = "") -> list[str]:
+    """A benchmark page's opening lines: the title, how to make it again (``took``: how long, as
+    "; 32 minutes"), when, at which commit, on what machine and recognizer, then the method."""
+    return [
+        f"# {title}",
+        "",
+        f"Regenerate: `{meta['command']}` (sandbox Asterisk running{took}). Run {meta['date']} at commit "
+        f"{commit}, {meta['machine']}, {meta['cores']} cores; ASR: {meta['asr']}.",
+        "",
+        "## Method",
+        "",
+        *meta["method"],
+        "",
+    ]

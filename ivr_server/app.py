@@ -48,7 +48,7 @@ from ivr_server.speech.voice_services import LoadedVoice, load_voice
 from ivr_server.store.audit_append import AuditEvent
 from ivr_server.store.database import create_engine, require_current_schema
 from ivr_server.store.deployments import Deployment, rollback, serving
-from ivr_server.store.event_bus import RedisStream, bus_address, keep_publishing
+from ivr_server.store.event_bus import RedisStream, keep_publishing
 from ivr_server.store.outbox import Outbox
 from ivr_server.store.retention import apply_retention
 from ivr_server.store.saved_tasks import StoredTasks
@@ -384,7 +384,7 @@ class IvrServer:
         if not s.bus_url:
             return
         bus = RedisStream(s.bus_url, s.bus_stream, s.bus_maxlen)
-        log.info("bus.publishing", url=bus_address(s.bus_url), stream=s.bus_stream)
+        log.info("bus.publishing", url=mask_url(s.bus_url), stream=s.bus_stream)
         try:
             await keep_publishing(engine, bus, self.metrics, server_id=self.server_id)
         finally:

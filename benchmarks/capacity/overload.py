@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.capacity.measure import quantile
-from benchmarks.common import percentile
+from benchmarks.common import page_head, percentile
 from benchmarks.speech.audio import LOUD_DBFS
 from ivr_server.media.audio import frame_dbfs
 
@@ -116,15 +116,7 @@ def overload_markdown(data: Mapping[str, Any]) -> str:
     declined = ", ".join(f"{k} {v}" for k, v in s["declined_by_server"].items()) or "none"
     return "\n".join(
         [
-            "# Calls offered beyond capacity: admission by load",
-            "",
-            f"Regenerate: `{meta['command']}` (sandbox Asterisk running). Run {meta['date']} at commit "
-            f"{data['commit']}, {meta['machine']}, {meta['cores']} cores; ASR: {meta['asr']}.",
-            "",
-            "## Method",
-            "",
-            *meta["method"],
-            "",
+            *page_head("Calls offered beyond capacity: admission by load", data["commit"], meta),
             "## Result",
             "",
             f"**{'Met' if met else 'Not met'}**"

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import write_report
+from benchmarks.common import page_head, write_report
 from benchmarks.soak.measure import GROWTH_PCT, LEAK_CALLS, Sample, leaks, memory_growth, verdict
 
 
@@ -41,16 +41,9 @@ def markdown(data: dict[str, Any]) -> str:
     meta, calls, mem, leak = data["meta"], data["calls"], data["memory"], data["leaks"]
     passed = not data["failed_because"]
     lines = [
-        "# Soak: calls kept up for half an hour",
-        "",
-        f"Regenerate: `{meta['command']}` (sandbox Asterisk running; {meta['minutes_taken']} minutes). "
-        f"Run {meta['date']} at commit {data['commit']}, {meta['machine']}, {meta['cores']} cores; "
-        f"ASR: {meta['asr']}.",
-        "",
-        "## Method",
-        "",
-        *meta["method"],
-        "",
+        *page_head(
+            "Soak: calls kept up for half an hour", data["commit"], meta, f"; {meta['minutes_taken']} minutes"
+        ),
         "## Result",
         "",
         f"**{'Passed' if passed else 'Failed'}**"

@@ -123,6 +123,8 @@ def effective_settings(settings: Settings, config_file: Path | None) -> list[tup
             shown = MASK
         elif name == "database_url":
             shown = mask_url(settings.effective_database_url)
+        elif name.endswith("_url") and isinstance(value, str):  # the bus's, a webhook's: may hold a password
+            shown = mask_url(value)
         elif name == "tools_services":
             services = {
                 k: {**v.model_dump(exclude={"headers"}), "headers": dict.fromkeys(v.headers, MASK)}

@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 import structlog
 from redis.exceptions import RedisError
@@ -146,12 +145,6 @@ async def backlog(engine: AsyncEngine) -> int:
     async with engine.connect() as conn:
         n = await conn.scalar(select(func.count()).where(call_events.c.published_at.is_(None)))
     return int(n or 0)
-
-
-def bus_address(url: str) -> str:
-    """The bus's URL without its credentials, for logs."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
 
 
 def _aware(at: datetime) -> datetime:

@@ -19,7 +19,7 @@ from ivr_server.store.queries import call_events_of, list_calls
 from ivr_server.store.writer import CallEvent, Op
 from tests.conftest import running_server, server_settings, settle
 from tests.support.pg_cluster import ThrowawayCluster
-from tests.support.redis_server import Redis
+from tests.support.redis_server import Redis, stream_entries
 from tests.support.sipp import Keys, Pause, SippCall, scenario
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("asterisk")]
@@ -66,9 +66,7 @@ async def test_calls_go_on_while_postgres_is_down_and_nothing_is_lost(
                 await asyncio.sleep(0.1)
         bus = RedisStream(redis_server.url, "outage", 10_000)
         try:
-            on_bus = [
-                {k.decode(): v.decode() for k, v in f.items()} for _, f in await bus.client.xrange("outage")
-            ]
+            on_bus = await stream_entries(bus, "outage")
         finally:
             await bus.aclose()
 

@@ -23,7 +23,7 @@ from tests.conftest import _migrated, fresh_database, running_server, server_set
 from tests.e2e.test_banking_call import prompt_ms
 from tests.e2e.test_flow_versions import serving_version
 from tests.integration.test_deployments import version
-from tests.support.redis_server import Redis
+from tests.support.redis_server import Redis, stream_entries
 from tests.support.sipp import Keys, Pause, SippCall, scenario
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("asterisk")]
@@ -82,9 +82,7 @@ async def test_two_servers_on_one_postgresql_share_the_calls_the_flows_the_chain
             )
             bus = RedisStream(redis_server.url, "two", 10_000)
             try:
-                entries = [
-                    {k.decode(): v.decode() for k, v in f.items()} for _, f in await bus.client.xrange("two")
-                ]
+                entries = await stream_entries(bus, "two")
             finally:
                 await bus.aclose()
             for record in calls:

@@ -21,7 +21,7 @@ from ivr_server.store.event_bus import BusEvent, RedisStream, backlog, keep_publ
 from ivr_server.store.schema import call_events
 from ivr_server.store.writer import CallEvent, CallStarted, StoreWriter
 from tests.conftest import fresh_database
-from tests.support.redis_server import Redis
+from tests.support.redis_server import Redis, stream_entries
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")
 T0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
@@ -56,8 +56,7 @@ async def write_calls(
 
 
 async def entries(bus: RedisStream) -> list[dict[str, str]]:
-    raw = await bus.client.xrange(STREAM)
-    return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in raw]
+    return await stream_entries(bus, STREAM)
 
 
 async def test_events_go_out_once_in_order_with_their_call(engine: AsyncEngine, redis_server: Redis) -> None:

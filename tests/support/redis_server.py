@@ -6,6 +6,10 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ivr_server.store.event_bus import RedisStream
 
 
 class Redis:
@@ -41,3 +45,10 @@ class Redis:
             self.proc.terminate()
             self.proc.wait(10)
             self.proc = None
+
+
+async def stream_entries(bus: RedisStream, stream: str) -> list[dict[str, str]]:
+    """Every entry of ``stream``, oldest first, its fields as text."""
+    return [
+        {k.decode(): v.decode() for k, v in fields.items()} for _, fields in await bus.client.xrange(stream)
+    ]

@@ -13,6 +13,7 @@ from ivr_server.config import (
     mask_url,
     unknown_env_vars,
 )
+from ivr_server.config.settings import Settings
 from ivr_server.errors import ConfigError
 
 
@@ -97,6 +98,12 @@ def test_password_file_and_masking(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     shown = {n: v for n, v, _ in effective_settings(s, None)}
     assert shown["IVR_ARI_PASSWORD"] == MASK
     assert "dbpass" not in shown["IVR_DATABASE_URL"] and MASK in shown["IVR_DATABASE_URL"]
+    bus = Settings(
+        bus_url="redis://:buspass@redis.example:6379/0", handoff_webhook_url="https://u:hookpass@crm/h"
+    )
+    shown = {n: v for n, v, _ in effective_settings(bus, None)}  # config show and the start's audit event
+    assert shown["IVR_BUS_URL"] == f"redis://:{MASK}@redis.example:6379/0"
+    assert "hookpass" not in shown["IVR_HANDOFF_WEBHOOK_URL"]
     assert "s3cret" not in repr(s) and "s3cret" not in str(s)
 
 

@@ -175,8 +175,7 @@ class AsrService:
             except (AsrError, EngineUnavailable, OSError) as err:
                 log.error("asr.warm_failed", error=str(err))
         else:
-            per_process = math.ceil(self.warm_streams / len(self._processes or [None]))
-            answers = [w.warm(per_process, self._warm_models) for w in self._processes]
+            answers = [w.warm(self._warm_per_process(), self._warm_models) for w in self._processes]
             try:
                 async with asyncio.timeout(WORKER_START_TIMEOUT_S):
                     errors = await asyncio.gather(*answers)
@@ -187,6 +186,10 @@ class AsrService:
         names = [m.name if m else "general" for m in self._warm_models]
         seconds = round(asyncio.get_running_loop().time() - started, 2)
         log.info("asr.warmed", streams=self.warm_streams, models=names, seconds=seconds)
+
+    def _warm_per_process(self) -> int:
+        """Each worker's share of warm_streams (open() spreads streams evenly over them)."""
+        return math.ceil(self.warm_streams / max(1, len(self._processes)))
 
     def worker_pids(self) -> list[int]:
         """Worker processes (none with threads): for operators' and benchmarks' memory figures."""
@@ -229,8 +232,7 @@ class AsrService:
                 log.warning("asr.worker_replaced", worker=i, reason=worker.dead)
                 self._processes[i] = _Worker(self.spec, worker.loop)
                 if self.warm_streams and self._warm_models:  # in the background: streams are waiting
-                    per_process = math.ceil(self.warm_streams / len(self._processes))
-                    self._processes[i].warm(per_process, self._warm_models)
+                    self._processes[i].warm(self._warm_per_process(), self._warm_models)
         return min(self._processes, key=lambda w: len(w.streams))
 
 
