@@ -469,6 +469,8 @@ class Engine(Repairs, Returning):
                 if got.value is None:
                     if await self._other_task(state, heard, slot.secure):  # leaves the state if it can
                         continue
+                    if await self._asked_in_other_words(state, heard, slot):
+                        continue
                     await self._say_text(
                         self._wording("not_valid", reason=got.reason or ""), state, _grammar_for(slot)
                     )

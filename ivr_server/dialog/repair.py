@@ -29,6 +29,7 @@ from ivr_server.dialog.repair_words import (
     example_list,
     humanized,
     key_list,
+    loosely_asked_repair,
     slot_help,
     without_correction,
     wording,
@@ -76,6 +77,8 @@ class Repairs:
         self._said_since_hear: list[str] = []
         self._question: list[str] = []  # what was said before the last turn: "repeat" replays it
         self._repeats = 0
+        self._loose = 0  # repairs heard in other words since the last answer (bounded)
+        self._hold_s = 0  # a hold served outside a turn: the next turn waits this long
         self._asks: list[Ask] = []
         self._task_slots: list[str] = []  # answers given for the task in progress
         self._returns: list[Return] = []
@@ -121,7 +124,8 @@ class Repairs:
         """The caller's answer to what was just asked; repeats, help and holds are served here,
         and the question asked again. ``slot``: the slot asked for; ``confirming``: the slot whose
         heard value is being confirmed."""
-        holds, hold_s = 0, 0
+        holds, hold_s = 0, self._hold_s
+        self._hold_s = 0
         while True:
             heard = await self._listen_once(state, secure, max_keys, grammar, hold_s)
             hold_s = 0
@@ -164,7 +168,8 @@ class Repairs:
             return await self._hear(state, secure, max_keys, grammar)
         return heard
 
-    def _asked(self, state: State, heard: CallerInput, slot: Slot | None) -> str | None:
+    def _allowed(self, state: State, slot: Slot | None) -> list[str]:
+        """The repairs a caller can ask for in ``state`` (``slot``: the one asked for)."""
         r = self.flow.repair
         allowed = [a for a in ("repeat", "help", "hold", "cancel", "start_over", "back", "agent") if r.on(a)]
         if state.listen and slot is None:
@@ -173,6 +178,11 @@ class Repairs:
                 allowed = [a for a in allowed if a != "agent"]  # the flow's own agent intent decides
         if self.flow.handoff is None:
             allowed = [a for a in allowed if a != "agent"]
+        return allowed
+
+    def _asked(self, state: State, heard: CallerInput, slot: Slot | None) -> str | None:
+        r = self.flow.repair
+        allowed = self._allowed(state, slot)
         if heard.keyed:
             zero_answers = slot is not None and (
                 slot.type in ("number", "amount") or (slot.type == "digits" and slot.length in (None, 1))
@@ -184,6 +194,28 @@ class Repairs:
                 return "repeat"
             return None
         return asked_repair(heard.said, self.language, r.phrases, allowed) if heard.said else None
+
+    async def _asked_in_other_words(self, state: State, heard: CallerInput, slot: Slot) -> bool:
+        """A repair asked for with a word misheard ("i want that cancel"), served: tried on a
+        slot's answer only once neither its value nor another task was found in it, so a stray
+        word costs at worst what a miss would. True when served (the slot is asked again)."""
+        if heard.keyed or not heard.said or self._loose >= MAX_REPEATS:
+            return False
+        repair = loosely_asked_repair(
+            heard.said, self.language, self.flow.repair.phrases, self._allowed(state, slot)
+        )
+        if repair is None:
+            return False
+        self._loose += 1
+        self._record(state, repair, f"asked in other words: {_shown(heard, slot.secure)}", heard, slot.secure)
+        if repair == "hold":
+            await self._say_text(self._wording("hold"), state)
+            self._hold_s = self.flow.repair.hold_s
+        elif repair == "help":
+            await self._help(state, slot)
+        elif repair != "repeat":
+            await self._navigate(state, repair, None)  # returns only if the caller stays
+        return True
 
     def _bound_key(self, state: State, key: str) -> bool:
         """Whether the state gives the key a meaning of its own (a transition, a listened intent)."""
@@ -417,6 +449,7 @@ class Repairs:
         self._asks.append(Ask(state.name, slot, len(self.session.tool_calls)))
 
     def _answered(self, slot: str) -> None:
+        self._loose = 0
         if slot not in self._task_slots:
             self._task_slots.append(slot)
 

@@ -14,6 +14,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from ivr_server.spoken_numbers import GRAMMAR_DIGITS
+
 if TYPE_CHECKING:
     from ivr_server.dialog.spec.model import Intent
 
@@ -212,6 +214,7 @@ def slot_help(language: str, kind: str) -> str:
 
 
 _WORD = re.compile(r"[\w']+")
+_DIGITS = frozenset(GRAMMAR_DIGITS)
 
 
 def words(text: str) -> list[str]:
@@ -238,21 +241,42 @@ def asked_repair(
     return None
 
 
-def _made_of(got: tuple[str, ...], phrases: set[tuple[str, ...]], polite: frozenset[str]) -> bool:
-    """Whether ``got`` splits into phrases and polite words, at least one phrase among them."""
+def loosely_asked_repair(
+    said: str, language: str, extra: Mapping[str, Sequence[str]] | None = None, allowed: Sequence[str] = ASKED
+) -> str | None:
+    """The repair ``said`` asks for with one word that is neither a phrase's nor a polite one: a
+    word the recognizer got wrong ("i want that cancel", "did you say it again please"). Looser
+    than asked_repair, so the engine tries it last, on an answer it found nothing else in."""
+    got = words(said)
+    if not got or len(got) > 12:
+        return None
+    polite = POLITE.get(language, frozenset())
+    table = PHRASES.get(language, {})
+    for repair in allowed:
+        phrases = {tuple(words(p)) for p in (*table.get(repair, ()), *(extra or {}).get(repair, ()))}
+        if _made_of(tuple(got), phrases, polite, stray=1):
+            return repair
+    return None
+
+
+def _made_of(
+    got: tuple[str, ...], phrases: set[tuple[str, ...]], polite: frozenset[str], stray: int = 0
+) -> bool:
+    """Whether ``got`` splits into phrases and polite words, at least one phrase among them, and
+    at most ``stray`` other words (never a digit: a misheard answer is not a repair)."""
     longest = max((len(p) for p in phrases), default=0)
-    # reach[i]: words[:i] split so far, and whether a phrase was used
-    reach: dict[int, bool] = {0: False}
+    # reach[i]: the ways words[:i] split so far, as (a phrase used, stray words) pairs
+    reach: dict[int, set[tuple[bool, int]]] = {0: {(False, 0)}}
     for i in range(len(got)):
-        if i not in reach:
-            continue
-        used = reach[i]
-        if got[i] in polite:
-            reach[i + 1] = reach.get(i + 1, False) or used
-        for n in range(1, longest + 1):
-            if got[i : i + n] in phrases:
-                reach[i + n] = True
-    return reach.get(len(got), False)
+        for used, strays in reach.get(i, set()):
+            if got[i] in polite:
+                reach.setdefault(i + 1, set()).add((used, strays))
+            elif strays < stray and got[i] not in _DIGITS:
+                reach.setdefault(i + 1, set()).add((used, strays + 1))
+            for n in range(1, longest + 1):
+                if got[i : i + n] in phrases:
+                    reach.setdefault(i + n, set()).add((True, strays))
+    return any(used for used, _ in reach.get(len(got), set()))
 
 
 def _has(got: Sequence[str], phrase: Sequence[str]) -> bool:

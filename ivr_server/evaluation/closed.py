@@ -20,7 +20,13 @@ from ivr_server.dialog.call_port import listening_for
 from ivr_server.dialog.decide import decide
 from ivr_server.dialog.nlu.classifier import IntentClassifier
 from ivr_server.dialog.repair import YES_NO
-from ivr_server.dialog.repair_words import ASKED, asked_repair, correcting, without_correction
+from ivr_server.dialog.repair_words import (
+    ASKED,
+    asked_repair,
+    correcting,
+    loosely_asked_repair,
+    without_correction,
+)
 from ivr_server.dialog.slots.parsers import parse, parse_heard
 from ivr_server.dialog.spec.model import Flow
 from ivr_server.errors import AsrError
@@ -97,7 +103,8 @@ def outcome(
     """What the engine does with ``heard`` at ``question``, in its order: a repair asked for in
     words (repair.py _asked, all seven allowed); at a confirmation a correction, else yes or no
     (_confirmed); at a digit question the slot's value (_collect), else another of the flow's
-    tasks the state's rules and model act on (_other_task). "none" when it does nothing."""
+    tasks the state's rules and model act on (_other_task), else a repair asked for with a word
+    misheard (_asked_in_other_words). "none" when it does nothing."""
     slot = flow.slots[question.slot]
     if not heard.strip():
         return "none"
@@ -114,7 +121,10 @@ def outcome(
     if value is not None:
         return f"digits:{value}"
     task = other_task(question, flow, heard, confidence, intent_model)
-    return f"task:{task}" if task else "none"
+    if task:
+        return f"task:{task}"
+    loose = loosely_asked_repair(heard, LANGUAGE, flow.repair.phrases, ASKED)
+    return f"repair:{loose}" if loose else "none"
 
 
 def other_task(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ivr_server.speech.asr.aside import says_other
+from ivr_server.speech.asr.aside import says_other, wrapped_answer
 
 
 @pytest.mark.parametrize(
@@ -26,7 +26,29 @@ from ivr_server.speech.asr.aside import says_other
         ("one two three my account", 8, True),  # fewer than half of eight digits
         ("one two three four five my account", 8, False),
         ("help", 1, True),
+        ("oh one what's my balance first", 4, True),  # two digit words, but more words of a request
+        ("the two transfer me two customer service agent", 4, True),
+        ("it's want that one three three", 4, False),  # as many digits as other words: the answer
     ],
 )
 def test_words_other_than_the_answer(heard: str, least: int, other: bool) -> None:
     assert says_other(heard.split(), least) is other
+
+
+@pytest.mark.parametrize(
+    ("heard", "least", "most", "wrapped"),
+    [
+        ("it's one seven three three", 4, 4, True),
+        ("yes nine eight eight four", 4, 4, True),
+        ("um two six zero two seven eight five three", 8, 8, True),  # a slight word is a wrapper too
+        ("one seven three three", 4, 4, False),  # digits alone: the grammar's and its digit model's
+        ("it's one seven three", 4, 4, False),  # a digit short: the grammar may have heard it
+        ("card one two three four five six", 4, 4, False),  # too many for the string
+        ("one two three four five six", 4, 6, False),
+        ("my card ends in one two three four five", 4, 6, True),
+        ("to a six eight eight want", 4, 4, False),
+        ("", 4, 4, False),
+    ],
+)
+def test_an_answer_in_other_words(heard: str, least: int, most: int, wrapped: bool) -> None:
+    assert wrapped_answer(heard.split(), least, most) is wrapped

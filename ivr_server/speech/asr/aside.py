@@ -3,9 +3,10 @@
 A digit question listens with a grammar of the string's length, which holds the digits well and
 hears nothing else: "cancel that" or "what's my balance first?" comes out as four digits. So the
 same audio also goes through an n-gram model of what callers say aside (the flow's repairs and
-requests: speech/adapt/compile.py), and its words win when they are not the answer (says_other:
-a caller reading "it's four four two one" still gets the grammar and its digit model). The rule
-was chosen on the development half of scripts/bench-closed-questions.
+requests, and digit strings: speech/adapt/compile.py), and its words win when they are not the
+answer (says_other) or are the answer wrapped in words the grammar cannot hold ("it's four four
+two one": wrapped_answer). Digits alone stay with the grammar and its digit model. The rules
+were chosen on the development half of scripts/bench-closed-questions.
 """
 
 from __future__ import annotations
@@ -21,21 +22,36 @@ SOUNDS_LIKE_DIGITS = frozenset({"for", "fore", "won", "ate", "or"})
 
 def says_other(words: list[str], least_digits: int) -> bool:
     """Whether words heard at a digit question are something other than its answer: fewer digits
-    than half the string, and two words of substance (or one and no digit at all: "repeat").
+    than half the string and two words of substance (or one and no digit at all: "repeat"), or
+    more words of substance than digits, at least three ("oh one what's my balance first").
     One word beside a digit is more often a misheard digit ("i four i say it") than a request."""
     digits = sum(w in DIGIT_WORDS or w in SOUNDS_LIKE_DIGITS for w in words)
     other = [w for w in words if w not in DIGIT_WORDS and w not in SOUNDS_LIKE_DIGITS and w not in SLIGHT]
+    if len(other) >= 3 and len(other) > digits:
+        return True
     return digits < max(1, least_digits // 2) and (len(other) >= 2 or (len(other) == 1 and digits == 0))
+
+
+def wrapped_answer(words: list[str], least_digits: int, most_digits: int) -> bool:
+    """Whether the words hold a whole answer, a run of digit words of an allowed length, with
+    other words around it ("my account number is ..."): said so, the n-gram model hears the
+    digits better than a grammar that has no room for the words."""
+    run = longest = 0
+    for w in words:
+        run = run + 1 if w in DIGIT_WORDS else 0
+        longest = max(longest, run)
+    return least_digits <= longest <= most_digits and len(words) > longest
 
 
 class AsideRecognizer:
     """The grammar's recognizer and the aside model's on one stream; the grammar's result unless
-    the aside words say something else."""
+    the aside words say something else or the answer in other words."""
 
-    def __init__(self, grammar: Recognizer, aside: Recognizer, least_digits: int) -> None:
+    def __init__(self, grammar: Recognizer, aside: Recognizer, least_digits: int, most_digits: int) -> None:
         self._grammar = grammar
         self._aside = aside
         self._least = least_digits
+        self._most = most_digits
         self.model = getattr(grammar, "model", "")
 
     def feed(self, pcm: Pcm) -> AsrResult | None:
@@ -48,6 +64,7 @@ class AsideRecognizer:
             answer = self._grammar.finish()
         finally:
             aside = self._aside.finish()  # always: it returns its decoder to the pool
-        if says_other([w.word for w in aside.words] or aside.text.split(), self._least):
+        words = [w.word for w in aside.words] or aside.text.split()
+        if says_other(words, self._least) or wrapped_answer(words, self._least, self._most):
             return aside
         return answer

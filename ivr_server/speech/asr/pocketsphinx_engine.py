@@ -154,7 +154,8 @@ class PocketSphinxEngine:
             except BaseException:
                 recognizer.finish()  # its decoder back to the pool
                 raise
-            return AsideRecognizer(recognizer, aside, bounds[0] if bounds else 1)
+            least, most = bounds if bounds else (1, 1)
+            return AsideRecognizer(recognizer, aside, least, most)
         return recognizer
 
     def warm(self, streams: int, models: Sequence[LanguageModel | None] = (None,)) -> None:
