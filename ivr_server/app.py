@@ -57,6 +57,7 @@ from ivr_server.telephony.admission import OVERLOAD_PROMPT, OVERLOAD_PROMPT_PATH
 from ivr_server.telephony.ari_connection import AriConnection
 from ivr_server.telephony.ari_rest import AriRestClient
 from ivr_server.telephony.manager import CallManager
+from ivr_server.telephony.rescue import Rescuer
 from ivr_server.telephony.session import CallDeps
 from ivr_server.tools.client import ToolClient, services_from
 from ivr_server.tools.handoff import HandoffDesk
@@ -350,6 +351,7 @@ class IvrServer:
             deployments_task = tg.create_task(self._watch_deployments(), name="deployments")
             systemd_task = tg.create_task(self._tell_systemd(connection.url), name="systemd")
             bus_task = tg.create_task(self._publish_events(self.writer.engine), name="event-bus")
+            rescue_task = tg.create_task(self._rescue(self.writer.engine), name="rescue")
             await asyncio.wait({conn_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
             log.info("server.stopping", calls=len(self.manager.sessions))
             self.notifier.stopping(f"stopping: draining {len(self.manager.sessions)} calls")
@@ -357,6 +359,7 @@ class IvrServer:
             if stop_task.done() and not conn_task.done():  # asked to stop, with Asterisk still there
                 await self.manager.drain(self.settings.drain_timeout_s)
             await self.manager.shutdown(self.settings.shutdown_timeout_s)
+            rescue_task.cancel()  # its row goes: a server that stopped is not a dead one
             if self.manager.deps.handoffs is not None:
                 await self.manager.deps.handoffs.aclose(self.settings.handoff_webhook_timeout_s)
             conn_task.cancel()
@@ -389,6 +392,19 @@ class IvrServer:
             await keep_publishing(engine, bus, self.metrics, server_id=self.server_id)
         finally:
             await bus.aclose()
+
+    async def _rescue(self, engine: AsyncEngine) -> None:
+        """Beat in the store and send on the calls of dead peers (telephony/rescue.py), on a
+        shared PostgreSQL with IVR_RESCUE_AFTER_S; nothing otherwise."""
+        s = self.settings
+        if s.rescue_after_s <= 0 or engine.dialect.name != "postgresql":
+            return
+        assert self.manager is not None and self.writer is not None
+        context, extension, priority = s.rescue_target.split(",")
+        target = (context, extension, int(priority))
+        rescuer = Rescuer(engine, self.manager.deps.rest, self.writer, self.metrics, self.server_id,
+                          mask_url(s.ari_url), s.rescue_after_s, target)  # fmt: skip
+        await rescuer.run()
 
     async def _tell_systemd(self, ari_url: str) -> None:
         """READY=1 once Asterisk is connected and reconciled (calls can be taken), then watchdog

@@ -325,6 +325,20 @@ class Settings(BaseSettings):
         "Asterisk fetches (res_http_media_cache) or a sound name; auto: the server's own high-volume "
         "prompt from the metrics listener (/prompts/high_volume.wav) when it listens; empty: none.",
     )
+    rescue_after_s: float = Field(
+        1.5,
+        ge=0,
+        description="Several servers on one PostgreSQL: each writes a heartbeat to the store, and one "
+        "silent this long is taken for dead; a live server on the same Asterisk sends each of its calls "
+        "to rescue_target with IVR_STATUS=server_lost and the call's context. 0: off (no heartbeat). "
+        "Unused with SQLite (one server).",
+    )
+    rescue_target: str = Field(
+        "ivr-server-lost,s,1",
+        pattern=r"^[A-Za-z0-9_.+-]+,[A-Za-z0-9_*#+.-]+,[0-9]+$",
+        description="context,extension,priority where a dead server's callers go on (asterisk_conf/"
+        "extensions.conf: a word to the caller, then the agents' queue).",
+    )
 
     flows_poll_s: float = Field(
         2.0, gt=0, description="How often the server looks for flow versions deployed into the store."

@@ -48,6 +48,13 @@ class Metrics:
         )
         self.calls_active = Gauge("ivr_calls_active", "Calls in progress", registry=r)
         self.calls_ended = Counter("ivr_calls_ended", "Calls ended, by reason", ["end_reason"], registry=r)
+        self.calls_rescued = Counter(
+            "ivr_calls_rescued",
+            "Calls of a dead server this server sent on (outcome: continued to the dialplan, caller_gone, "
+            "with_agent, failed)",
+            ["outcome"],
+            registry=r,
+        )
         self.calls_declined = Counter(
             "ivr_calls_declined",
             "Calls sent back to the dialplan unserved (busy, overload, server_draining)",

@@ -174,3 +174,16 @@ saved_tasks = Table(
     Column("saved_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
 )
+
+# Servers sharing the store (telephony/rescue.py): each writes ``seen_at`` (the database's clock)
+# every fraction of a second; a server silent past IVR_RESCUE_AFTER_S is taken for dead and
+# its calls on the same Asterisk are sent on by a live one. A server that stops cleanly deletes
+# its row.
+servers = Table(
+    "servers",
+    metadata,
+    Column("id", String(128), primary_key=True),  # host/ari_app, as calls.server_id
+    Column("asterisk", String(256), nullable=False),  # the ARI address: who can reach its calls
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("seen_at", DateTime(timezone=True), nullable=False),
+)

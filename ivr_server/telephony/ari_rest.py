@@ -129,6 +129,13 @@ class AriRestClient:
         """Bridge id -> name."""
         return {str(b["id"]): str(b.get("name", "")) for b in await self.request("GET", "/bridges")}
 
+    async def bridge_members(self) -> dict[str, frozenset[str]]:
+        """Bridge id -> the ids of the channels in it."""
+        return {
+            str(b["id"]): frozenset(map(str, b.get("channels", [])))
+            for b in await self.request("GET", "/bridges")
+        }
+
     # --- Channels ---------------------------------------------------------------------------
     async def answer(self, channel_id: str) -> None:
         await self.request("POST", f"/channels/{channel_id}/answer")

@@ -1,0 +1,156 @@
+"""Calls of a server that died, sent on by a live one.
+
+A server killed mid-call (SIGKILL, a crash, its machine gone) leaves its callers in Asterisk
+with nobody listening. Every server on one PostgreSQL beats in the store (store/heartbeat.py);
+a live server that finds a peer on its Asterisk silent for IVR_RESCUE_AFTER_S claims each of
+the peer's open calls and, while the caller is still there, removes what the dead server made
+for the call (the ExternalMedia channel and the bridge, both named after the call) and continues
+the caller in the dialplan at IVR_RESCUE_TARGET (ivr-server-lost: a word to the caller, then the
+agents' queue) with IVR_STATUS=server_lost and what the store knows of the call.
+
+A server judges others only while its own beats reach the store: after an outage of the
+database every row is old, and no server is dead for that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ivr_server.errors import AriError
+from ivr_server.observability.metrics import Metrics
+from ivr_server.store.audit_append import AuditEvent
+from ivr_server.store.heartbeat import OpenCall, beat, claim, forget, last_intent, open_calls, silent_peers
+from ivr_server.store.writer import CallEvent, StoreWriter
+from ivr_server.telephony.ari_rest import AriRestClient, best_effort
+from ivr_server.telephony.session import STATUS_VARIABLE
+
+log = structlog.get_logger(__name__)
+
+REASON = "server_lost"  # IVR_STATUS and the call's end reason
+RESCUED_SEQ = 1_000_001  # above any seq a live call writes (and the orphan record's 1_000_000)
+FORGET_TIMEOUT_S = 2.0
+
+
+class Rescuer:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        rest: AriRestClient,
+        writer: StoreWriter,
+        metrics: Metrics,
+        server_id: str,
+        asterisk: str,
+        after_s: float,
+        target: tuple[str, str, int],
+    ) -> None:
+        self.engine, self.rest, self.writer, self.metrics = engine, rest, writer, metrics
+        self.server_id, self.asterisk, self.after_s, self.target = server_id, asterisk, after_s, target
+        self._healthy_since: float | None = None  # when this server's beats began to reach the store
+
+    async def run(self) -> None:
+        """Beat, and send on the calls of silent peers, until cancelled; the row is deleted on
+        the way out (a clean stop is not a death)."""
+        loop = asyncio.get_running_loop()
+        log.info("rescue.watching", after_s=self.after_s, target=",".join(map(str, self.target)))
+        try:
+            while True:
+                if await self._beat():
+                    self._healthy_since = self._healthy_since or loop.time()
+                    if loop.time() - self._healthy_since >= 2 * self.after_s:
+                        await self.rescue_silent_peers()
+                else:
+                    self._healthy_since = None
+                await asyncio.sleep(self.after_s / 3)
+        finally:
+            try:
+                await asyncio.wait_for(forget(self.engine, self.server_id), FORGET_TIMEOUT_S)
+            except (SQLAlchemyError, OSError, TimeoutError) as err:
+                log.warning("rescue.forget_failed", error=str(err)[:200])  # its row ages: peers check
+
+    async def _beat(self) -> bool:
+        try:
+            await beat(self.engine, self.server_id, self.asterisk)
+        except (SQLAlchemyError, OSError) as err:
+            if self._healthy_since is not None:
+                log.warning("rescue.heartbeat_failed", error=str(err)[:200])
+            return False
+        return True
+
+    async def rescue_silent_peers(self) -> int:
+        """Send on every open call of a peer silent past ``after_s``; how many were claimed."""
+        try:
+            peers = await silent_peers(self.engine, self.server_id, self.asterisk, self.after_s)
+            lost = await open_calls(self.engine, peers)
+        except (SQLAlchemyError, OSError) as err:
+            log.warning("rescue.lookup_failed", error=str(err)[:200])
+            return 0
+        claimed = 0
+        for call in lost:
+            try:
+                if not await claim(self.engine, call.id, REASON):
+                    continue  # another server took it, or it ended meanwhile
+            except (SQLAlchemyError, OSError) as err:
+                log.warning("rescue.claim_failed", lost_call_id=call.id, error=str(err)[:200])
+                continue
+            claimed += 1
+            await self._send_on(call)
+        return claimed
+
+    async def _send_on(self, call: OpenCall) -> None:
+        started = asyncio.get_running_loop().time()
+        outcome, detail = "failed", ""
+        try:
+            outcome = await self._continue(call)
+        except (AriError, OSError) as err:
+            detail = str(err)[:200]
+        took_ms = round((asyncio.get_running_loop().time() - started) * 1000)
+        payload: dict[str, Any] = {"reason": REASON, "by": self.server_id, "lost_server": call.server_id,
+                                   "outcome": outcome, "took_ms": took_ms}  # fmt: skip
+        if outcome == "continued":
+            payload["to"] = list(self.target)
+        if detail:
+            payload["error"] = detail
+        now = datetime.now(UTC)
+        self.writer.submit(CallEvent(call.id, RESCUED_SEQ, now, "call_ended", payload))
+        self.writer.submit(AuditEvent("call_rescued", now, {**payload, "flow": call.flow}, call.id))
+        self.metrics.calls_rescued.labels(outcome=outcome).inc()
+        level = log.error if outcome == "failed" else log.warning
+        level("call.rescued", lost_call_id=call.id, lost_server=call.server_id, outcome=outcome,
+              took_ms=took_ms, error=detail or None)  # fmt: skip
+
+    async def _continue(self, call: OpenCall) -> str:
+        """The caller on to the dialplan target, with the context; what happened."""
+        if call.channel_id not in await self.rest.channel_ids():
+            return "caller_gone"
+        members = await self.rest.bridge_members()
+        if any(call.channel_id in chans for bridge, chans in members.items() if bridge != call.id):
+            return "with_agent"  # bridged to a person: Asterisk keeps them talking
+        intent = await _intent(self.engine, call.id)
+        variables = {
+            STATUS_VARIABLE: REASON,
+            "IVR_SESSION_ID": call.id,
+            "IVR_FLOW": call.flow,
+            "IVR_INTENT": intent or "",
+            "IVR_SUMMARY": f"The IVR server on this call stopped; the caller was in {call.flow}"
+            + (f", about {intent.replace('_', ' ')}." if intent else "."),
+        }
+        for name, value in variables.items():
+            await self.rest.set_variable(call.channel_id, name, value)
+        await best_effort(self.rest.hangup(f"{call.id}-media"), "rescue_media_hangup")
+        await best_effort(self.rest.destroy_bridge(call.id), "rescue_bridge_destroy")
+        context, extension, priority = self.target
+        await self.rest.continue_in_dialplan(call.channel_id, context, extension, priority)
+        return "continued"
+
+
+async def _intent(engine: AsyncEngine, call_id: str) -> str | None:
+    try:
+        return await last_intent(engine, call_id)
+    except (SQLAlchemyError, OSError):
+        return None  # the caller goes on without it
