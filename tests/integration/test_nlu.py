@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ivr_server.dialog.decide import decide
 from ivr_server.dialog.nlu.classifier import NluSettings, _oos_threshold, model_version, train
 from ivr_server.dialog.nlu.data import OUT_OF_SCOPE, Example, read_csv, take_shots
 from ivr_server.dialog.nlu.flow_model import flow_examples, model_for_flow
@@ -34,7 +35,6 @@ def banking_model():  # type: ignore[no-untyped-def]
     [
         ("how much money have I got", "balance"),
         ("somebody nicked my wallet", "lost_card"),
-        ("get me a human being", "agent"),
         ("what did I buy last week", "transactions"),
         ("i lost my cards", "lost_card"),  # how PocketSphinx hears Piper's "I lost my card"
     ],
@@ -42,6 +42,16 @@ def banking_model():  # type: ignore[no-untyped-def]
 def test_paraphrases_no_keyword_covers_are_understood(banking_model, said: str, intent: str) -> None:  # type: ignore[no-untyped-def]
     top = banking_model.guesses(said)[0]
     assert top.intent == intent, banking_model.guesses(said)[:3]
+
+
+def test_a_request_for_a_person_the_model_doubts_is_acted_on_by_the_flows_keyword(banking_model) -> None:  # type: ignore[no-untyped-def]
+    """ "get me a human being" was a row of the test above, though the banking flow's agent
+    keyword "human" covers it. With the packages of 2026-12-06 the model calls it out of scope
+    (0.77); the caller is still put through, by the keyword the flow's designer wrote."""
+    said = "get me a human being"
+    welcome = [BANKING.intents[n] for n in BANKING.states["welcome"].listen]
+    decision = decide(welcome, BANKING.settings, said, guesses=banking_model.guesses(said))
+    assert (decision.kind, decision.intent, decision.source) == ("act", "agent", "keyword")
 
 
 @pytest.mark.parametrize(
