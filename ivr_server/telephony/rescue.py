@@ -52,6 +52,7 @@ class Rescuer:
         self.engine, self.rest, self.writer, self.metrics = engine, rest, writer, metrics
         self.server_id, self.asterisk, self.after_s, self.target = server_id, asterisk, after_s, target
         self._healthy_since: float | None = None  # when this server's beats began to reach the store
+        self._with_agent: set[str] = set()  # bridges of a dead server's caller and agent, watched
 
     async def run(self) -> None:
         """Beat, and send on the calls of silent peers, until cancelled; the row is deleted on
@@ -66,6 +67,8 @@ class Rescuer:
                         await self.rescue_silent_peers()
                 else:
                     self._healthy_since = None
+                if self._with_agent:
+                    await self._end_half_calls()
                 await asyncio.sleep(self.after_s / 3)
         finally:
             try:
@@ -128,9 +131,12 @@ class Rescuer:
         """The caller on to the dialplan target, with the context; what happened."""
         if call.channel_id not in await self.rest.channel_ids():
             return "caller_gone"
-        members = await self.rest.bridge_members()
-        if any(call.channel_id in chans for bridge, chans in members.items() if bridge != call.id):
-            return "with_agent"  # bridged to a person: Asterisk keeps them talking
+        agent_leg = f"{call.id}-agent-leg"  # agent_leg.py's names
+        if agent_leg in (await self.rest.bridge_members()).get(call.id, frozenset()):
+            for channel in (f"{call.id}-media", f"{call.id}-agent-media"):  # out of the bridge already
+                await best_effort(self.rest.hangup(channel), "rescue_hangup")
+            self._with_agent.add(call.id)  # they keep talking; when one hangs up, so does the other
+            return "with_agent"
         intent = await _intent(self.engine, call.id)
         variables = {
             STATUS_VARIABLE: REASON,
@@ -142,11 +148,33 @@ class Rescuer:
         }
         for name, value in variables.items():
             await self.rest.set_variable(call.channel_id, name, value)
-        await best_effort(self.rest.hangup(f"{call.id}-media"), "rescue_media_hangup")
-        await best_effort(self.rest.destroy_bridge(call.id), "rescue_bridge_destroy")
+        # What the dead server made for the call: its media, and an agent leg still ringing or
+        # hearing the whisper (which would otherwise enter an application nobody serves).
+        for channel in (f"{call.id}-media", agent_leg, f"{call.id}-agent-media"):
+            await best_effort(self.rest.hangup(channel), "rescue_hangup")
+        for bridge in (call.id, f"{call.id}-agent"):
+            await best_effort(self.rest.destroy_bridge(bridge), "rescue_bridge_destroy")
         context, extension, priority = self.target
         await self.rest.continue_in_dialplan(call.channel_id, context, extension, priority)
         return "continued"
+
+    async def _end_half_calls(self) -> None:
+        """A dead server's caller and agent talk in its bridge; nobody serves its application, so
+        once one of them hangs up this server hangs up the other and removes the bridge."""
+        try:
+            members = await self.rest.bridge_members()
+        except (AriError, OSError) as err:
+            log.warning("rescue.bridges_unread", error=str(err)[:200])
+            return
+        for bridge in list(self._with_agent):
+            left = members.get(bridge, frozenset())
+            if len(left) >= 2:
+                continue
+            self._with_agent.discard(bridge)
+            for channel in left:
+                await best_effort(self.rest.hangup(channel), "rescue_hangup")
+            await best_effort(self.rest.destroy_bridge(bridge), "rescue_bridge_destroy")
+            log.info("rescue.agent_call_ended", lost_call_id=bridge, hung_up=sorted(left))
 
 
 async def _intent(engine: AsyncEngine, call_id: str) -> str | None:
