@@ -165,6 +165,7 @@ async def test_the_calls_of_a_killed_server_reach_the_agents_with_their_context_
         ]
         assert after, "the caller heard nothing after the kill"
         assert after[0] <= MAX_DEAD_AIR_S, f"{after[0]:.2f} s of dead air after the kill"
+        print(f"server killed: next words {after[0]:.2f} s after the kill")  # -s shows it
         call_id = await rescued_record(url, "continued")
 
     # What the dialplan saw on the channel: [ivr-server-lost], then [ivr-agents] with the context.
