@@ -35,6 +35,17 @@ CAUSES = {17: "busy", 18: "no_answer", 19: "no_answer", 21: "declined", 31: "no_
 ACCEPT_PROMPT = "Press 1 to take the call, or 2 to decline."
 
 
+def agent_leg_id(call_id: str) -> str:
+    """The agent leg's channel id of call ``call_id``."""
+    return f"{call_id}-agent-leg"
+
+
+def agent_media_owner(call_id: str) -> str:
+    """Whose media the agent leg's whisper uses: its ExternalMedia channel and bridge are named
+    after this (call_media.media_channel_id)."""
+    return f"{call_id}-agent"
+
+
 class AgentLeg:
     def __init__(
         self,
@@ -46,8 +57,10 @@ class AgentLeg:
         record: Callable[..., None],
     ) -> None:
         self.deps, self.call_id, self.endpoint, self.caller_id = deps, call_id, endpoint, caller_id
-        self.channel_id = f"{call_id}-agent-leg"
-        self.media = CallMedia(deps, f"{call_id}-agent", FORMATS[deps.settings.media_format], self._on_audio)
+        self.channel_id = agent_leg_id(call_id)
+        self.media = CallMedia(
+            deps, agent_media_owner(call_id), FORMATS[deps.settings.media_format], self._on_audio
+        )
         self.record = record
         for channel in (self.channel_id, self.media.channel_id):
             claim(channel)

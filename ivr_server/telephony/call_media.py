@@ -29,12 +29,18 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 
+def media_channel_id(owner_id: str) -> str:
+    """The ExternalMedia channel's id of a call (or agent leg) ``owner_id``; its bridge's is the
+    owner's own (rescue.py finds what a dead server made by these names)."""
+    return f"{owner_id}-media"
+
+
 class CallMedia:
     def __init__(
         self, deps: CallDeps, call_id: str, fmt: MediaFormat, on_audio: Callable[[Pcm], None]
     ) -> None:
         self.deps, self.call_id, self.fmt, self.on_audio = deps, call_id, fmt, on_audio
-        self.channel_id = f"{call_id}-media"  # the ExternalMedia channel in Asterisk
+        self.channel_id = media_channel_id(call_id)  # the ExternalMedia channel in Asterisk
         self.bridge_id = call_id
         self.in_app = asyncio.Event()  # the ExternalMedia channel's StasisStart arrived
         self.gone = False  # Asterisk reported the ExternalMedia channel gone

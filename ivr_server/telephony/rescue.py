@@ -15,6 +15,7 @@ database every row is old, and no server is dead for that.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,7 +28,9 @@ from ivr_server.observability.metrics import Metrics
 from ivr_server.store.audit_append import AuditEvent
 from ivr_server.store.heartbeat import OpenCall, beat, claim, forget, last_intent, open_calls, silent_peers
 from ivr_server.store.writer import CallEvent, StoreWriter
+from ivr_server.telephony.agent_leg import agent_leg_id, agent_media_owner
 from ivr_server.telephony.ari_rest import AriRestClient, best_effort
+from ivr_server.telephony.call_media import media_channel_id
 from ivr_server.telephony.session import STATUS_VARIABLE
 
 log = structlog.get_logger(__name__)
@@ -35,6 +38,12 @@ log = structlog.get_logger(__name__)
 REASON = "server_lost"  # IVR_STATUS and the call's end reason
 RESCUED_SEQ = 1_000_001  # above any seq a live call writes (and the orphan record's 1_000_000)
 FORGET_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class _Asterisk:
+    channels: frozenset[str]
+    bridges: dict[str, frozenset[str]]  # id -> channel ids
 
 
 class Rescuer:
@@ -94,6 +103,7 @@ class Rescuer:
             log.warning("rescue.lookup_failed", error=str(err)[:200])
             return 0
         claimed = 0
+        asterisk: _Asterisk | None = None
         for call in lost:
             try:
                 if not await claim(self.engine, call.id, REASON):
@@ -102,14 +112,18 @@ class Rescuer:
                 log.warning("rescue.claim_failed", lost_call_id=call.id, error=str(err)[:200])
                 continue
             claimed += 1
-            await self._send_on(call)
+            asterisk = await self._send_on(call, asterisk)
         return claimed
 
-    async def _send_on(self, call: OpenCall) -> None:
+    async def _send_on(self, call: OpenCall, asterisk: _Asterisk | None) -> _Asterisk | None:
+        """Send one claimed call on; ``asterisk``: the channels and bridges read for an earlier
+        call of this pass (read once per pass, not per call). Returns what it read."""
         started = asyncio.get_running_loop().time()
         outcome, detail = "failed", ""
         try:
-            outcome = await self._continue(call)
+            if asterisk is None:
+                asterisk = _Asterisk(await self.rest.channel_ids(), await self.rest.bridge_members())
+            outcome = await self._continue(call, asterisk)
         except (AriError, OSError) as err:
             detail = str(err)[:200]
         took_ms = round((asyncio.get_running_loop().time() - started) * 1000)
@@ -126,14 +140,16 @@ class Rescuer:
         level = log.error if outcome == "failed" else log.warning
         level("call.rescued", lost_call_id=call.id, lost_server=call.server_id, outcome=outcome,
               took_ms=took_ms, error=detail or None)  # fmt: skip
+        return asterisk
 
-    async def _continue(self, call: OpenCall) -> str:
+    async def _continue(self, call: OpenCall, asterisk: _Asterisk) -> str:
         """The caller on to the dialplan target, with the context; what happened."""
-        if call.channel_id not in await self.rest.channel_ids():
+        if call.channel_id not in asterisk.channels:
             return "caller_gone"
-        agent_leg = f"{call.id}-agent-leg"  # agent_leg.py's names
-        if agent_leg in (await self.rest.bridge_members()).get(call.id, frozenset()):
-            for channel in (f"{call.id}-media", f"{call.id}-agent-media"):  # out of the bridge already
+        leg, agent_media = agent_leg_id(call.id), agent_media_owner(call.id)
+        medias = (media_channel_id(call.id), media_channel_id(agent_media))
+        if leg in asterisk.bridges.get(call.id, frozenset()):
+            for channel in medias:  # out of the bridge already
                 await best_effort(self.rest.hangup(channel), "rescue_hangup")
             self._with_agent.add(call.id)  # they keep talking; when one hangs up, so does the other
             return "with_agent"
@@ -150,9 +166,9 @@ class Rescuer:
             await self.rest.set_variable(call.channel_id, name, value)
         # What the dead server made for the call: its media, and an agent leg still ringing or
         # hearing the whisper (which would otherwise enter an application nobody serves).
-        for channel in (f"{call.id}-media", agent_leg, f"{call.id}-agent-media"):
+        for channel in (*medias, leg):
             await best_effort(self.rest.hangup(channel), "rescue_hangup")
-        for bridge in (call.id, f"{call.id}-agent"):
+        for bridge in (call.id, agent_media):
             await best_effort(self.rest.destroy_bridge(bridge), "rescue_bridge_destroy")
         context, extension, priority = self.target
         await self.rest.continue_in_dialplan(call.channel_id, context, extension, priority)

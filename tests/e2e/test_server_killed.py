@@ -22,8 +22,6 @@ import pytest
 
 from ivr_server.app import IvrServer
 from ivr_server.config import ToolService
-from ivr_server.media.g711 import ulaw_decode
-from ivr_server.media.rtp import RtpPacket
 from ivr_server.store.audit_trail import recent, verify_store
 from ivr_server.store.database import create_engine
 from ivr_server.store.queries import call_events_of, list_calls
@@ -38,6 +36,7 @@ from tests.conftest import (
 )
 from tests.e2e.test_banking_call import prompt_ms
 from tests.e2e.test_cli_run import read_until, start
+from tests.e2e.test_voice_call import audio_of
 from tests.e2e.test_warm_transfer import AGENT_WORDS
 from tests.support.audio import piper_to_ulaw_wav
 from tests.support.capture import Datagram, LoopbackCapture
@@ -46,19 +45,14 @@ from tests.support.sipp import Keys, Pause, SippAgent, SippCall, agent_scenario,
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("asterisk")]
 
 MAX_DEAD_AIR_S = 3.0
-AUDIBLE = 300  # mean absolute µ-law sample, decoded: a prompt, not line noise
+AUDIBLE = 32768 * 10 ** (-50 / 20)  # RMS of a 20 ms frame: -50 dBFS
 
 
 def heard_at(datagrams: list[Datagram], port: int) -> list[float]:
-    """When the caller's port received a 20 ms packet with something to hear in it."""
-    times = []
-    for d in datagrams:
-        if d.dst_port != port:
-            continue
-        packet = RtpPacket.parse(d.payload)
-        if packet.payload_type == 0 and np.abs(ulaw_decode(packet.payload).astype(np.int32)).mean() > AUDIBLE:
-            times.append(d.time_s)
-    return times
+    """When the caller's port received a packet with something to hear in it (above -50 dBFS, as
+    test_warm_transfer.silent_runs_s counts)."""
+    frames = audio_of([d for d in datagrams if d.dst_port == port])
+    return [t for t, pcm in frames if np.sqrt(np.mean(pcm.astype(np.float64) ** 2)) > AUDIBLE]
 
 
 @dataclass
