@@ -88,9 +88,12 @@ class CallPort:
             if heard.outcome == "dtmf":
                 return CallerInput(keyed=await self._keys(max_keys, first_wait_s=1.0))
             if heard.outcome == "speech":
-                others = tuple(a.text for a in heard.result.alternatives[1:]) if heard.result else ()
+                result = heard.result
+                others = tuple(a.text for a in result.alternatives[1:]) if result else ()
+                grammar = result.grammar.text if result and result.grammar else ""
                 return CallerInput(said=heard.text, alternatives=others, confidence=heard.confidence,
-                                   barge_in=heard.barge_in, energy_dbfs=heard.energy_dbfs)  # fmt: skip
+                                   barge_in=heard.barge_in, energy_dbfs=heard.energy_dbfs,
+                                   grammar_said=grammar)  # fmt: skip
             return CallerInput()
         finally:
             self.call.secure_input(False)

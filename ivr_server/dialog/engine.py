@@ -25,7 +25,7 @@ from ivr_server.dialog.repair import YES_NO, Repairs
 from ivr_server.dialog.repair_words import example_list, humanized, key_list
 from ivr_server.dialog.returning import Returning, TaskMemory
 from ivr_server.dialog.session import CallerInput, DecisionRecord, Ended, Goto, IntentModel, Port, Session
-from ivr_server.dialog.slots.parsers import entities, parse_heard
+from ivr_server.dialog.slots.parsers import Parsed, entities, parse, parse_heard
 from ivr_server.dialog.spec.model import Action, Flow, Intent, Slot, State, Tool, Transition
 from ivr_server.errors import LanguageUnavailable, ToolError, ToolRefused
 from ivr_server.observability.tracing import span
@@ -471,6 +471,8 @@ class Engine(Repairs, Returning):
                         continue
                     if await self._asked_in_other_words(state, heard, slot):
                         continue
+                    got = self._grammar_heard(state, slot, heard, got)
+                if got.value is None:
                     await self._say_text(
                         self._wording("not_valid", reason=got.reason or ""), state, _grammar_for(slot)
                     )
@@ -483,6 +485,19 @@ class Engine(Repairs, Returning):
                 self.session.slots[name] = value
                 self._answered(name)
         return None
+
+    def _grammar_heard(self, state: State, slot: Slot, heard: CallerInput, got: Parsed) -> Parsed:
+        """The question's grammar's own answer, when the words that won over it (aside.py) are
+        neither the answer, another task nor a repair ("that ends size six nine" means nothing
+        here, the grammar's "seven five six nine" does). Only for a slot read back before use:
+        the grammar makes digits of anything, and the caller must get to say no to a guess."""
+        if not heard.grammar_said or not slot.sensitive:
+            return got
+        fallback = parse(slot, heard.grammar_said, "", self.today)
+        if fallback.value is None:
+            return got
+        log.info("flow.grammar_heard", flow=self.flow.name, state=state.name, slot=slot.name)
+        return fallback
 
     async def _confirmed(self, state: State, name: str, value: str) -> str | None:
         """The value the caller confirms: ``value`` on a yes, the new one in a correction ("no,

@@ -2,7 +2,8 @@
 
 A test file (YAML) names its flow and lists tests; each test is the caller's turns in order
 (``say: words``, ``keys: "4421"``, or ``silence: true``; ``confidence: 0.3`` for words the
-recognizer was unsure of), each with optional expectations
+recognizer was unsure of; ``grammar: "four four two one"`` for what a digit question's grammar
+heard where the words won over it), each with optional expectations
 about the moment it is heard (``state``) and the decision made on it (``decision``: kind,
 intent, source, any of them), and expectations about the end: ``slots``, ``repairs`` made (in
 order: repeat, correction, digression, ...), what a warm transfer's agent was told (``whisper``)
@@ -85,7 +86,8 @@ class ScriptPort:
             raise asyncio.CancelledError  # what a hang-up is to the engine: its call task cancelled
         sure = turn.get("confidence")  # how surely the recognizer heard it (unsure: confirmed)
         confidence = float(sure) if isinstance(sure, int | float) and not isinstance(sure, bool) else None
-        return CallerInput(str(turn.get("say", "")), str(turn.get("keys", "")), confidence=confidence)
+        return CallerInput(str(turn.get("say", "")), str(turn.get("keys", "")), confidence=confidence,
+                           grammar_said=str(turn.get("grammar", "")))  # fmt: skip
 
     def check_decision(self) -> None:
         """The first decision made after the pending turn must match what it expected."""

@@ -20,6 +20,7 @@ class CallerInput:
     confidence: float | None = None  # how surely the recognizer heard ``said`` (None: unknown)
     barge_in: bool = False  # the caller spoke over the prompt
     energy_dbfs: float | None = None  # the caller's level while speaking (None: unknown)
+    grammar_said: str = ""  # a closed question's grammar heard this where other words won
 
     @property
     def silent(self) -> bool:

@@ -99,12 +99,15 @@ def outcome(
     alternatives: Sequence[str] = (),
     confidence: float | None = None,
     intent_model: IntentClassifier | None = None,
+    grammar_heard: str = "",
 ) -> str:
     """What the engine does with ``heard`` at ``question``, in its order: a repair asked for in
     words (repair.py _asked, all seven allowed); at a confirmation a correction, else yes or no
     (_confirmed); at a digit question the slot's value (_collect), else another of the flow's
     tasks the state's rules and model act on (_other_task), else a repair asked for with a word
-    misheard (_asked_in_other_words). "none" when it does nothing."""
+    misheard (_asked_in_other_words), else, for a slot read back before use, the value in what
+    the question's grammar heard when the words won over it (_grammar_heard). "none" when it
+    does nothing."""
     slot = flow.slots[question.slot]
     if not heard.strip():
         return "none"
@@ -124,7 +127,10 @@ def outcome(
     if task:
         return f"task:{task}"
     loose = loosely_asked_repair(heard, LANGUAGE, flow.repair.phrases, ASKED)
-    return f"repair:{loose}" if loose else "none"
+    if loose:
+        return f"repair:{loose}"
+    value = parse(slot, grammar_heard).value if grammar_heard and slot.sensitive else None
+    return f"digits:{value}" if value is not None else "none"
 
 
 def other_task(
@@ -207,7 +213,10 @@ def score(
         index = int(rec.recording.category)
         item, result = items[index], rec.result
         alternatives = [a.text for a in result.alternatives[1:]]
-        got = outcome(item.question, flow, result.text, alternatives, result.confidence, intent_model)
+        got = outcome(
+            item.question, flow, result.text, alternatives, result.confidence, intent_model,
+            result.grammar.text if result.grammar else "",
+        )  # fmt: skip
         rows.append({
             "question": item.question.name, "category": item.category, "voice": rec.recording.voice,
             "said": item.text, "heard": result.model if result.engine == FAILED else result.text,

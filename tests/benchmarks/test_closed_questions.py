@@ -78,6 +78,22 @@ def test_what_the_engine_does_at_a_digit_question() -> None:
     assert _outcome(LAST4, "for to", ("four four two one", "four four two one")) == "digits:4421"
 
 
+def test_words_that_mean_nothing_at_a_digit_question_give_way_to_the_grammars_digits() -> None:
+    def heard(words: str, grammar: str) -> str:
+        return closed.outcome(LAST4, FLOW, words, (), 0.9, NoModel(), grammar)  # type: ignore[arg-type]
+
+    assert heard("that ends size six nine", "seven five six nine") == "digits:7569"
+    assert heard("sorry cancel it please", "one two three four") == "repair:cancel"  # words first
+    assert heard("um what's my balance", "one two three four") == "task:balance"
+    assert heard("next park is to", "six four two") == "none"  # the grammar's is no answer either
+
+    def at_account(words: str, grammar: str) -> str:
+        return closed.outcome(ACCOUNT, FLOW, words, (), 0.9, NoModel(), grammar)  # type: ignore[arg-type]
+
+    # a slot used without a read-back never takes the grammar's guess
+    assert at_account("that ends size six nine", "one two three four five six seven eight") == "none"
+
+
 def test_what_the_engine_does_at_a_confirmation() -> None:
     assert _outcome(CONFIRM, "yes") == "yes"
     assert _outcome(CONFIRM, "nope") == "no"

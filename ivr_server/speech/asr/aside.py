@@ -5,11 +5,15 @@ hears nothing else: "cancel that" or "what's my balance first?" comes out as fou
 same audio also goes through an n-gram model of what callers say aside (the flow's repairs and
 requests, and digit strings: speech/adapt/compile.py), and its words win when they are not the
 answer (says_other) or are the answer wrapped in words the grammar cannot hold ("it's four four
-two one": wrapped_answer). Digits alone stay with the grammar and its digit model. The rules
-were chosen on the development half of scripts/bench-closed-questions.
+two one": wrapped_answer). Digits alone stay with the grammar and its digit model. When the
+words win, the grammar's own answer goes along (AsrResult.grammar): words that turn out
+to mean nothing at the question give way to it in the engine. The rules were chosen on the
+development half of scripts/bench-closed-questions.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from ivr_server.media.g711 import Pcm
 from ivr_server.speech.asr.base import DIGIT_WORDS, AsrResult, Recognizer
@@ -66,5 +70,5 @@ class AsideRecognizer:
             aside = self._aside.finish()  # always: it returns its decoder to the pool
         words = [w.word for w in aside.words] or aside.text.split()
         if says_other(words, self._least) or wrapped_answer(words, self._least, self._most):
-            return aside
+            return dataclasses.replace(aside, grammar=answer)
         return answer

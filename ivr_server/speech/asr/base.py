@@ -74,6 +74,9 @@ class AsrResult:
     words: tuple[WordTiming, ...] = field(default_factory=tuple)
     alternatives: tuple[Alternative, ...] = ()  # best first, the text itself included
     resources: str | None = None  # the LanguageModel version it was recognized with
+    # At a grammar's question where other words won (aside.py): what the grammar itself heard,
+    # for the engine to fall back on when those words mean nothing there.
+    grammar: AsrResult | None = None
 
 
 class Recognizer(Protocol):
