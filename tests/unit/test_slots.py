@@ -137,6 +137,10 @@ def test_an_answer_the_other_hypotheses_agree_on_is_not_lost() -> None:
     assert split.value is None and split.reason == parse(ok, "eyes").reason
     assert parse_heard(ok, "eyes", []).value is None
     assert parse_heard(ok, "eyes", ["yes"], keyed="2").value == "no"  # keys are never second-guessed
+    # words with neither a yes nor a no ("forget it" heard "get that") never become a yes; a no
+    # (which only asks again) may come from the others ("uh no" heard "on oh")
+    assert parse_heard(ok, "get that", ["yes that", "yes that's"]).value is None
+    assert parse_heard(ok, "on oh", ["no", "no oh"]).value == "no"
     four = Slot("last4", "digits", length=4)
     assert (
         parse_heard(four, "four four two", ["four four two one", "maybe four four two one"]).value == "4421"

@@ -17,6 +17,7 @@ NO = {"no", "nope", "nah", "wrong", "incorrect", "negative", "not"}
 # Korean answers: apart, since YES and NO are also the English recognizer's corpus (adapt/corpus.py).
 KOREAN_YES = {"네", "예", "응", "맞아요", "맞아", "맞습니다", "그래요", "좋아요"}
 KOREAN_NO = {"아니요", "아니", "아니에요", "아닙니다", "틀려요", "아뇨"}
+NEITHER = "neither yes nor no"
 NEGATORS = {"not", "isn", "wasn", "aren", "ain"}  # ("isn't" is two tokens) before a yes word: a no
 MONTHS = {m: i for i, m in enumerate(
     ("january", "february", "march", "april", "may", "june", "july", "august", "september",
@@ -89,11 +90,15 @@ def parse_heard(
     """The best hypothesis's value; when it has none, the value the recognizer's other
     hypotheses agree on (every one of them that parses gives the same), so one misheard word
     ("yes not right") does not lose an answer the others heard. Disagreeing alternatives
-    decide nothing: the best hypothesis's reason stands."""
+    decide nothing: the best hypothesis's reason stands. A yes is taken from them only when
+    the best hypothesis holds a yes or no word too: a yes lets an action go ahead, and words
+    with neither ("get that" for "forget it") must not become one (a no only asks again)."""
     best = parse(slot, said, keyed, today)
     if best.value is not None or keyed or not alternatives:
         return best
     values = {p.value for alt in alternatives if (p := parse(slot, alt, "", today)).value is not None}
+    if slot.type == "yes_no" and best.reason == NEITHER and values == {"yes"}:
+        return best
     return Parsed(values.pop()) if len(values) == 1 else best
 
 
@@ -109,7 +114,7 @@ def _yes_no(said: str, keyed: str) -> Parsed:
         elif word in NO or word in NEGATORS or word in KOREAN_NO:
             no = no or not any(w in YES for w in words[i + 1 : i + 3])  # "not right" counted once
     if yes == no:  # neither, or "yes ... no"
-        return Parsed(None, "neither yes nor no" if not yes else "both yes and no")
+        return Parsed(None, NEITHER if not yes else "both yes and no")
     return Parsed("yes" if yes else "no")
 
 
