@@ -25,7 +25,7 @@ from ivr_server.dialog.repair import YES_NO, Repairs
 from ivr_server.dialog.repair_words import example_list, humanized, key_list
 from ivr_server.dialog.returning import Returning, TaskMemory
 from ivr_server.dialog.session import CallerInput, DecisionRecord, Ended, Goto, IntentModel, Port, Session
-from ivr_server.dialog.slots.parsers import Parsed, entities, parse, parse_heard
+from ivr_server.dialog.slots.parsers import Parsed, entities, grammar_guess, parse, parse_heard
 from ivr_server.dialog.spec.model import Action, Flow, Intent, Slot, State, Tool, Transition
 from ivr_server.errors import LanguageUnavailable, ToolError, ToolRefused
 from ivr_server.observability.tracing import span
@@ -489,9 +489,11 @@ class Engine(Repairs, Returning):
     def _grammar_heard(self, state: State, slot: Slot, heard: CallerInput, got: Parsed) -> Parsed:
         """The question's grammar's own answer, when the words that won over it (aside.py) are
         neither the answer, another task nor a repair ("that ends size six nine" means nothing
-        here, the grammar's "seven five six nine" does). Only for a slot read back before use:
-        the grammar makes digits of anything, and the caller must get to say no to a guess."""
-        if not heard.grammar_said or not slot.sensitive:
+        here, the grammar's "seven five six nine" does). Only for a slot read back before use
+        (the grammar makes digits of anything, and the caller must get to say no to a guess),
+        and words about as many as the digits asked for: more are a sentence, not the answer
+        ("didn't catch that can you repeat it")."""
+        if not grammar_guess(slot, heard.said, heard.grammar_said):
             return got
         fallback = parse(slot, heard.grammar_said, "", self.today)
         if fallback.value is None:

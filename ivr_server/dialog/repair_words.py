@@ -19,6 +19,8 @@ from ivr_server.spoken_numbers import GRAMMAR_DIGITS
 if TYPE_CHECKING:
     from ivr_server.dialog.spec.model import Intent
 
+DROPPED_SUBJECT = {"en": "i"}  # a phrase's first word a caller (or the recognizer) may leave out
+
 # Repairs the caller asks for in so many words; corrections and digressions are found from what
 # the words mean in the state (repair.py), not from phrases.
 ASKED = ("repeat", "help", "cancel", "start_over", "back", "hold", "agent")
@@ -231,9 +233,8 @@ def asked_repair(
     if not got or len(got) > 12:  # a repair is asked for in a few words; a long turn is a request
         return None
     polite = POLITE.get(language, frozenset())
-    table = PHRASES.get(language, {})
     for repair in allowed:
-        phrases = {tuple(words(p)) for p in (*table.get(repair, ()), *(extra or {}).get(repair, ()))}
+        phrases = _phrases(language, repair, extra)
         if _made_of(tuple(got), phrases, polite):
             return repair
         if repair == "agent" and any(_has(got, words(w)) for w in AGENT_WORDS.get(language, ())):
@@ -251,12 +252,24 @@ def loosely_asked_repair(
     if not got or len(got) > 12:
         return None
     polite = POLITE.get(language, frozenset())
-    table = PHRASES.get(language, {})
     for repair in allowed:
-        phrases = {tuple(words(p)) for p in (*table.get(repair, ()), *(extra or {}).get(repair, ()))}
+        phrases = _phrases(language, repair, extra)
         if _made_of(tuple(got), phrases, polite, stray=1):
             return repair
     return None
+
+
+def _phrases(language: str, repair: str, extra: Mapping[str, Sequence[str]] | None) -> set[tuple[str, ...]]:
+    """A repair's phrases as word tuples, the built-in ones and the flow's; a phrase that starts
+    with the subject "I" also without it: callers drop it ("didn't catch that") and a short
+    unstressed "I" is what a recognizer loses first."""
+    out = set()
+    for phrase in (*PHRASES.get(language, {}).get(repair, ()), *(extra or {}).get(repair, ())):
+        got = tuple(words(phrase))
+        out.add(got)
+        if len(got) > 2 and got[0] == DROPPED_SUBJECT.get(language):
+            out.add(got[1:])
+    return out
 
 
 def _made_of(

@@ -27,7 +27,7 @@ from ivr_server.dialog.repair_words import (
     loosely_asked_repair,
     without_correction,
 )
-from ivr_server.dialog.slots.parsers import parse, parse_heard
+from ivr_server.dialog.slots.parsers import grammar_guess, parse, parse_heard
 from ivr_server.dialog.spec.model import Flow
 from ivr_server.errors import AsrError
 from ivr_server.evaluation.bench import speak
@@ -105,9 +105,8 @@ def outcome(
     words (repair.py _asked, all seven allowed); at a confirmation a correction, else yes or no
     (_confirmed); at a digit question the slot's value (_collect), else another of the flow's
     tasks the state's rules and model act on (_other_task), else a repair asked for with a word
-    misheard (_asked_in_other_words), else, for a slot read back before use, the value in what
-    the question's grammar heard when the words won over it (_grammar_heard). "none" when it
-    does nothing."""
+    misheard (_asked_in_other_words), else the value in what the question's grammar heard when
+    the words won over it, where that may stand (_grammar_heard). "none" when it does nothing."""
     slot = flow.slots[question.slot]
     if not heard.strip():
         return "none"
@@ -129,7 +128,7 @@ def outcome(
     loose = loosely_asked_repair(heard, LANGUAGE, flow.repair.phrases, ASKED)
     if loose:
         return f"repair:{loose}"
-    value = parse(slot, grammar_heard).value if grammar_heard and slot.sensitive else None
+    value = parse(slot, grammar_heard).value if grammar_guess(slot, heard, grammar_heard) else None
     return f"digits:{value}" if value is not None else "none"
 
 

@@ -43,7 +43,10 @@ log = structlog.get_logger(__name__)
 SECURE_TEXT = "[secure]"  # what is kept of a secure answer
 
 PREROLL_MS = 300  # audio kept from before the detected onset, for the recognizer
-LEAD_IN_MS = 100  # how much of it precedes the onset
+# How much of it precedes the onset the VAD reports: that onset lags a weak first sound ("f" of
+# "forget it") by 100 ms and more (benchmarks/vad.md, start p90); less clipped the first syllable
+# in real calls ("get that", "and full that's" for "cancel that": benchmarks/ab-repairs.md).
+LEAD_IN_MS = 250
 GAP_FILL_S = 0.06  # no packet for this long: the caller's time goes on as silence
 FRAME_S = 0.02
 # Barge-in in two steps, because the VAD that tells speech from noise needs ~40-80 ms to be sure

@@ -86,6 +86,9 @@ def test_words_that_mean_nothing_at_a_digit_question_give_way_to_the_grammars_di
     assert heard("sorry cancel it please", "one two three four") == "repair:cancel"  # words first
     assert heard("um what's my balance", "one two three four") == "task:balance"
     assert heard("next park is to", "six four two") == "none"  # the grammar's is no answer either
+    # more words than one per digit, give or take one: a sentence, not the digits misheard
+    assert heard("goodbye focus callback of afternoon", "two five four seven") == "digits:2547"
+    assert heard("um give me a real put on come talk to", "five eight nine three") == "none"
 
     def at_account(words: str, grammar: str) -> str:
         return closed.outcome(ACCOUNT, FLOW, words, (), 0.9, NoModel(), grammar)  # type: ignore[arg-type]

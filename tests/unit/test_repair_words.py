@@ -28,6 +28,9 @@ from ivr_server.dialog.repair_words import (
         ("hold on, let me get my card", "hold"),
         ("can I talk to a real person about this", "agent"),
         ("representative", "agent"),
+        # the subject a caller drops, or the recognizer loses (bench-ab: "I didn't catch that ...")
+        ("didn't catch that can you repeat it", "repeat"),
+        ("don't know what to say", "help"),
         # requests, answers and corrections are not repairs
         ("I want to put a hold on my card", None),
         ("someone stole my card", None),

@@ -102,6 +102,19 @@ def parse_heard(
     return Parsed(values.pop()) if len(values) == 1 else best
 
 
+def grammar_guess(slot: Slot, said: str, grammar_said: str) -> bool:
+    """Whether a digit question's grammar's answer may stand in for words heard beside it that
+    meant nothing there (engine._grammar_heard): the slot is read back before use, and the
+    words are no more than one per digit asked for, give or take one (a digit string misheard
+    as words, not a sentence)."""
+    return (
+        bool(grammar_said)
+        and slot.sensitive
+        and slot.length is not None
+        and (len(said.split()) <= slot.length + 1)
+    )
+
+
 def _yes_no(said: str, keyed: str) -> Parsed:
     if keyed:
         return {"1": Parsed("yes"), "2": Parsed("no")}.get(keyed, Parsed(None, "press 1 for yes or 2 for no"))
