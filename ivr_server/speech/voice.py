@@ -517,6 +517,12 @@ class VoiceIO:
                 await close()
             if speaking.stopped_by is None and last is not None and not last.done.done():
                 self._player.stop()  # cancelled (hangup): stop sending
+            if speaking.stopped_by is None and speaking.paused_at_ms is not None:
+                # An onset paused the player after the prompt's last frame had gone out (the
+                # same tick, before this coroutine ran): nothing of it is held, and a paused
+                # player would hold every prompt after it (dead air until the caller hangs up).
+                speaking.paused_at_ms = None
+                self._player.resume()
             self._speaking = None
             if self._turn is None and self._waiting is None:
                 self._disarm()  # nobody interrupted: listen() arms afresh with its own timeouts

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,7 +14,7 @@ import pytest
 from ivr_server.media.clock import MediaClock
 from ivr_server.media.formats import ULAW
 from ivr_server.media.g711 import Pcm, ulaw_decode, ulaw_encode
-from ivr_server.media.sender import RtpSender
+from ivr_server.media.sender import Playback, RtpSender
 from ivr_server.observability.metrics import Metrics
 from ivr_server.speech.tts.engines import load_tts_engine
 from ivr_server.speech.tts.synthesizer import Synthesizer
@@ -91,6 +91,41 @@ async def test_real_speech_over_a_prompt_stops_it(call: Call) -> None:
     heard = await asyncio.wait_for(call.voice.listen(), 15)
     assert heard.outcome == "unavailable"  # no recognizer in this harness: the flow goes to the keypad
     await feeding
+
+
+async def test_a_caller_who_starts_as_the_prompts_last_frame_goes_out_does_not_silence_the_line(
+    call: Call,
+) -> None:
+    """The caller's first syllable arrives in the tick that sent the prompt's last frame, before
+    say() has returned: the quick onset pauses the player with nothing left of the prompt. The
+    next prompt must still play (bench-ab: a goodbye never sent, 13 s of dead air)."""
+    speech = piper("No thanks, that's all.", 8000)
+    onset = int(np.argmax(np.abs(speech) > 2000))
+    syllable = [speech[onset + i * 160 : onset + (i + 1) * 160] for i in range(10)]
+    play = call.sender.play
+    spoke: list[bool] = []
+
+    def play_then_speak(pcm: Pcm, on_start: Callable[[float], None] | None = None) -> Playback:
+        playback = play(pcm, on_start)
+
+        def speak(_: object) -> None:  # runs before say()'s own wake-up: registered first
+            if not call.sender.playing and not spoke:  # the prompt's last piece is out
+                spoke.append(True)
+                for frame in syllable:
+                    call.voice.on_audio(frame)
+
+        playback.done.add_done_callback(speak)
+        return playback
+
+    line = asyncio.create_task(caller(call.voice, np.zeros(0, np.int16), 0.0, 15.0))  # the line's silence
+    call.sender.play = play_then_speak  # type: ignore[method-assign]
+    first = await asyncio.wait_for(call.voice.say("One moment please.", min_speech_ms=800), 30)
+    call.sender.play = play  # type: ignore[method-assign]
+    assert first.outcome == "completed" and spoke, first
+    second = await asyncio.wait_for(call.voice.say("Goodbye."), 10)
+    line.cancel()
+    assert second.outcome == "completed" and second.played_ms > 0, second
+    assert not call.sender.paused
 
 
 async def test_a_prompt_synthesized_while_it_plays_reaches_the_line_without_a_gap() -> None:
