@@ -25,7 +25,7 @@ from ivr_server.dialog.repair import YES_NO, Repairs
 from ivr_server.dialog.repair_words import example_list, humanized, key_list
 from ivr_server.dialog.returning import Returning, TaskMemory
 from ivr_server.dialog.session import CallerInput, DecisionRecord, Ended, Goto, IntentModel, Port, Session
-from ivr_server.dialog.slots.parsers import Parsed, entities, grammar_guess, parse, parse_heard
+from ivr_server.dialog.slots.parsers import Parsed, entities, grammar_guess, parse_heard
 from ivr_server.dialog.spec.model import Action, Flow, Intent, Slot, State, Tool, Transition
 from ivr_server.errors import LanguageUnavailable, ToolError, ToolRefused
 from ivr_server.observability.tracing import span
@@ -493,13 +493,11 @@ class Engine(Repairs, Returning):
         (the grammar makes digits of anything, and the caller must get to say no to a guess),
         and words about as many as the digits asked for: more are a sentence, not the answer
         ("didn't catch that can you repeat it")."""
-        if not grammar_guess(slot, heard.said, heard.grammar_said):
-            return got
-        fallback = parse(slot, heard.grammar_said, "", self.today)
-        if fallback.value is None:
+        value = grammar_guess(slot, heard.said, heard.grammar_said, self.today)
+        if value is None:
             return got
         log.info("flow.grammar_heard", flow=self.flow.name, state=state.name, slot=slot.name)
-        return fallback
+        return Parsed(value)
 
     async def _confirmed(self, state: State, name: str, value: str) -> str | None:
         """The value the caller confirms: ``value`` on a yes, the new one in a correction ("no,

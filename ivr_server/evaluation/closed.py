@@ -128,7 +128,7 @@ def outcome(
     loose = loosely_asked_repair(heard, LANGUAGE, flow.repair.phrases, ASKED)
     if loose:
         return f"repair:{loose}"
-    value = parse(slot, grammar_heard).value if grammar_guess(slot, heard, grammar_heard) else None
+    value = grammar_guess(slot, heard, grammar_heard)
     return f"digits:{value}" if value is not None else "none"
 
 

@@ -102,17 +102,14 @@ def parse_heard(
     return Parsed(values.pop()) if len(values) == 1 else best
 
 
-def grammar_guess(slot: Slot, said: str, grammar_said: str) -> bool:
-    """Whether a digit question's grammar's answer may stand in for words heard beside it that
-    meant nothing there (engine._grammar_heard): the slot is read back before use, and the
-    words are no more than one per digit asked for, give or take one (a digit string misheard
-    as words, not a sentence)."""
-    return (
-        bool(grammar_said)
-        and slot.sensitive
-        and slot.length is not None
-        and (len(said.split()) <= slot.length + 1)
-    )
+def grammar_guess(slot: Slot, said: str, grammar_said: str, today: dt.date | None = None) -> str | None:
+    """A digit question's grammar's answer standing in for words heard beside it that meant
+    nothing there (engine._grammar_heard), or None: only for a slot read back before use, and
+    words no more than one per digit asked for, give or take one (a digit string misheard as
+    words, not a sentence)."""
+    if not grammar_said or not slot.sensitive or slot.length is None or len(said.split()) > slot.length + 1:
+        return None
+    return parse(slot, grammar_said, "", today).value
 
 
 def _yes_no(said: str, keyed: str) -> Parsed:
