@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import shutil
@@ -153,6 +154,27 @@ def free_port(kind: int = socket.SOCK_DGRAM, even: bool = False, host: str = "12
     raise ProbeError(f"no free UDP port on {host}")
 
 
+SIPP_MEDIA_SPAN = 4  # SIPp binds audio RTP, its RTCP, video RTP and its RTCP from -mp upwards
+
+
+def free_media_ports(host: str = "127.0.0.1", avoid: int | None = None) -> int:
+    """The first of ``SIPP_MEDIA_SPAN`` free UDP ports in a row on ``host`` (even), clear of
+    ``avoid``: SIPp refuses to start when its video port is taken, even by its own SIP port."""
+    for _ in range(100):
+        first = free_port(even=True, host=host)
+        block = range(first, first + SIPP_MEDIA_SPAN)
+        if avoid in block or block[-1] >= 65536:
+            continue
+        with contextlib.ExitStack() as held:
+            try:
+                for port in block:
+                    held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM)).bind((host, port))
+            except OSError:
+                continue
+        return first
+    raise ProbeError(f"no {SIPP_MEDIA_SPAN} free UDP ports in a row on {host}")
+
+
 @dataclass
 class SippCall:
     """One SIPp run; ``media_port`` is where the caller receives Asterisk's RTP."""
@@ -169,7 +191,7 @@ class SippCall:
 
     def __post_init__(self) -> None:
         self.sip_port = free_port(host=self.local_ip)
-        self.media_port = free_port(even=True, host=self.local_ip)
+        self.media_port = free_media_ports(self.local_ip, avoid=self.sip_port)
         self.scenario_path = self.workdir / f"caller-{self.sip_port}.xml"
         self.scenario_path.write_text(self.scenario_xml)
         self.error_file = self.workdir / f"sipp-{self.sip_port}-errors.log"

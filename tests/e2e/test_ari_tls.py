@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import fresh_database, running_server, sandbox, server_settings, settle
 from tests.e2e.test_call import stored_call
-from tests.e2e.test_cli_run import migrate, start
+from tests.support.server_process import migrate, start
 from tests.support.sipp import Keys, Pause, SippCall, scenario
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("asterisk")]

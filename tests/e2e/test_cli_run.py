@@ -4,54 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, TEST_ASR_RESOURCES, fresh_database
+from tests.conftest import REPO, fresh_database
+from tests.support.server_process import migrate, read_until, start
 from tests.support.sipp import Keys, SippCall, scenario
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("asterisk")]
-
-
-async def start(env: dict[str, str]) -> asyncio.subprocess.Process:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("IVR_")}
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "ivr_server",
-        "run",
-        env={**clean, "IVR_ASR_RESOURCES_DIR": str(TEST_ASR_RESOURCES), "IVR_ADMISSION": "count", **env},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-
-
-async def migrate(env: dict[str, str]) -> None:
-    upgrade = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "ivr_server",
-        "db",
-        "upgrade",
-        env={**os.environ, **env},
-        stdout=asyncio.subprocess.DEVNULL,
-    )
-    assert await upgrade.wait() == 0
-
-
-async def read_until(proc: asyncio.subprocess.Process, event: str, lines: list[dict]) -> None:
-    assert proc.stderr is not None
-    async with asyncio.timeout(20):
-        while True:
-            raw = await proc.stderr.readline()
-            assert raw, f"server exited before {event!r}: {lines[-3:]}"
-            lines.append(json.loads(raw))
-            if lines[-1]["event"] == event:
-                return
 
 
 async def test_run_serves_a_call_logs_json_and_exits_0_on_sigterm(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from ivr_server.store.audit_trail import recent, verify_store
 from ivr_server.store.database import create_engine
 from ivr_server.store.queries import list_calls
 from tests.conftest import fresh_database, sandbox
-from tests.e2e.test_cli_run import migrate, read_until, start
+from tests.support.server_process import migrate, read_until, start
 from tests.support.sipp import Keys, Pause, SippCall, scenario
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("asterisk")]

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import fresh_database
-from tests.e2e.test_cli_run import migrate, start
+from tests.support.server_process import migrate, start
 from tests.support.sipp import Pause, SippCall, scenario
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("asterisk")]

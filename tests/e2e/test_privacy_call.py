@@ -24,7 +24,7 @@ from ivr_server.store.audit_trail import recent, verify_store
 from ivr_server.store.database import create_engine
 from tests.conftest import REPO, fresh_database
 from tests.e2e.test_banking_call import ScreenPop, prompt_ms, spoken
-from tests.e2e.test_cli_run import migrate, read_until, start
+from tests.support.server_process import migrate, read_until, start
 from tests.support.sipp import Keys, Pause, SippAgent, SippCall, agent_scenario, scenario
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("asterisk")]

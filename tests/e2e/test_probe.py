@@ -16,7 +16,7 @@ import pytest
 from ivr_server.ops.capture import Datagram
 from ivr_server.ops.probe_report import ProbeResult, Timeline, prometheus_text, timeline
 from tests.conftest import REPO, fresh_database
-from tests.e2e.test_cli_run import migrate, read_until, start
+from tests.support.server_process import migrate, read_until, start
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("asterisk")]
 

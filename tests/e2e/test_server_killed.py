@@ -35,11 +35,11 @@ from tests.conftest import (
     settle,
 )
 from tests.e2e.test_banking_call import prompt_ms
-from tests.e2e.test_cli_run import read_until, start
 from tests.e2e.test_voice_call import audio_of
 from tests.e2e.test_warm_transfer import AGENT_WORDS
 from tests.support.audio import piper_to_ulaw_wav
 from tests.support.capture import Datagram, LoopbackCapture
+from tests.support.server_process import read_until, start
 from tests.support.sipp import Keys, Pause, SippAgent, SippCall, agent_scenario, scenario
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("asterisk")]

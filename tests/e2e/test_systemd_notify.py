@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, fresh_database
-from tests.e2e.test_cli_run import migrate, read_until, start
+from tests.support.server_process import migrate, read_until, start
 from tests.support.tasks import alongside
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("asterisk")]

@@ -19,6 +19,7 @@ from ivr_server.ops.sipp import (
     SippCall,
     Speak,
     Step,
+    free_media_ports,
     free_port,
     scenario,
 )
@@ -106,7 +107,7 @@ class SippAgent:
     timeout_s: float = 120.0
 
     def __post_init__(self) -> None:
-        self.media_port = free_port(even=True)
+        self.media_port = free_media_ports(avoid=AGENT_PORT)
         self.scenario_path = self.workdir / "agent.xml"
         self.scenario_path.write_text(self.scenario_xml)
         self.error_file = self.workdir / "sipp-agent-errors.log"
