@@ -3,6 +3,7 @@ PocketSphinx decodes; compiled resources are cached by content hash and bad inpu
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from ivr_server.speech.adapt.corpus import open_sentences
 from ivr_server.speech.adapt.estimate import estimate
 from ivr_server.speech.adapt.lexicon import Lexicon, pronounce
 from ivr_server.speech.adapt.words import ONES
-from ivr_server.speech.asr.base import DIGIT_WORDS, AsrResult, feed_all
+from ivr_server.speech.asr.base import DIGIT_WORDS, AsrResult, LanguageModel, feed_all
 from ivr_server.speech.asr.pocketsphinx_engine import PocketSphinxEngine
 from ivr_server.tools.client import ToolClient
 
@@ -218,6 +219,32 @@ def test_a_digit_question_hears_a_repair_or_another_request_as_words(
     assert parse(last4, digits.text).value == "9308", digits.text
     assert "+digits-8k-" in digits.model  # the grammar's answer, checked by the digit model
     assert digits.grammar is None
+
+
+def test_digits_misheard_inside_a_request_are_heard_again_with_the_grammar(
+    compiler: Compiler, engine: PocketSphinxEngine, renderer: Renderer
+) -> None:
+    """The open model carries the flow's digit grammars: where its words show a digit string
+    said and misheard, that stretch of the audio is heard again with the grammar of the slot's
+    length, and its digits replace the words there; a request without digits is left as heard."""
+    open_model = compiler.compile(load_flow(BANKING)).model(None)
+    assert open_model is not None and {m.name for m in open_model.digit_spans} >= {"banking/digits4"}
+    plain = dataclasses.replace(open_model, digit_spans=())
+
+    def heard(text: str, model: LanguageModel) -> AsrResult:
+        pcm, rate = renderer.render(Voice.parse("piper"), text)
+        padded = np.concatenate([np.zeros(rate // 4, np.int16), pcm, np.zeros(rate * 3 // 10, np.int16)])
+        recognizer = engine.recognizer(8000, None, model)
+        feed_all(recognizer, telephone(padded, rate, Line(snr_db=30.0, seed=3)), 8000)
+        return recognizer.finish()
+
+    result = heard("please freeze card ending eight three three one", open_model)
+    assert entities([Slot("last4", "digits", length=4)], result.text).get("last4") == "8331", result.text
+    assert "card ending" in result.text and result.alternatives[0].text == result.text
+    starts = [w.start_s for w in result.words]
+    assert starts == sorted(starts) and len(result.words) == len(result.text.split())
+    request = "how much money do I have in my account"
+    assert heard(request, open_model).text == heard(request, plain).text
 
 
 def test_a_confirmation_hears_a_correction_that_carries_the_new_digits(

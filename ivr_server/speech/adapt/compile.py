@@ -290,10 +290,13 @@ def _models(
     """The manifest's entries as the recognizer takes them; a grammar's ``words`` names the
     model heard beside it."""
     models = {kind: _model(flow, version, directory, kind, m) for kind, m in entries.items()}
+    grammars = tuple(m for m in models.values() if m.grammar is not None)
     for kind, entry in entries.items():
         beside = models.get(str(entry.get("words") or ""))
         if beside is not None:
             models[kind] = dataclasses.replace(models[kind], words=beside)
+    if corpus.OPEN in models and grammars:
+        models[corpus.OPEN] = dataclasses.replace(models[corpus.OPEN], digit_spans=grammars)
     return models
 
 

@@ -54,6 +54,9 @@ class LanguageModel:
     # What else callers say at a grammar's question ("cancel that", "what's my balance first?"):
     # an n-gram model heard beside the grammar, whose words win when they are not the answer.
     words: LanguageModel | None = None
+    # An open model's digit grammars, one per length the flow's slots take: a digit string said
+    # inside a request is heard again with the one of its length (digit_span.py).
+    digit_spans: tuple[LanguageModel, ...] = ()
 
 
 @dataclass(frozen=True)

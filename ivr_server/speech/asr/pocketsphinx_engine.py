@@ -26,6 +26,7 @@ model as shipped. The model id of a result says which (``+telephone-en-us@<versi
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import threading
@@ -53,6 +54,7 @@ from ivr_server.speech.asr.base import (
 )
 from ivr_server.speech.asr.cmn import TELEPHONE_CMN
 from ivr_server.speech.asr.digit_model import DigitClassifier
+from ivr_server.speech.asr.digit_span import DigitSpanRecognizer
 from ivr_server.speech.asr.digits import DigitsRecognizer
 from ivr_server.speech.asr.model_input import MODEL_RATE, ModelInput
 
@@ -156,6 +158,13 @@ class PocketSphinxEngine:
                 raise
             least, most = bounds if bounds else (1, 1)
             return AsideRecognizer(recognizer, aside, least, most)
+        if key[0] is None and grammar is not None and (spans := _span_grammars(grammar)):
+            return DigitSpanRecognizer(
+                recognizer,
+                lambda n: self.recognizer(sample_rate, DIGIT_WORDS, spans[n]),
+                sample_rate,
+                sorted(spans),
+            )
         return recognizer
 
     def warm(self, streams: int, models: Sequence[LanguageModel | None] = (None,)) -> None:
@@ -317,6 +326,17 @@ class PocketSphinxRecognizer:
         return AsrResult(
             text, True, self._engine.name, self.model, confidence, words, alternatives, self._resources
         )
+
+
+def _span_grammars(model: LanguageModel) -> dict[int, LanguageModel]:
+    """An open model's digit grammars by the one length each holds (no aside model beside: the
+    stretch cut out is digits)."""
+    out = {}
+    for grammar in model.digit_spans:
+        bounds = digit_range(grammar.name.rsplit("/", 1)[-1])
+        if bounds is not None and bounds[0] == bounds[1]:
+            out[bounds[0]] = dataclasses.replace(grammar, words=None)
+    return out
 
 
 def _nbest(decoder: Any, best: str) -> tuple[Alternative, ...]:
