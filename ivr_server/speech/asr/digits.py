@@ -107,9 +107,11 @@ class DigitsRecognizer:
         settings: IslandSettings = IslandSettings(),
         *,
         aligned: bool = False,
+        least: int = 1,
     ) -> None:
         self._inner = inner
         self._aligned = aligned
+        self._least = least  # digits the grammar holds at least (aligned)
         self._classifier = classifier
         self._rate = sample_rate
         self._settings = settings
@@ -130,10 +132,11 @@ class DigitsRecognizer:
         said = [w for w in spoken.words if w.word in DIGIT_WORDS]
         if self._aligned and found and not said:  # the grammar found no path: not digits
             words: list[WordTiming] = []
-        elif self._aligned and found:
+        elif self._aligned and found and len(said) >= self._least:
             guesses = self._each_word(pcm, said, 0, len(pcm))
             words = [self._sure(w, g) or w for w, g in zip(said, guesses, strict=True)]
-        else:
+        else:  # no length, or the search ended short of it ("six five one" of "six five one
+            # six": a weak edge digit lost); the islands find each digit
             words = self._islands(pcm, levels, found, spoken.words)
         confidences = [w.confidence for w in words if w.confidence is not None]
         return AsrResult(

@@ -147,7 +147,15 @@ class PocketSphinxEngine:
         if key[0] == DIGIT_WORDS and (classifier := self._digit_classifier()) is not None:
             model_id = f"{plain.model}+{classifier.model_id}"
             aligned = key[2] is not None  # held to a length: the classifier checks each digit
-            recognizer = DigitsRecognizer(recognizer, classifier, sample_rate, model_id, aligned=aligned)
+            bounds = digit_range(key[2].name.rsplit("/", 1)[-1]) if key[2] is not None else None
+            recognizer = DigitsRecognizer(
+                recognizer,
+                classifier,
+                sample_rate,
+                model_id,
+                aligned=aligned,
+                least=bounds[0] if bounds else 1,
+            )
         grammar = key[2]
         if grammar is not None and grammar.words is not None:
             bounds = digit_range(grammar.name.rsplit("/", 1)[-1])
