@@ -144,7 +144,13 @@ def markdown(data: dict[str, Any]) -> str:
         "# Agent versus phone tree, measured with real calls",
         "",
         f"Regenerate: `{meta['command']}` (sandbox Asterisk running; about {meta['minutes']} minutes).",
-        f"Run {meta['date']} at commit {meta['commit']}, {meta['machine']}; ASR: {meta['asr']}.",
+        f"Run {meta['date']} at commit {meta['commit']}, {meta['machine']}; ASR: {meta['asr']}."
+        + (
+            f" The phone tree's calls (keyed: no speech recognized) taken from a run at commit "
+            f"{', '.join(meta['tree_commits'])} (`--tree-from`)."
+            if meta.get("tree_commits")
+            else ""
+        ),
         "",
         "## Method",
         "",
