@@ -23,6 +23,9 @@ from ivr_server.speech.asr.digit_span import Stretch, digit_stretch
         # one digit word is not a digit string ("one" in "card one ending" neither)
         ("i have one card", (4,), None),
         ("my card one ending to the", (4,), None),
+        # "oh" is also just "oh": "about a charge" heard as "about it charge oh one"
+        ("i'd like to speak to someone about it charge oh one of the speak", (4, 8), None),
+        ("i lost my card and nine three oh always", (4,), Stretch(5, 8, 4)),
         # no digit slot in the flow, or no words
         ("four five eight", (), None),
         ("", (4,), None),

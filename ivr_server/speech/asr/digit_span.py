@@ -51,8 +51,8 @@ def digit_stretch(words: Sequence[str], lengths: Sequence[int]) -> Stretch | Non
         else:
             clusters.append([i])
     best = max(clusters, key=lambda c: sum(words[i] in DIGIT_WORDS for i in c))
-    if sum(words[i] in DIGIT_WORDS for i in best) < 2:
-        return None
+    if sum(words[i] in DIGIT_WORDS and words[i] != "oh" for i in best) < 2:
+        return None  # "oh" is also just "oh" ("about a charge" heard "about it charge oh one")
     first, last = best[0], best[-1]
     if _longest_run(words[first : last + 1]) in lengths:
         return None
