@@ -29,6 +29,9 @@ HOMOPHONES = frozenset({"for", "fore", "or", "won", "ate", "to", "too"})
 MAX_GAP = 1  # other words between two digit-like words of one cluster
 MAX_WIDEN = 2  # words added on each side to reach the length
 MARGIN_S = 0.05  # audio kept beyond the first and last word's edges
+# Audio kept to hear again: a request longer than this (the turn's own limit is shorter) is
+# heard once, as the n-gram heard it. Bounds a call's memory at 16 KB/s of 8 kHz audio.
+MAX_AUDIO_S = 30.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,10 +88,14 @@ class DigitSpanRecognizer:
         self._rate = rate
         self._lengths = tuple(lengths)
         self._audio: list[Pcm] = []
+        self._samples = 0
+        self._max_samples = int(MAX_AUDIO_S * rate)
         self.model = getattr(open_, "model", "")
 
     def feed(self, pcm: Pcm) -> AsrResult | None:
-        self._audio.append(pcm)
+        if self._samples < self._max_samples:  # a copy: the caller may reuse its buffer
+            self._audio.append(np.array(pcm, dtype=np.int16, copy=True))
+            self._samples += len(pcm)
         return self._open.feed(pcm)
 
     def finish(self) -> AsrResult:
@@ -100,6 +107,9 @@ class DigitSpanRecognizer:
         start = max(0.0, result.words[stretch.first].start_s - MARGIN_S)
         end = result.words[stretch.last].end_s + MARGIN_S
         audio = np.concatenate(self._audio) if self._audio else np.zeros(0, np.int16)
+        self._audio = []
+        if self._samples >= self._max_samples and int(end * self._rate) > len(audio):
+            return result  # past the audio kept
         cut = audio[int(start * self._rate) : int(end * self._rate)]
         recognizer = self._grammar(stretch.length)
         recognizer.feed(cut)

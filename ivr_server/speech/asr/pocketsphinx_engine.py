@@ -26,7 +26,7 @@ model as shipped. The model id of a result says which (``+telephone-en-us@<versi
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import math
 import re
 import threading
@@ -144,10 +144,11 @@ class PocketSphinxEngine:
             raise
         plain = PocketSphinxRecognizer(self, decoder, key, sample_rate)
         recognizer: Recognizer = plain
+        grammar = key[2]
+        bounds = digit_range(grammar.name.rsplit("/", 1)[-1]) if grammar is not None else None
         if key[0] == DIGIT_WORDS and (classifier := self._digit_classifier()) is not None:
             model_id = f"{plain.model}+{classifier.model_id}"
-            aligned = key[2] is not None  # held to a length: the classifier checks each digit
-            bounds = digit_range(key[2].name.rsplit("/", 1)[-1]) if key[2] is not None else None
+            aligned = grammar is not None  # held to a length: the classifier checks each digit
             recognizer = DigitsRecognizer(
                 recognizer,
                 classifier,
@@ -156,9 +157,7 @@ class PocketSphinxEngine:
                 aligned=aligned,
                 least=bounds[0] if bounds else 1,
             )
-        grammar = key[2]
         if grammar is not None and grammar.words is not None:
-            bounds = digit_range(grammar.name.rsplit("/", 1)[-1])
             try:
                 aside = self.recognizer(sample_rate, None, grammar.words)
             except BaseException:
@@ -336,14 +335,15 @@ class PocketSphinxRecognizer:
         )
 
 
+@functools.lru_cache(maxsize=64)  # once per flow version, not once per call
 def _span_grammars(model: LanguageModel) -> dict[int, LanguageModel]:
-    """An open model's digit grammars by the one length each holds (no aside model beside: the
-    stretch cut out is digits)."""
+    """An open model's digit grammars by the one length each holds (compiled without their
+    aside model: the stretch cut out is digits)."""
     out = {}
     for grammar in model.digit_spans:
         bounds = digit_range(grammar.name.rsplit("/", 1)[-1])
         if bounds is not None and bounds[0] == bounds[1]:
-            out[bounds[0]] = dataclasses.replace(grammar, words=None)
+            out[bounds[0]] = grammar
     return out
 
 
