@@ -170,6 +170,24 @@ SENTENCES: dict[str, tuple[tuple[str, str, str], ...]] = {
     ),
 }
 
+# Digits read out one by one with a pause after each ("two, four, six, eight"), as off a card or
+# a statement. Added after the rows above (their own draws, after every other item), so that
+# the items before keep their digits and voices.
+PAUSED: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "last4": (
+        ("{digits,}", "answer", "digits"),
+        ("{digits,}", "answer", "digits"),
+        ("okay {digits,}", "answer", "digits"),
+        ("it's {digits,}", "answer", "digits"),
+    ),
+    "account": (
+        ("{digits,}", "answer", "digits"),
+        ("{digits,}", "answer", "digits"),
+        ("um {digits,}", "answer", "digits"),
+        ("the number is {digits,}", "answer", "digits"),
+    ),
+}
+
 Log = Callable[[str], None]
 
 
@@ -181,6 +199,10 @@ def items(seed: int = SEED) -> list[ClosedItem]:
     for question in QUESTIONS:
         length = flow.slots[question.slot].length or 4
         out += closed.closed_items(SENTENCES[question.name], question, length, rng)
+    paused = random.Random(seed + 1)
+    for question in QUESTIONS:
+        length = flow.slots[question.slot].length or 4
+        out += closed.closed_items(PAUSED.get(question.name, ()), question, length, paused)
     return out
 
 
@@ -270,12 +292,13 @@ def markdown(data: dict[str, Any], command: str, before: dict[str, Any] | None =
                     f"| {half} | {question} | {category} | {c['recordings']} | {pct(c['right'])} | "
                     f"{earlier(half, 'questions', question, category, 'right')} | {pct(c['text'])} |"
                 )
-                if (alone := c.get("alone")) is not None:
-                    was = earlier(half, "questions", question, category, "alone", "right")
-                    out.append(
-                        f"| {half} | {question} | {category}: digits alone | {alone['recordings']} | "
-                        f"{pct(alone['right'])} | {was} | |"
-                    )
+                for part, label in (("alone", "digits alone"), ("paused", "read out digit by digit")):
+                    if (sub := c.get(part)) is not None:
+                        was = earlier(half, "questions", question, category, part, "right")
+                        out.append(
+                            f"| {half} | {question} | {category}: {label} | {sub['recordings']} | "
+                            f"{pct(sub['right'])} | {was} | |"
+                        )
         for name, label in (("answers", "all answers"), ("others", "all but answers")):
             out.append(f"| {half} | | {label} | | {pct(h[name])} | {earlier(half, name)} | |")
     if failed := sum(h.get("failed", 0) for h in data["halves"].values()):

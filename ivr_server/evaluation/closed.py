@@ -43,6 +43,7 @@ CATEGORIES = ("answer", "repair", "digression", "correction")
 MAX_MISTAKES = 20  # per question and category
 FAILED = "failed"  # the engine of a recognition that raised
 _DIGITS = "{digits}"
+_PAUSED = "{digits,}"  # read out one by one, a pause after each ("two, four, six, eight")
 _DIGIT_WORDS = frozenset((*ONES[:10], "oh"))
 
 
@@ -73,14 +74,16 @@ def closed_items(
     rows: Sequence[tuple[str, str, str]], question: Question, length: int, rng: random.Random
 ) -> list[ClosedItem]:
     """Each ``(template, category, meant)``: a ``{digits}`` template gets random digits of
-    ``length`` and means ``meant:<digits>`` ("digits", "correction"); the others mean ``meant``."""
+    ``length`` (``{digits,}``: read out with a pause after each) and means ``meant:<digits>``
+    ("digits", "correction"); the others mean ``meant``."""
     out = []
     for template, category, meant in rows:
         if category not in CATEGORIES:
             raise ValueError(f"unknown category {category!r}: {template!r}")
-        if _DIGITS in template:
+        if _DIGITS in template or _PAUSED in template:
             digits, words = said_digits(rng, length)
-            out.append(ClosedItem(template.replace(_DIGITS, words), question, category, f"{meant}:{digits}"))
+            text = template.replace(_DIGITS, words).replace(_PAUSED, words.replace(" ", ", "))
+            out.append(ClosedItem(text, question, category, f"{meant}:{digits}"))
         else:
             out.append(ClosedItem(template, question, category, meant))
     return out
@@ -88,7 +91,7 @@ def closed_items(
 
 def digits_alone(text: str) -> bool:
     """Whether ``text`` is digit words and nothing else: what a digit grammar is made for."""
-    words = text.split()
+    words = text.replace(",", " ").split()
     return bool(words) and all(w in _DIGIT_WORDS for w in words)
 
 
@@ -221,6 +224,7 @@ def score(
             "said": item.text, "heard": result.model if result.engine == FAILED else result.text,
             "got": got, "ok": right(item, got), "text_ok": on_text[index], "failed": result.engine == FAILED,
             "alone": item.category == "answer" and digits_alone(item.text),
+            "paused": item.category == "answer" and "," in item.text,
         })  # fmt: skip
     if not rows:
         raise AsrError("nothing to score")
@@ -253,6 +257,8 @@ def _cell(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
     if alone := [r["ok"] for r in rows if r["alone"]]:  # apart: the answers the grammar is made for
         out["alone"] = {"recordings": len(alone), "right": _share(alone)}
+    if paused := [r["ok"] for r in rows if r.get("paused")]:  # read out digit by digit
+        out["paused"] = {"recordings": len(paused), "right": _share(paused)}
     return out
 
 

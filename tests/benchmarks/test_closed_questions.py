@@ -231,3 +231,17 @@ def test_the_page_shows_a_run_beside_an_earlier_one() -> None:
     assert "Before: commit old" in page
     assert "| test | last4 | answer: digits alone | 6 | 100.0% | 100.0% | |" in page
     assert "| test | last4 | digression | 12 | 25.0% |  | 100.0% |" in closed_questions.markdown(data, "x")
+
+
+def test_digits_read_out_one_by_one_are_scored_apart() -> None:
+    """``{digits,}``: the digits with a pause after each, digits alone all the same; their share
+    is shown apart, and they come after every other item so that those keep their draws."""
+    items = closed.closed_items((("{digits,}", "answer", "digits"),), LAST4, 4, random.Random(3))
+    digits = items[0].expected.split(":")[1]
+    assert items[0].text.count(", ") == 3 and closed.digits_alone(items[0].text)
+    assert "".join(digit_runs(items[0].text)) == digits
+    scored = closed.score(items, [_heard(items[0].text.replace(",", ""), 0)], FLOW, NoModel())  # type: ignore[arg-type]
+    assert scored["questions"]["last4"]["answer"]["paused"] == {"recordings": 1, "right": 1.0}
+    every = closed_questions.items()
+    paused = [i for i in every if "," in i.text]
+    assert paused and every[-len(paused) :] == paused

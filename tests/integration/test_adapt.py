@@ -208,6 +208,23 @@ def test_digits_the_grammar_stops_short_of_are_found_by_the_islands(
     assert parse(Slot("last4", "digits", length=4), result.text).value == "6516", result.text
 
 
+def test_an_account_read_out_with_pauses_is_the_grammars_not_the_aside_words(
+    compiler: Compiler, engine: PocketSphinxEngine, renderer: Renderer
+) -> None:
+    """Piper reading "two, four, six, eight, one, three, five, seven" as bench-ab's caller does:
+    the aside model hears "is are have a one three that's seven", more words than digits, which
+    took the account question's turn from the grammar's right eight digits. Three of its digits
+    are the grammar's over the same audio: the words are the answer misheard, and the grammar's
+    digits stand."""
+    phrases, model = listening_for(compiler.compile(load_flow(BANKING)), "digits8")
+    pcm, rate = renderer.render(Voice.parse("piper"), "two, four, six, eight, one, three, five, seven")
+    padded = np.concatenate([np.zeros(rate // 4, np.int16), pcm, np.zeros(rate * 8 // 10, np.int16)])
+    recognizer = engine.recognizer(8000, phrases, model)
+    feed_all(recognizer, telephone(padded, rate, Line(snr_db=30.0, seed=1)), 8000)
+    result = recognizer.finish()
+    assert parse(Slot("account", "digits", length=8), result.text).value == "24681357", result.text
+
+
 def test_a_digit_question_hears_a_repair_or_another_request_as_words(
     compiler: Compiler, engine: PocketSphinxEngine, renderer: Renderer
 ) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ivr_server.speech.asr.aside import says_other, wrapped_answer
+from ivr_server.speech.asr.aside import same_digits, says_other, wrapped_answer
+from ivr_server.speech.asr.base import WordTiming
 
 
 @pytest.mark.parametrize(
@@ -52,3 +53,28 @@ def test_words_other_than_the_answer(heard: str, least: int, other: bool) -> Non
 )
 def test_an_answer_in_other_words(heard: str, least: int, most: int, wrapped: bool) -> None:
     assert wrapped_answer(heard.split(), least, most) is wrapped
+
+
+def _timed(text: str, step_s: float = 0.5, start_s: float = 0.0) -> list[WordTiming]:
+    """Words one after another, ``step_s`` each."""
+    return [
+        WordTiming(w, start_s + i * step_s, start_s + (i + 1) * step_s) for i, w in enumerate(text.split())
+    ]
+
+
+def test_aside_words_that_are_the_grammars_digits_misheard() -> None:
+    """Three of the aside's digit words are the grammar's own digits over the same audio: the
+    other words are digits misheard (bench-ab's account read out with pauses), not a request."""
+    grammar = _timed("two four six eight one three five seven")
+    assert same_digits(_timed("is are have a one three that's seven"), grammar)
+    # word edges differ between the two searches: a digit over part of the same audio still counts
+    assert same_digits(_timed("is are have a one three that's seven", start_s=0.2), grammar)
+    # two shared digits are not enough
+    assert not same_digits(_timed("is are have a one three that's eleven"), grammar)
+    # the same digits at other moments: the caller said something else around them
+    assert not same_digits(_timed("one three seven what's my balance", step_s=0.3), grammar)
+    # more words than the answer has digits, and one: a sentence
+    assert not same_digits(
+        _timed("one three five seven is my account number please"), _timed("one three five seven")
+    )
+    assert not same_digits(_timed("one three five"), [])
