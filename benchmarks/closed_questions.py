@@ -249,6 +249,18 @@ def run(
     }
 
 
+def _without_paused(before: dict[str, Any] | None, data: dict[str, Any]) -> bool:
+    """Whether ``before`` is a run from before the digits read out one by one, and ``data`` has them."""
+
+    def has(run: dict[str, Any] | None) -> bool:
+        halves = (run or {}).get("halves", {}).values()
+        return any(
+            "paused" in cell for h in halves for cells in h["questions"].values() for cell in cells.values()
+        )
+
+    return before is not None and has(data) and not has(before)
+
+
 def markdown(data: dict[str, Any], command: str, before: dict[str, Any] | None = None) -> str:
     """The page for one run; ``before``, an earlier run's shares in a column beside."""
 
@@ -276,11 +288,16 @@ def markdown(data: dict[str, Any], command: str, before: dict[str, Any] | None =
         "then asks \"You want balance, right?\"). At the account question it measures what is "
         "heard and understood only: the engine never takes a detour on a secure slot's answer "
         "(its words may hold the secret), so there a caller is asked again. Answers: \"digits "
-        "alone\" is what a digit grammar is made for; the others have words around the digits.",
+        "alone\" is what a digit grammar is made for; the others have words around the digits; "
+        "\"read out digit by digit\" has a pause after each digit (counted in the answers, and "
+        "among the digits alone when no other word is said).",
         "",
     ]  # fmt: skip
     if before:
         out += [f"Before: commit {before['commit']}, compiler {before['compiler']}.", ""]
+        if _without_paused(before, data):
+            out += ["Answers marked † before: a run without the digits read out one by one (their "
+                    "items were added after it; the other items are the same).", ""]  # fmt: skip
     out += [
         "| half | question | category | recordings | right | before | on the text |",
         "|---|---|---|---:|---:|---:|---:|",
@@ -288,19 +305,24 @@ def markdown(data: dict[str, Any], command: str, before: dict[str, Any] | None =
     for half, h in data["halves"].items():
         for question, cells in h["questions"].items():
             for category, c in cells.items():
+                mark = " †" if "paused" in c and _without_paused(before, data) else ""
+                was = earlier(half, "questions", question, category, "right")
                 out.append(
                     f"| {half} | {question} | {category} | {c['recordings']} | {pct(c['right'])} | "
-                    f"{earlier(half, 'questions', question, category, 'right')} | {pct(c['text'])} |"
+                    f"{was}{mark if was else ''} | {pct(c['text'])} |"
                 )
                 for part, label in (("alone", "digits alone"), ("paused", "read out digit by digit")):
                     if (sub := c.get(part)) is not None:
                         was = earlier(half, "questions", question, category, part, "right")
+                        was += mark if was and part == "alone" else ""
                         out.append(
                             f"| {half} | {question} | {category}: {label} | {sub['recordings']} | "
                             f"{pct(sub['right'])} | {was} | |"
                         )
         for name, label in (("answers", "all answers"), ("others", "all but answers")):
-            out.append(f"| {half} | | {label} | | {pct(h[name])} | {earlier(half, name)} | |")
+            was = earlier(half, name)
+            was += " †" if was and name == "answers" and _without_paused(before, data) else ""
+            out.append(f"| {half} | | {label} | | {pct(h[name])} | {was} | |")
     if failed := sum(h.get("failed", 0) for h in data["halves"].values()):
         out += ["", f"{failed} recognitions raised an error; counted as heard nothing, as a call does."]
     out += ["", "<details><summary>Misheard</summary>", "", "```json"]

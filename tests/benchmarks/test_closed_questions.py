@@ -231,6 +231,13 @@ def test_the_page_shows_a_run_beside_an_earlier_one() -> None:
     assert "Before: commit old" in page
     assert "| test | last4 | answer: digits alone | 6 | 100.0% | 100.0% | |" in page
     assert "| test | last4 | digression | 12 | 25.0% |  | 100.0% |" in closed_questions.markdown(data, "x")
+    # a run with the digits read out one by one beside one without them: its answers are marked
+    answer["paused"] = {"recordings": 2, "right": 0.5}
+    page = closed_questions.markdown(data, "scripts/bench-closed-questions", before)
+    assert "| test | last4 | answer: read out digit by digit | 2 | 50.0% |  | |" in page
+    assert "| test | last4 | answer: digits alone | 6 | 100.0% | 100.0% † | |" in page
+    assert "| test | | all answers | | 90.0% | 90.0% † | |" in page and "marked †" in page
+    assert "| test | last4 | digression | 12 | 25.0% | 0.0% | 100.0% |" in page
 
 
 def test_digits_read_out_one_by_one_are_scored_apart() -> None:
