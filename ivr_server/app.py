@@ -13,6 +13,7 @@ import signal
 import socket
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 from sqlalchemy import text
@@ -65,6 +66,16 @@ from ivr_server.tools.handoff import HandoffDesk
 log = structlog.get_logger(__name__)
 
 
+def server_identity(host: str, ari_url: str, app: str) -> str:
+    """This server in the store: its machine, the Asterisk it serves and its ARI application
+    ("node1/pbx1.example.com:8088/ivr-server"). Servers of two PBXs may use the same application
+    name; with host/application alone, each would take the other for itself (its open calls
+    ended at start, one heartbeat row)."""
+    parts = urlsplit(ari_url)
+    pbx = f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname or "")
+    return f"{host}/{pbx}/{app}"
+
+
 class IvrServer:
     def __init__(
         self, settings: Settings, metrics: Metrics | None = None, notifier: SystemdNotifier | None = None
@@ -72,7 +83,7 @@ class IvrServer:
         self.settings = settings
         self.notifier = notifier or SystemdNotifier()  # sd_notify; does nothing outside systemd
         self.metrics = metrics or Metrics()
-        self.server_id = f"{socket.gethostname()}/{settings.ari_app}"
+        self.server_id = server_identity(socket.gethostname(), settings.ari_url, settings.ari_app)
         self.manager: CallManager | None = None
         self.writer: StoreWriter | None = None
         self.voice: LoadedVoice | None = None

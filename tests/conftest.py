@@ -82,9 +82,13 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     await eng.dispose()
 
 
-def sandbox(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run scripts/asterisk-sandbox; with ``check``, a failure shows what the script said."""
-    result = subprocess.run([str(SANDBOX), *args], capture_output=True, text=True, check=False, timeout=600)
+def sandbox(*args: str, check: bool = True, instance: int = 0) -> subprocess.CompletedProcess[str]:
+    """Run scripts/asterisk-sandbox (``instance``: another PBX beside the first); with ``check``,
+    a failure shows what the script said."""
+    env = {**os.environ, "IVR_SANDBOX_INSTANCE": str(instance)}
+    result = subprocess.run(
+        [str(SANDBOX), *args], capture_output=True, text=True, check=False, timeout=600, env=env
+    )
     if check and result.returncode != 0:
         raise AssertionError(
             f"asterisk-sandbox {' '.join(args)} exited {result.returncode}:\n{result.stderr}"

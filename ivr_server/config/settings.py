@@ -467,9 +467,14 @@ class Settings(BaseSettings):
                 f"media_port_min ({self.media_port_min}) must not exceed "
                 f"media_port_max ({self.media_port_max})"
             )
-        scheme = urlsplit(self.ari_url).scheme
-        if scheme not in ("http", "https"):
+        ari = urlsplit(self.ari_url)
+        if ari.scheme not in ("http", "https"):
             raise ValueError(f"ari_url must start with http:// or https://, got {self.ari_url!r}")
+        if ari.path.rstrip("/").endswith("/ari"):  # it would ask for /ari/ari/...: 404 for ever
+            base = self.ari_url.rstrip("/")[: -len("/ari")]
+            raise ValueError(
+                f"ari_url is Asterisk's HTTP server without /ari: {base!r}, not {self.ari_url!r}"
+            )
         if self.bus_url and urlsplit(self.bus_url).scheme not in ("redis", "rediss", "unix"):
             raise ValueError(f"bus_url must be a redis://, rediss:// or unix:// URL, got {self.bus_url!r}")
         if self.ari_password_file is not None:

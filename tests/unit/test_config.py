@@ -59,6 +59,10 @@ def test_config_file_from_the_environment(tmp_path: Path, monkeypatch: pytest.Mo
         ),
         ({"IVR_MEDIA_FORMAT": "opus"}, "IVR_MEDIA_FORMAT: Input should be 'ulaw' or 'slin16'"),
         ({"IVR_ARI_URL": "ftp://x"}, "ari_url must start with http:// or https://"),
+        (
+            {"IVR_ARI_URL": "http://pbx2:8088/ari/"},
+            "ari_url is Asterisk's HTTP server without /ari: 'http://pbx2:8088'",
+        ),
         ({"IVR_ARI_CONNECT_TIMEOUT_S": "-1"}, "IVR_ARI_CONNECT_TIMEOUT_S: Input should be greater than 0"),
         ({"IVR_ARI_PASSWORD_FILE": "/nonexistent/pw"}, "ari_password_file /nonexistent/pw"),
     ],
