@@ -72,7 +72,8 @@ def server_identity(host: str, ari_url: str, app: str) -> str:
     name; with host/application alone, each would take the other for itself (its open calls
     ended at start, one heartbeat row)."""
     parts = urlsplit(ari_url)
-    pbx = f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname or "")
+    host_name = parts.hostname or ""
+    pbx = f"{host_name}:{parts.port}" if parts.port else host_name
     return f"{host}/{pbx}/{app}"
 
 
