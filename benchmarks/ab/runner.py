@@ -24,6 +24,7 @@ from benchmarks.ab.verify import first_useful_s, verdict
 from benchmarks.flow_comparison import EXTENSION, audio_ms, caller_steps
 from ivr_server.app import IvrServer
 from ivr_server.config import ToolService
+from ivr_server.errors import AriError
 from ivr_server.store.database import create_engine, upgrade
 from ivr_server.store.queries import call_events_of, list_calls, turns_of
 from ivr_server.tools.client import Service
@@ -122,6 +123,19 @@ async def run_batch(
     return done, None
 
 
+async def asterisk_started(server: IvrServer) -> str | None:
+    """When the sandbox Asterisk started (ARI's asterisk/info), or None if it does not answer: a
+    restart during a call (a test run that restarts it, not holding the sandbox's lock) ends the
+    call as a caller's hang-up, before the server has even noticed ARI go."""
+    assert server.manager is not None
+    try:
+        info = await server.manager.deps.rest.asterisk_info()
+    except (AriError, OSError):
+        return None
+    status = info.get("status")
+    return str(status.get("startup_time")) if isinstance(status, dict) else None
+
+
 def _ari_connects(server: IvrServer) -> float:
     return server.metrics.registry.get_sample_value("ivr_ari_connects_total") or 0.0
 
@@ -137,6 +151,7 @@ async def _place(
         while server.metrics.registry.get_sample_value("ivr_ari_connected") != 1:  # noqa: ASYNC110
             await asyncio.sleep(0.5)
     connects = _ari_connects(server)
+    booted = await asterisk_started(server)
     call = sipp_call(plan, calldir)
     before = len(await _bank_log(http, bank))
     sipp_exit = await call.run()
@@ -149,6 +164,8 @@ async def _place(
     if not newest or newest[0].id in seen or _ari_connects(server) != connects:
         said = call.errors()[-200:]
         return _interfered(plan, f"the sandbox's ARI connection was lost or taken during the call ({said!r})")
+    if booted is None or await asterisk_started(server) != booted:  # restarted after the call ended it
+        return _interfered(plan, f"Asterisk restarted during the call (started {booted})")
     record = newest[0]
     seen.add(record.id)
     events = await call_events_of(store, record.id)

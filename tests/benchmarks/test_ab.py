@@ -3,6 +3,7 @@ caller through both flows in-process, the back-end verdict, the sandbox lock, th
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import fcntl
 import json
@@ -16,12 +17,14 @@ import pytest
 from benchmarks.ab.caller import Caller, plan, prompt_kind
 from benchmarks.ab.goals import ACCOUNTS, REPAIR_KINDS, Goal, Task, goals, repairs, spoken_digits
 from benchmarks.ab.report import build, flow_summary, markdown, paired_medians, plot, targets
-from benchmarks.ab.runner import run_calls, sandbox_turn, steps_of
+from benchmarks.ab.runner import asterisk_started, run_calls, sandbox_turn, steps_of
 from benchmarks.ab.verify import first_useful_s, verdict
 from benchmarks.common import REPO
 from benchmarks.flow_comparison import MARGIN_MS, audio_ms
+from ivr_server.store.database import upgrade
 from ivr_server.tools.client import Service
 from ivr_server.tools.demo_bank import ACCOUNTS as BANK_ACCOUNTS
+from tests.conftest import running_server, sandbox, server_settings
 from tests.support.sipp import Pause
 
 
@@ -319,3 +322,18 @@ def test_committed_ab_md_is_the_report_of_ab_json() -> None:
     assert markdown(data) == (REPO / "benchmarks" / "ab.md").read_text()
     assert len({c["goal"] for c in data["calls"] if not c["repair"]}) >= 40
     assert sum(1 for c in data["calls"] if c["repair"]) >= 20
+
+
+@pytest.mark.e2e
+@pytest.mark.usefixtures("asterisk")
+async def test_a_call_the_sandboxs_restart_cut_short_is_told_by_asterisks_start_time(tmp_path: Path) -> None:
+    """A restart of the shared sandbox during a call ends it as the caller's hang-up before the
+    server notices ARI go; the runner tells such a call by Asterisk's start time, read before
+    and after it."""
+    database = f"sqlite+aiosqlite:///{tmp_path / 'ivr.sqlite3'}"
+    await asyncio.to_thread(upgrade, database, "head")
+    async with running_server(server_settings(database)) as server:
+        before = await asterisk_started(server)
+        assert before is not None and await asterisk_started(server) == before
+        await asyncio.to_thread(sandbox, "restart")
+        assert await asterisk_started(server) not in (None, before)
