@@ -274,6 +274,24 @@ def test_warm_pools_the_decoders_a_burst_of_streams_takes_with_their_profiles() 
     assert fixed.idle_decoders() == {"accurate": 0, "fast": 2, "grammar": 0}
 
 
+def test_decoders_share_one_loaded_ngram_model_and_streams_still_hear_each_alone() -> None:
+    engine = PocketSphinxEngine(search="accurate")
+    engine.warm(3)
+    assert engine.shared_ngram_models() == 1  # three decoders, the general model loaded once
+    said = [piper("read me my transaction history please", 8000), piper("what is my balance", 8000)]
+    alone = [stream(engine.recognizer(8000), pcm, 8000)[1] for pcm in said]
+    together = [engine.recognizer(8000) for _ in said]
+    for i in range(0, max(map(len, said)), 160):  # 20 ms each, in turn: the model's caches interleave
+        for rec, pcm in zip(together, said, strict=True):
+            if i < len(pcm):
+                rec.feed(pcm[i : i + 160])
+    both = [rec.finish() for rec in together]
+    assert [r.text for r in both] == [r.text for r in alone]
+    assert [r.alternatives for r in both] == [r.alternatives for r in alone]
+    assert [r.confidence for r in both] == [r.confidence for r in alone]
+    assert engine.shared_ngram_models() == 1
+
+
 def test_a_fixed_search_profile_and_a_bad_one() -> None:
     assert PocketSphinxEngine(search="fast").recognizer(16000).model.endswith("#fast")
     assert (

@@ -1,7 +1,11 @@
 """PocketSphinx with the US-English model its wheel ships: the engine that works out of the box.
 
 Decoders are expensive to build (the acoustic model is loaded per decoder), so the engine keeps
-a pool per grammar and search profile, and a recognizer borrows one for its stream. Each stream
+a pool per grammar and search profile, and a recognizer borrows one for its stream. An n-gram
+model is loaded once per process and shared by every decoder that searches with it (a decoder
+keeps only its own search tree): a warm decoder of a flow's model costs about 5.4 MB, not 7.5 MB,
+and one of the general model 55 MB, not 88 MB. A worker decodes one stream at a time (and the
+binding holds the GIL), so decoders never read a shared model at the same moment. Each stream
 starts with a fresh front end (cepstral mean, noise estimate), so a result never depends on the
 caller decoded before; only the acoustic model and search are reused. Audio at any rate is
 resampled to the model's 16 kHz as it streams.
@@ -114,6 +118,7 @@ class PocketSphinxEngine:
         self.call_rate = call_rate
         self.model_id = f"pocketsphinx-{version}/{self.model_dir.name}"
         self._pool: dict[_Key, list[Any]] = {}
+        self._ngrams: dict[Path, Any] = {}  # n-gram model file -> the one loaded copy decoders share
         self._open_vocabulary_streams = 0
         self._classifier: DigitClassifier | Literal[False] | None = None  # False: tried, failed
         self._lock = threading.Lock()  # recognizers may live in worker threads
@@ -179,8 +184,8 @@ class PocketSphinxEngine:
         (a flow's compiled open model, or None: the general one), with the profiles they would
         get. A decoder takes ~0.3 CPU-s to build: 20 calls arriving together would otherwise
         stall each other's partial results for seconds. Warm the models calls will use: a
-        general decoder (its 64 MB model and full dictionary, ~90 MB) is wasted memory when
-        every flow has its own (~10 MB). Used decoders go back to the pool, so it also keeps
+        general decoder (its full dictionary's search tree, ~55 MB) is wasted memory when
+        every flow has its own (~5 MB). Used decoders go back to the pool, so it also keeps
         what the busiest moment since start-up needed."""
         if self.search == "auto":
             accurate = min(streams, self.accurate_streams)
@@ -244,13 +249,13 @@ class PocketSphinxEngine:
         }
         if phrases is None and model is not None:
             try:
-                return self._ps.Decoder(lm=str(model.arpa), **kwargs)
+                return self._searching(self._ps.Decoder(lm=None, **kwargs), model.arpa)
             except (RuntimeError, ValueError) as err:  # files removed or torn since compiling
                 raise AsrError(
                     f"recognition resources {model.name} ({model.arpa}) fail to load: {err}"
                 ) from err
         if phrases is None:
-            return self._ps.Decoder(lm=str(d / "en-us.lm.bin"), **kwargs)
+            return self._searching(self._ps.Decoder(lm=None, **kwargs), d / "en-us.lm.bin")
         decoder = self._ps.Decoder(lm=None, **kwargs)
         unknown = sorted({w for p in phrases for w in p.split() if decoder.lookup_word(w) is None})
         bad = sorted({w for p in phrases for w in p.split() if not _WORD.match(w)})
@@ -268,6 +273,25 @@ class PocketSphinxEngine:
             decoder.add_jsgf_string("grammar", f"#JSGF V1.0;\ngrammar g;\npublic <g> = ( {rule} )+ ;\n")
         decoder.activate_search("grammar")
         return decoder
+
+    def _searching(self, decoder: Any, lm: Path | None) -> Any:
+        """``decoder`` searching with the n-gram model in ``lm``, loaded once for the process."""
+        if lm is None:
+            raise ValueError("an open-vocabulary model without an n-gram file")
+        with self._lock:
+            shared = self._ngrams.get(lm)
+        if shared is None:
+            loaded = self._ps.NGramModel(decoder.config, decoder.logmath, str(lm))
+            with self._lock:
+                shared = self._ngrams.setdefault(lm, loaded)
+        decoder.add_lm("open", shared)
+        decoder.activate_search("open")
+        return decoder
+
+    def shared_ngram_models(self) -> int:
+        """N-gram models loaded in this process (each shared by all its decoders)."""
+        with self._lock:
+            return len(self._ngrams)
 
 
 class PocketSphinxRecognizer:
