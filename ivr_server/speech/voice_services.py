@@ -83,7 +83,9 @@ def engine_spec(s: Settings, sample_rate: int) -> EngineSpec:
 
 def load_synthesizer(s: Settings) -> Synthesizer:
     """The TTS engine from the settings with its fallback, cache and lexicon (CLI and server)."""
-    engine = load_tts_engine(s.tts_engine, model=s.tts_model, voice=s.tts_voice, threads=s.tts_threads)
+    engine = load_tts_engine(
+        s.tts_engine, model=s.tts_model, voice=s.tts_voice, threads=s.tts_threads, cache_dir=s.tts_cache_path
+    )
     fallback = load_fallback(engine) if s.tts_fallback else None
     lexicon = Lexicon.load(s.lexicon_path) if s.lexicon_path is not None else None
     cache = PromptCache(s.tts_cache_mb * 1024 * 1024, s.tts_cache_path)
@@ -191,7 +193,7 @@ async def _load_language(
     try:
         engine = await asyncio.to_thread(
             load_tts_engine, voice.tts_engine, model=voice.tts_model, voice=voice.tts_voice or language,
-            threads=s.tts_threads,
+            threads=s.tts_threads, cache_dir=s.tts_cache_path,
         )  # fmt: skip
         synth = Synthesizer(engine, None, PromptCache(s.tts_cache_mb * 1024 * 1024, s.tts_cache_path))
     except (EngineUnavailable, SpeechError) as err:

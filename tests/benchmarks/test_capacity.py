@@ -309,7 +309,7 @@ def _raw(
     return {
         "calls": calls, "spread_s": 8.0, "server_error": None, "sipp_exit": 0 if completed is None else 1,
         "sipp": {"successful": calls if completed is None else completed, "failed": 0}, "window_s": 80.0,
-        "start_s": 7.5, "ended": answered, "clock_skips": 0, "sipp_errors": "",
+        "start_s": 5.5, "migrate_s": 1.0, "ready_s": 4.5 + calls / 16, "ended": answered, "clock_skips": 0, "sipp_errors": "",
         "cpu": dict(CPU), "memory": {"mem_idle_mb": peak - 50, "mem_peak_mb": peak},
         "metrics": {"loop_lag_buckets": {"0.005": 0, lag_le: 300, "+Inf": 300}, "declined": 0.0,
                     "rtp_lost_in": lost_in, "rtp_sent": 5000.0, "send_jitter_over_2ms": 12.0,
@@ -450,6 +450,9 @@ def test_report_judges_the_targets_profiles_the_limit_and_replots(tmp_path: Path
         and "| 12.0 MB (slope of the peak over the levels) | **met** |" in text
     )
     assert "| 8 | 8 | 8 | 425 / 448 ms (2) | 0 / 0 | 0 (0 + 0) / 0 / 0 | 10.0 ms |" in text
+    # ready: the median over the levels of `ivr-server run` to serving (4.56, 4.75, 5.0, 5.5 s)
+    assert data["ready_s"] == 4.88 and "| ready <= 5 s after start | 4.9 s (" in text
+    assert "| 5.0 s (+ 1.0 s) | passed |" in text and text.count("**met** |") == 2
     assert "| 16 | 16 | 16 | 775 / 932 ms (2) |" in text
     assert "**failed**: reply p95 932 ms > 700 ms; loop lag p99 49.6 ms >= 20 ms |" in text
     assert "## The limiting level\n\n16 calls, failed: reply p95 932 ms" in text

@@ -15,6 +15,7 @@ from structlog.testing import capture_logs
 
 from ivr_server.media.audio import frame_dbfs
 from ivr_server.media.g711 import Pcm
+from ivr_server.speech.tts import piper_engine
 from ivr_server.speech.tts.engines import load_fallback, load_tts_engine
 from ivr_server.speech.tts.piper_engine import PiperEngine, default_voice
 from ivr_server.speech.tts.piper_stream import FIRST_FRAMES, SplitVoice
@@ -94,6 +95,40 @@ def test_a_voice_that_does_not_split_still_speaks_and_the_log_says_why(tmp_path:
     assert [e["event"] for e in logs if e["event"] == "tts.piper_unsplit"] == ["tts.piper_unsplit"]
     pcm = np.concatenate(list(engine.synthesize("Your balance is twelve dollars.")))
     assert frame_dbfs(pcm) > -30
+
+
+def test_a_voice_loads_from_what_the_last_start_kept_and_speaks_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cut graph and the gain kept in the cache: the next load (a new process: the voice is
+    not in memory) skips deriving them, and the voice is the same voice; a torn entry is not
+    trusted but derived again."""
+    text = "Your balance is twelve dollars."
+    monkeypatch.setattr(piper_engine, "_voices", {})
+    first = PiperEngine(cache_dir=tmp_path)
+    heard = np.concatenate(list(first.synthesize(text)))
+    entry = next((tmp_path / "piper").iterdir())
+    assert {p.name for p in entry.iterdir()} == {"encoder.onnx", "decoder.onnx", "voice.json"}
+
+    def no_cutting(model: Path) -> None:
+        raise AssertionError("derived again although the cache holds it")
+
+    monkeypatch.setattr(piper_engine, "_voices", {})
+    monkeypatch.setattr(piper_engine, "cut", no_cutting)
+    again = PiperEngine(cache_dir=tmp_path)
+    assert again.version == first.version and again._loaded.split is not None
+    assert np.array_equal(np.concatenate(list(again.synthesize(text))), heard)
+
+    monkeypatch.undo()
+    monkeypatch.setattr(piper_engine, "_voices", {})
+    torn = entry / "decoder.onnx"
+    torn.write_bytes(torn.read_bytes()[:1000])
+    with capture_logs() as logs:
+        mended = PiperEngine(cache_dir=tmp_path)
+    assert [e for e in logs if e["event"] == "tts.piper_cache_unreadable"]
+    assert mended.version == first.version
+    assert np.array_equal(np.concatenate(list(mended.synthesize(text))), heard)
+    assert torn.stat().st_size > 1000  # the torn entry replaced by a whole one
 
 
 class FailsAfterHead:

@@ -20,19 +20,21 @@ import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.optimize import minimize_scalar
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold
 
 from ivr_server.dialog.decide import Guess
 from ivr_server.dialog.nlu.data import OUT_OF_SCOPE, Example
 from ivr_server.dialog.nlu.encoder import Encoder, default_encoder, encoder_named
 from ivr_server.errors import NluError
+
+if TYPE_CHECKING:
+    from sklearn.linear_model import LogisticRegression
+
+# scikit-learn is imported where a model is trained (or unpickled: pickle imports it), not with
+# this module: its ~0.8 s would sit on the server's start-up path before anything else loads.
 
 FORMAT = 3  # bump when training changes in a way the settings do not show: a new version hash
 TOP_GUESSES = 5
@@ -64,6 +66,8 @@ class _Features:
     def __init__(self, settings: NluSettings, encoder: Encoder) -> None:
         self.settings, self.encoder = settings, encoder
         self.encoder_name = encoder.name  # a reloaded model gets the encoder it was trained with
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
         common = {"sublinear_tf": True, "lowercase": True, "dtype": np.float32}
         self.char = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), **common)
         self.word = TfidfVectorizer(
@@ -96,6 +100,9 @@ class _Features:
 
 
 def _fit_lr(x: sp.csr_matrix, labels: Sequence[str], settings: NluSettings) -> LogisticRegression:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
     lr = LogisticRegression(C=settings.c, max_iter=1000, class_weight="balanced")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # 1000 iterations is plenty in practice
@@ -210,6 +217,9 @@ def _calibrate(
     sharpen: bool,
 ) -> tuple[float, float | None]:
     """Temperature (and the out-of-scope threshold) from out-of-fold logits on the training data."""
+    from scipy.optimize import minimize_scalar
+    from sklearn.model_selection import StratifiedKFold
+
     categories = sorted(set(labels))
     index = {c: i for i, c in enumerate(categories)}
     y = np.array([index[c] for c in labels])

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import butter, resample_poly, sosfilt
 
 from ivr_server.errors import AsrError, EngineUnavailable
 
@@ -37,9 +37,6 @@ CLIP_SAMPLES = 13000  # 1.625 s at 8 kHz -> 26000 at 16 kHz -> exactly 160 mel f
 MAX_SPEECH_S = 1.5  # one digit; longer input is cut around its loudest part
 _FRAME = 160  # 20 ms analysis frames for trimming and level, 10 ms hop
 _HOP = 80
-# High-pass only (DC, hum, handling noise): a phone line band-limits by itself, and in 8 kHz
-# recordings the 3.4-4 kHz band still carries the /s/ that tells "six" from "eight".
-_BAND = butter(4, 100.0, btype="highpass", fs=RATE, output="sos")
 # Below this confidence a clip is classified again at these speeds (LOSO: benchmarks/digits.md).
 UNSURE_BELOW = 0.9
 RETRY_SPEEDS = (0.9, 1.1)
@@ -47,6 +44,24 @@ PREPARE_VERSION = 2  # bump when prepare() changes: the training caches are keye
 # A fixed, very low noise floor under the clip: digital silence is a log-mel value the net never
 # saw in training (synthetic speech is noise-free), so both paths get the same dither.
 _DITHER = np.random.default_rng(0).standard_normal(CLIP_SAMPLES).astype(np.float32) * 3.0
+
+
+@lru_cache(maxsize=1)
+def _signal() -> tuple[np.ndarray, Callable[..., np.ndarray], Callable[..., np.ndarray]]:
+    """The high-pass filter, resample_poly and sosfilt. scipy.signal takes ~0.5 s to import: a
+    server whose recognizers run in worker processes never needs it in its own, so it is not
+    imported with this module (workers load it while they warm, before calls come)."""
+    from scipy.signal import butter, resample_poly, sosfilt
+
+    # High-pass only (DC, hum, handling noise): a phone line band-limits by itself, and in 8 kHz
+    # recordings the 3.4-4 kHz band still carries the /s/ that tells "six" from "eight".
+    band: np.ndarray = butter(4, 100.0, btype="highpass", fs=RATE, output="sos")
+    return band, resample_poly, sosfilt
+
+
+def preload() -> None:
+    """Import what classifying needs now, not during the first caller's digits."""
+    _signal()
 
 
 @dataclass(frozen=True)
@@ -82,10 +97,11 @@ def prepare(samples: np.ndarray, sample_rate: int, shift_s: float = 0.0) -> np.n
         raise AsrError("digit classifier: the audio is empty or not finite")
     if not 8000 <= sample_rate <= 48000:
         raise AsrError(f"digit classifier: sample rate {sample_rate} Hz is outside 8000-48000")
+    band, resample_poly, sosfilt = _signal()
     if sample_rate != RATE:
         g = np.gcd(sample_rate, RATE)
         x = resample_poly(x, RATE // g, sample_rate // g).astype(np.float32)
-    x = sosfilt(_BAND, x - x.mean()).astype(np.float32)
+    x = sosfilt(band, x - x.mean()).astype(np.float32)
     x = trim(x)
     limit = int(MAX_SPEECH_S * RATE)
     if len(x) > limit:  # keep the 1.5 s with the most energy
@@ -109,14 +125,14 @@ def at_speed(samples: np.ndarray, sample_rate: int, factor: float) -> np.ndarray
     other speaker), at 8 kHz."""
     source = int(round(sample_rate * factor / 100)) * 100
     g = np.gcd(source, RATE)
-    out: np.ndarray = resample_poly(np.asarray(samples, dtype=np.float32), RATE // g, source // g)
+    out: np.ndarray = _signal()[1](np.asarray(samples, dtype=np.float32), RATE // g, source // g)
     return out.astype(np.float32)
 
 
 def to_model_rate(clip: np.ndarray) -> np.ndarray:
     """The embedding front end was trained at 16 kHz; an 8 kHz clip is upsampled (no content
     above 4 kHz, as on a phone line)."""
-    audio: np.ndarray = resample_poly(clip, 2, 1).astype(np.float32)[None, :]
+    audio: np.ndarray = _signal()[1](clip, 2, 1).astype(np.float32)[None, :]
     return audio
 
 

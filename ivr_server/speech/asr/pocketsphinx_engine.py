@@ -58,6 +58,7 @@ from ivr_server.speech.asr.base import (
 )
 from ivr_server.speech.asr.cmn import TELEPHONE_CMN
 from ivr_server.speech.asr.digit_model import DigitClassifier
+from ivr_server.speech.asr.digit_model import preload as preload_digits
 from ivr_server.speech.asr.digit_span import DigitSpanRecognizer
 from ivr_server.speech.asr.digits import DigitsRecognizer
 from ivr_server.speech.asr.model_input import MODEL_RATE, ModelInput
@@ -202,8 +203,15 @@ class PocketSphinxEngine:
                     decoder = self._new_decoder(key)
                     with self._lock:
                         self._pool[key].append(decoder)
+        self.preload()
         log.debug("asr.decoders_warm", streams=streams, models=[m.name if m else "general" for m in models],
                   idle=self.idle_decoders())  # fmt: skip
+
+    def preload(self) -> None:
+        """The digit classifier's model and what it computes with, loaded before the first
+        digits are heard (once: later calls cost nothing)."""
+        if self._digit_classifier() is not None:
+            preload_digits()
 
     def idle_decoders(self) -> dict[str, int]:
         """Pooled decoders no stream holds: per open-vocabulary profile, and grammars together."""

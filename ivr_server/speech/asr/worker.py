@@ -68,6 +68,10 @@ def serve(conn: Connection, spec: EngineSpec, logs: tuple[str, str] = ("auto", "
         conn.send(("fatal", str(err)))
         return
     conn.send(("ready", engine.model_id))
+    # While the server loads the rest: what the first digits would otherwise wait for
+    # (messages that come meanwhile wait in the pipe).
+    if (preload := getattr(engine, "preload", None)) is not None:
+        preload()
     streams: dict[int, Recognizer] = {}
     while True:
         try:

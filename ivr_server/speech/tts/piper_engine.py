@@ -28,8 +28,9 @@ import structlog
 
 from ivr_server.errors import EngineUnavailable
 from ivr_server.media.g711 import Pcm
+from ivr_server.speech.tts import piper_cache
 from ivr_server.speech.tts.base import fingerprint, language_family
-from ivr_server.speech.tts.piper_stream import SplitVoice
+from ivr_server.speech.tts.piper_stream import SplitVoice, cut
 
 log = structlog.get_logger(__name__)
 
@@ -56,7 +57,15 @@ _voices_lock = threading.Lock()
 class PiperEngine:
     name = "piper"
 
-    def __init__(self, model: Path | None = None, speaker: str | None = None, threads: int = 1) -> None:
+    def __init__(
+        self,
+        model: Path | None = None,
+        speaker: str | None = None,
+        threads: int = 1,
+        cache_dir: Path | None = None,
+    ) -> None:
+        """``cache_dir``: where what loading derives from the voice is kept for the next start
+        (piper_cache.py); None derives it every time."""
         try:
             import piper  # noqa: F401
         except ImportError as err:
@@ -73,7 +82,7 @@ class PiperEngine:
                 f"Piper voice {model.name} has no speaker {speaker!r} (speakers: {known})"
             )
         self._speaker_id = speakers[speaker] if speaker is not None else None
-        self._loaded = _load(model, config, threads, self)
+        self._loaded = _load(model, config, threads, self, cache_dir)
         self.voice = model.stem + (f"#{speaker}" if speaker else "")
         self.native_rate = int(config.sample_rate)
         self.languages = frozenset({language_family(str(config.espeak_voice))})
@@ -131,7 +140,7 @@ def _peek_config(config_path: Path) -> Any:
         raise EngineUnavailable(f"Piper voice config {config_path} is not valid: {err}") from err
 
 
-def _load(model: Path, config: Any, threads: int, engine: PiperEngine) -> _Loaded:
+def _load(model: Path, config: Any, threads: int, engine: PiperEngine, cache_dir: Path | None) -> _Loaded:
     import onnxruntime
     from piper import PiperVoice
 
@@ -142,9 +151,18 @@ def _load(model: Path, config: Any, threads: int, engine: PiperEngine) -> _Loade
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        name = piper_cache.key(fingerprint(model), engine._speaker_id, CALIBRATION, VOLUME)
+        kept = piper_cache.read(cache_dir, name) if cache_dir is not None else None
+        if kept is not None:
+            halves = SplitVoice.from_parts(kept.encoder, kept.decoder, kept.latent, options)
+            loaded = _Loaded(PiperVoice(session=halves.encoder, config=config), halves, kept.gain)
+            _voices[key] = loaded
+            return loaded
+        parts: tuple[bytes, bytes, str] | None = None
         split: SplitVoice | None = None
         try:
-            split = SplitVoice.load(model, options)
+            parts = cut(model)
+            split = SplitVoice.from_parts(*parts, options)
             session = split.encoder
         except Exception as err:  # onnx/onnxruntime raise their own (untyped) errors on a bad file
             log.warning("tts.piper_unsplit", voice=model.name, reason=f"{type(err).__name__}: {err}")
@@ -157,5 +175,7 @@ def _load(model: Path, config: Any, threads: int, engine: PiperEngine) -> _Loade
         loaded = _Loaded(PiperVoice(session=session, config=config), split)
         peaks = [float(np.abs(a).max()) for text in CALIBRATION for a in engine._raw(text, loaded)]
         loaded.gain = VOLUME / max([*peaks, 1e-3])
+        if cache_dir is not None and parts is not None:
+            piper_cache.write(cache_dir, name, piper_cache.Derived(*parts, loaded.gain))
         _voices[key] = loaded
         return loaded

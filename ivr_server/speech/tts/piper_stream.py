@@ -36,25 +36,17 @@ class SplitVoice:
     @classmethod
     def load(cls, model: Path, options: Any) -> SplitVoice:
         """Split ``model`` in memory; ValueError when its graph is not the shape Piper exports."""
-        import onnx
-        import onnxruntime
-        from onnx.utils import Extractor
+        return cls.from_parts(*cut(model), options)
 
-        graph = onnx.load(str(model))
-        entry = [n for n in graph.graph.node if n.name.endswith(DECODER_ENTRY)]
-        if len(entry) != 1:
-            raise ValueError(f"no single {DECODER_ENTRY} node: not a graph Piper's exporter wrote")
-        latent = entry[0].input[0]
-        audio = graph.graph.output[0].name
-        extractor = Extractor(graph)
-        inputs = [i.name for i in graph.graph.input]
-        parts = []
-        for sub in (extractor.extract_model(inputs, [latent]), extractor.extract_model([latent], [audio])):
-            parts.append(
-                onnxruntime.InferenceSession(
-                    sub.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"]
-                )
-            )
+    @classmethod
+    def from_parts(cls, encoder: bytes, decoder: bytes, latent: str, options: Any) -> SplitVoice:
+        """Sessions for the two halves ``cut`` made (or a cache kept of them)."""
+        import onnxruntime
+
+        parts = [
+            onnxruntime.InferenceSession(part, sess_options=options, providers=["CPUExecutionProvider"])
+            for part in (encoder, decoder)
+        ]
         return cls(parts[0], parts[1], latent)
 
     def audio(self, inputs: dict[str, np.ndarray]) -> Iterator[np.ndarray]:
@@ -70,3 +62,23 @@ class SplitVoice:
             hop = hop or len(out) // (hi - lo)
             yield out[(start - lo) * hop : (end - lo) * hop]
             start, size = end, SLICE_FRAMES
+
+
+def cut(model: Path) -> tuple[bytes, bytes, str]:
+    """``model``'s graph as two serialized graphs, Piper's inputs to the latent frames and the
+    frames to audio, and the latent's name; ValueError when the graph is not the shape Piper
+    exports. Needs the onnx package (about 0.8 s to import): piper_cache.py keeps the result."""
+    import onnx
+    from onnx.utils import Extractor
+
+    graph = onnx.load(str(model))
+    entry = [n for n in graph.graph.node if n.name.endswith(DECODER_ENTRY)]
+    if len(entry) != 1:
+        raise ValueError(f"no single {DECODER_ENTRY} node: not a graph Piper's exporter wrote")
+    latent = entry[0].input[0]
+    audio = graph.graph.output[0].name
+    extractor = Extractor(graph)
+    inputs = [i.name for i in graph.graph.input]
+    encoder = extractor.extract_model(inputs, [latent]).SerializeToString()
+    decoder = extractor.extract_model([latent], [audio]).SerializeToString()
+    return encoder, decoder, latent
