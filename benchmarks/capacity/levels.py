@@ -228,6 +228,8 @@ async def run_level(
         env = settings if settings is not None else level_settings(calls)
         async with running(CAPACITY, workdir, b.bank_url, b.receiver.url, env) as server:
             row["start_s"] = round(time.monotonic() - began, 1)  # db upgrade, start, ARI and /readyz
+            row["migrate_s"] = None if server.migrate_s is None else round(server.migrate_s, 2)
+            row["ready_s"] = None if server.ready_s is None else round(server.ready_s, 2)
             await asyncio.sleep(SETTLE_S)
             await _place(server, sipp, pcap, row)
             row["ended"] = server.log.count("call.ended")

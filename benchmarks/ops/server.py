@@ -144,6 +144,8 @@ class Server:
     metrics_port: int
     log: LogWatch = field(init=False)
     proc: asyncio.subprocess.Process | None = None
+    migrate_s: float | None = None  # `ivr-server db upgrade` (a deploy step, not every start's)
+    ready_s: float | None = None  # `ivr-server run` started to serving calls
 
     def __post_init__(self) -> None:
         self.log = LogWatch(self.workdir / "server.log")
@@ -155,7 +157,8 @@ class Server:
 
     async def start(self, timeout_s: float = 120) -> float:
         """Migrate the store, start the process, wait until it serves calls (its log says ARI
-        is reconciled; with the listener, /readyz answers 200 too). Returns seconds taken."""
+        is reconciled; with the listener, /readyz answers 200 too). Returns seconds taken, both
+        steps (``migrate_s`` and ``ready_s`` each)."""
         began = time.monotonic()
         migrate = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "ivr_server", "db", "upgrade", env=self.env,
@@ -164,6 +167,7 @@ class Server:
         _, err = await migrate.communicate()
         if migrate.returncode != 0:
             raise RuntimeError(f"ivr-server db upgrade failed: {err.decode()[-500:]}")
+        self.migrate_s = time.monotonic() - began
         with self.log.path.open("wb") as log:
             self.proc = await asyncio.create_subprocess_exec(
                 *_with_parent(), sys.executable, "-m", "ivr_server", "run", env=self.env,
@@ -177,6 +181,7 @@ class Server:
                     return (await http.get(self.url("/readyz"))).status_code == 200
 
                 await until(ready)
+        self.ready_s = time.monotonic() - began - self.migrate_s
         return time.monotonic() - began
 
     def _alive(self) -> bool:
