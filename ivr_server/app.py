@@ -247,8 +247,13 @@ class IvrServer:
             except (SQLAlchemyError, OSError) as err:
                 raise StoreError(f"reading the deployed flows failed: {err}") from err
             self._deployed_flows = await asyncio.to_thread(self.flow_library.deployed, versions)
-            # Decoders for the models calls will use, not the general one (~90 MB each, unused).
-            await voice.warm(self.flow_library.open_models() or [None])
+            # Decoders for the models calls will use (not the general one, ~55 MB each, unused),
+            # built while the server already serves: a decoder costs ~16 ms to build now that
+            # decoders share their n-gram model, and the workers build a few at a time, so a
+            # call that comes first waits at most that for its own.
+            warming = asyncio.create_task(
+                voice.warm(self.flow_library.open_models() or [None]), name="asr-warm"
+            )
             self._deployments_seen = _signature(versions)
             self.console.set_deployments(versions)
             flows = {**FLOWS, **self._file_flows, **self._deployed_flows}
@@ -294,7 +299,10 @@ class IvrServer:
                 tts=voice.services.synth.engine.name if voice.services.synth else None,
             )
             self.notifier.status(f"connecting to Asterisk at {connection.url}")
-            await self._serve(connection)
+            try:
+                await self._serve(connection)
+            finally:
+                warming.cancel()
         finally:
             self.notifier.close()
             self.console.close()  # ends transcript streams, so the listener can stop

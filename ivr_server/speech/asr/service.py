@@ -39,6 +39,7 @@ Backend = Literal["auto", "threads", "processes"]
 # Measured per engine (scripts/bench-speech): does decoding release the GIL?
 RELEASES_GIL = {"vosk": True, "pocketsphinx": False}
 WORKER_START_TIMEOUT_S = 30.0
+WARM_STEP = 4  # open-vocabulary streams a worker builds decoders for between other work
 
 PartialCallback = Callable[[str], None]
 
@@ -175,12 +176,19 @@ class AsrService:
             except (AsrError, EngineUnavailable, OSError) as err:
                 log.error("asr.warm_failed", error=str(err))
         else:
-            answers = [w.warm(self._warm_per_process(), self._warm_models) for w in self._processes]
-            try:
-                async with asyncio.timeout(WORKER_START_TIMEOUT_S):
-                    errors = await asyncio.gather(*answers)
-            except TimeoutError:
-                errors = [f"not warmed within {WORKER_START_TIMEOUT_S}s"]
+            errors: list[str | None] = []
+            per = self._warm_per_process()
+            # A few streams' decoders at a time: a worker builds them between the audio of calls
+            # already up, which waits at most one step (WARM_STEP x models x ~16 ms).
+            for upto in range(min(WARM_STEP, per), per + WARM_STEP, WARM_STEP):
+                answers = [w.warm(min(upto, per), self._warm_models) for w in self._processes]
+                try:
+                    async with asyncio.timeout(WORKER_START_TIMEOUT_S):
+                        errors += await asyncio.gather(*answers)
+                except TimeoutError:
+                    errors.append(f"not warmed within {WORKER_START_TIMEOUT_S}s")
+                if upto >= per:
+                    break
             for error in {e for e in errors if e is not None}:
                 log.error("asr.warm_failed", error=error)
         names = [m.name if m else "general" for m in self._warm_models]
