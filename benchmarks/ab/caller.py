@@ -1,7 +1,13 @@
 """The simulated caller: it listens to what the line says and answers as a caller with its goal
 would (the wording the goal gives it, digits said or keyed, yes or no to a read-back), or presses
 the keys a keypad menu asks for. Run in-process through a flow (``plan``), it yields the call's
-script: the caller's turns and what the line says before each, which the real call then plays."""
+script: the caller's turns and what the line says before each, which the real call then plays.
+
+With a ``Hearing``, the flow in-process gets the caller's words as the server's recognizer will
+hear them on the line, not as said: after a mishearing the line says what the real call will
+say (a read-back of an unsure request, "Sorry, I didn't get that", the menu of choices), and the
+caller answers that, as a caller who listens would. The caller never sees what was heard, only
+what the line says."""
 
 from __future__ import annotations
 
@@ -13,13 +19,18 @@ from typing import Any
 
 from benchmarks.ab.goals import Goal, Interjection, Task, spoken_digits
 from benchmarks.common import REPO
+from ivr_server.dialog.call_port import listening_for
 from ivr_server.dialog.engine import Engine
 from ivr_server.dialog.flowtest import ScriptPort
 from ivr_server.dialog.nlu.flow_model import model_for_flow
 from ivr_server.dialog.session import CallerInput
 from ivr_server.dialog.spec.loader import load_flow
 from ivr_server.dialog.spec.model import Flow, Settings
+from ivr_server.media.g711 import ulaw_decode, ulaw_encode
+from ivr_server.speech.adapt.compile import FlowResources
+from ivr_server.speech.asr.base import AsrEngine, feed_all
 from ivr_server.tools.client import Service, ToolClient
+from tests.support.audio import piper
 
 Turn = dict[str, str]  # {"say": text} or {"keys": digits}, as a flow test file says
 MAX_TURNS = 14  # a caller still not done by then gives up
@@ -161,13 +172,39 @@ class Caller:
         return {"say": spoken_digits(value, pauses=True)} if say else {"keys": value}
 
 
+@dataclass
+class Hearing:
+    """What the server's recognizer makes of a caller's sentence: Piper's 8 kHz speech (the audio
+    the real call sends), through G.711 µ-law, recognized by ``engine`` (the server's, loaded
+    from its settings) with the flow's compiled ``resources`` for the question asked, as the
+    server chooses them (call_port.listening_for)."""
+
+    engine: AsrEngine
+    resources: FlowResources
+    heard: list[tuple[str, str]] = field(default_factory=list)  # (said, heard), in order
+
+    def hear(self, said: str, grammar: str | None) -> CallerInput:
+        phrases, model = listening_for(self.resources, grammar)
+        recognizer = self.engine.recognizer(8000, phrases, model)
+        feed_all(recognizer, ulaw_decode(ulaw_encode(piper(said, 8000))), 8000)
+        result = recognizer.finish()
+        self.heard.append((said, result.text))
+        return CallerInput(
+            said=result.text,
+            alternatives=tuple(a.text for a in result.alternatives[1:]),
+            confidence=result.confidence,
+            grammar_said=result.grammar.text if result.grammar is not None else "",
+        )
+
+
 class CallerPort(ScriptPort):
     """The flow test's port, with the caller deciding each turn from what it heard since the last;
     ``heard_before``: those lines, per turn, then what came after the last."""
 
-    def __init__(self, caller: Caller) -> None:
+    def __init__(self, caller: Caller, hearing: Hearing | None = None) -> None:
         super().__init__([])
         self.caller = caller
+        self.hearing = hearing
         self.made: list[Turn] = []
         self.heard_before: list[list[str]] = []
         self.rings: list[tuple[int, int]] = []  # (the turn after it, ms): agent legs rung
@@ -183,7 +220,10 @@ class CallerPort(ScriptPort):
             self.heard_before.append(heard)
             self.turns.append(turn)
             self.made.append(turn)
-        return await super().hear(settings, secure, max_keys, grammar)
+        given = await super().hear(settings, secure, max_keys, grammar)
+        if self.hearing is None or turn is None or "say" not in turn:
+            return given
+        return self.hearing.hear(turn["say"], grammar)
 
     async def warm_transfer(
         self, target: Mapping[str, str], variables: Mapping[str, str], whisper: str
@@ -209,6 +249,7 @@ class Plan:
     tools: list[tuple[str, str]]
     repairs: list[str]
     problems: list[str]
+    recognized: list[tuple[str, str]] = field(default_factory=list)  # (said, as planned to be heard)
 
 
 _FLOWS: dict[str, Flow] = {}
@@ -220,10 +261,14 @@ def flow_named(name: str) -> Flow:
     return _FLOWS[name]
 
 
-async def plan(flow_name: str, goal: Goal, services: Mapping[str, Service]) -> Plan:
-    """The caller's call through the flow in-process (agents never answer, as in the sandbox)."""
+async def plan(
+    flow_name: str, goal: Goal, services: Mapping[str, Service], hearing: Hearing | None = None
+) -> Plan:
+    """The caller's call through the flow in-process (agents never answer, as in the sandbox);
+    with ``hearing``, the flow gets the caller's words as the recognizer hears them."""
     flow = flow_named(flow_name)
-    port = CallerPort(Caller(goal, flow_name))
+    port = CallerPort(Caller(goal, flow_name), hearing)
+    first = len(hearing.heard) if hearing is not None else 0
     tools = ToolClient(services)
     try:
         engine = Engine(flow, port, tools, model_for_flow(flow), today=dt.date.today())
@@ -235,9 +280,9 @@ async def plan(flow_name: str, goal: Goal, services: Mapping[str, Service]) -> P
     repairs = [r for _, r, _ in session.repairs]
     tools_called = list(session.tool_calls)
     return Plan(flow_name, goal, port.made, heard, dict(port.rings), session.outcome, tools_called, repairs,
-                port.failures)  # fmt: skip
+                port.failures, hearing.heard[first:] if hearing is not None else [])  # fmt: skip
 
 
 def as_dict(p: Plan) -> dict[str, Any]:
     return {"turns": p.turns, "outcome": p.outcome, "tools": p.tools, "repairs": p.repairs,
-            "problems": p.problems}  # fmt: skip
+            "problems": p.problems, "planned_heard": [h for _, h in p.recognized]}  # fmt: skip

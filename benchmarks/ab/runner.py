@@ -18,13 +18,15 @@ from typing import Any
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from benchmarks.ab.caller import Plan, as_dict, plan
+from benchmarks.ab.caller import Hearing, Plan, as_dict, flow_named, plan
 from benchmarks.ab.goals import Goal
 from benchmarks.ab.verify import first_useful_s, verdict
 from benchmarks.flow_comparison import EXTENSION, audio_ms, caller_steps
 from ivr_server.app import IvrServer
 from ivr_server.config import ToolService
 from ivr_server.errors import AriError
+from ivr_server.speech.adapt.compile import Compiler
+from ivr_server.speech.voice_services import engine_spec
 from ivr_server.store.database import create_engine, upgrade
 from ivr_server.store.queries import call_events_of, list_calls, turns_of
 from ivr_server.tools.client import Service
@@ -38,6 +40,7 @@ PATIENCE_MS = 10000  # a caller whose script is over and is not let go hangs up 
 RETRY_AFTER_S = 15
 TURN_GAP_S = 5  # between batches: the lock is free this long, for whoever waits on it (flock is not FIFO)
 TRIES = 3  # a call the shared sandbox interfered with is placed again, at most this often
+SPOKEN_FLOWS = ("banking",)  # callers speak here (the phone tree's key)
 
 
 @asynccontextmanager
@@ -210,13 +213,27 @@ def _row(plan: Plan, made: list[dict[str, Any]], record: Any, events: list[Any],
     }
 
 
-async def plans_for(goals: list[Goal], flows: tuple[str, ...]) -> list[Plan]:
+def hearing_for(flow_name: str) -> Hearing:
+    """The recognizer the bench's server loads (its settings' engine, the flow's resources from
+    the same cache), to plan with the caller's words as the call will hear them."""
+    settings = server_settings("sqlite+aiosqlite://")
+    engine = engine_spec(settings, 8000).load().engine
+    resources = Compiler(settings.asr_resources_path).compile(flow_named(flow_name))
+    return Hearing(engine, resources)
+
+
+async def plans_for(goals: list[Goal], flows: tuple[str, ...], hear: bool = True) -> list[Plan]:
     """Each goal's plan through each of ``flows``, against a bank of its own (so the real calls'
-    bank sees only the real calls)."""
+    bank sees only the real calls); a spoken flow's with the caller's words as the recognizer
+    hears them (``hear``; off: as said)."""
     runner, port = await serve("127.0.0.1", 0)
     services = {"bank": Service(f"http://127.0.0.1:{port}")}
     try:
-        return [await plan(f, g, services) for f in flows for g in goals]
+        plans = []
+        for f in flows:
+            hearing = await asyncio.to_thread(hearing_for, f) if hear and f in SPOKEN_FLOWS else None
+            plans += [await plan(f, g, services, hearing) for g in goals]
+        return plans
     finally:
         await runner.cleanup()
 
