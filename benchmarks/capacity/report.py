@@ -183,7 +183,13 @@ def markdown(data: dict[str, Any]) -> str:
         f"`{m['command']}` on {m['date']}, commit {data['commit']}, {m['machine']}, {data['cores']} "
         f"cores, speech: {m['asr']}; {m['minutes']} min of levels (plus {m['lock_wait_minutes']} min "
         "waiting for the shared sandbox). Made again from capacity.json by "
-        "`scripts/bench-capacity --replot`.",
+        "`scripts/bench-capacity --replot`."
+        + (
+            f" The warm-up call's server (caches as this machine had them) was ready after "
+            f"{m['warm_up_ready_s']:.1f} s."
+            if m.get("warm_up_ready_s") is not None
+            else ""
+        ),
         "",
         "| target | measured | verdict |",
         "|---|---|---|",
