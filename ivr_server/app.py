@@ -172,6 +172,7 @@ class IvrServer:
         engine = create_engine(s.effective_database_url)
         rest: AriRestClient | None = None
         voice: LoadedVoice | None = None
+        warming: asyncio.Task[None] | None = None
         tools: ToolClient | None = None
         metrics_server: Any = None
         console = Console(self.console, s.console_users) if s.console_users else None
@@ -299,11 +300,10 @@ class IvrServer:
                 tts=voice.services.synth.engine.name if voice.services.synth else None,
             )
             self.notifier.status(f"connecting to Asterisk at {connection.url}")
-            try:
-                await self._serve(connection)
-            finally:
-                warming.cancel()
+            await self._serve(connection)
         finally:
+            if warming is not None:
+                warming.cancel()
             self.notifier.close()
             self.console.close()  # ends transcript streams, so the listener can stop
             if remove_error_tap is not None:

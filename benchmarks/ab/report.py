@@ -100,6 +100,22 @@ def goal_listing(goal: Goal) -> dict[str, Any]:
             "interjections": [i.say for i in goal.interjections]}  # fmt: skip
 
 
+def _planning(planned_as: str) -> str:
+    """How the script was made, by the run's ``planned_as`` (runs before it: "said")."""
+    if planned_as == "heard":
+        return (
+            "to learn the call's turns and what the line says before each, the flow getting each "
+            "sentence as the server's recognizer hears it (the caller's Piper speech through G.711 "
+            "µ-law, recognized by the server's engine with the flow's resources for the question): "
+            "after a mishearing the caller answers what the line then says, as a caller who listens "
+            "would, though it never sees the words recognized"
+        )
+    return (
+        "(the engine and intent model, no audio, every word heard as said) to learn the call's "
+        "turns and what the line says before each"
+    )
+
+
 def build(rows: Sequence[Row], goals: Sequence[Goal], meta: dict[str, Any]) -> dict[str, Any]:
     """ab.json's content: the run's description, the figures, and every call. A call the shared
     sandbox interfered with in every try is listed but counts for neither flow."""
@@ -159,13 +175,13 @@ def markdown(data: dict[str, Any]) -> str:
         "(401, the caller keys), plus repair scenarios into banking. A simulated caller listens to each "
         "prompt and answers as a caller with that goal would: its own wording, card digits said or keyed, "
         "yes/no to a read-back, the keys the menu offers. It is first run through the flow in-process "
-        "(the engine and intent model, no audio) to learn the call's turns and what the line says before "
-        "each; the real call then plays that script: SIPp through the sandbox Asterisk into the server, "
+        + _planning(meta.get("planned_as", "said"))
+        + "; the real call then plays that script: SIPp through the sandbox Asterisk into the server, "
         "Piper speech as u-law RTP or RFC 4733 keys, each turn once the prompts before it have had time "
         f"to play (their Piper length + {meta['margin_ms']} ms; no barge-in), and an agent's ring (15 s: "
-        "the sandbox's agent desk never answers) waited out. The script cannot adapt: when the real "
-        "recognizer mishears, the caller goes on with its planned turns, as a caller who does not "
-        "listen would, so a misrecognition usually fails the goal.",
+        "the sandbox's agent desk never answers) waited out. The script cannot adapt during the call: "
+        "when the call's recognizer hears otherwise than the plan, the caller goes on with its planned "
+        "turns, as a caller who does not listen would, so such a call usually fails its goal.",
         "",
         "A call counts as done only if the demo bank shows exactly the goal's effect (the card blocked "
         "is the goal's card and no other card was blocked; the balance/transactions were fetched for "

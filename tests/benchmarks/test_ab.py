@@ -317,6 +317,10 @@ def test_report_states_what_was_not_met_and_plots(tmp_path: Path) -> None:
         "| g1 | goal 1 | I lost my card. | card said, account keyed | yes, 20.0, 3, 8.0 | yes, 40.0, 3, 12.0 |"
         in text
     )
+    # how the scripts were planned: as said (runs before 41f95db name nothing) or as heard
+    assert "every word heard as said" in text and "as the server's recognizer hears it" not in text
+    heard = markdown(build(ROWS, gs, {**meta, "planned_as": "heard"}))
+    assert "as the server's recognizer hears it" in heard and "every word heard as said" not in heard
     plot(data, tmp_path / "ab.png")
     assert (tmp_path / "ab.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
