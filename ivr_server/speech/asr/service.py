@@ -180,15 +180,13 @@ class AsrService:
             per = self._warm_per_process()
             # A few streams' decoders at a time: a worker builds them between the audio of calls
             # already up, which waits at most one step (WARM_STEP x models x ~16 ms).
-            for upto in range(min(WARM_STEP, per), per + WARM_STEP, WARM_STEP):
-                answers = [w.warm(min(upto, per), self._warm_models) for w in self._processes]
+            for upto in [*range(WARM_STEP, per, WARM_STEP), per]:
+                answers = [w.warm(upto, self._warm_models) for w in self._processes]
                 try:
                     async with asyncio.timeout(WORKER_START_TIMEOUT_S):
                         errors += await asyncio.gather(*answers)
                 except TimeoutError:
                     errors.append(f"not warmed within {WORKER_START_TIMEOUT_S}s")
-                if upto >= per:
-                    break
             for error in {e for e in errors if e is not None}:
                 log.error("asr.warm_failed", error=error)
         names = [m.name if m else "general" for m in self._warm_models]

@@ -82,15 +82,14 @@ class PiperEngine:
                 f"Piper voice {model.name} has no speaker {speaker!r} (speakers: {known})"
             )
         self._speaker_id = speakers[speaker] if speaker is not None else None
-        self._loaded = _load(model, config, threads, self, cache_dir)
+        voice_print = fingerprint(model)
+        self._loaded = _load(model, voice_print, config, threads, self, cache_dir)
         self.voice = model.stem + (f"#{speaker}" if speaker else "")
         self.native_rate = int(config.sample_rate)
         self.languages = frozenset({language_family(str(config.espeak_voice))})
         mode = "sliced" if self._loaded.split is not None else "whole"
         settings = f"noise=0,noise_w=0,gain={self._loaded.gain:.4f},{mode}"
-        self.version = (
-            f"piper-tts {metadata.version('piper-tts')}/{model.stem}@{fingerprint(model)}/{settings}"
-        )
+        self.version = f"piper-tts {metadata.version('piper-tts')}/{model.stem}@{voice_print}/{settings}"
 
     def synthesize(self, text: str) -> Iterator[Pcm]:
         loaded = self._loaded
@@ -140,7 +139,9 @@ def _peek_config(config_path: Path) -> Any:
         raise EngineUnavailable(f"Piper voice config {config_path} is not valid: {err}") from err
 
 
-def _load(model: Path, config: Any, threads: int, engine: PiperEngine, cache_dir: Path | None) -> _Loaded:
+def _load(
+    model: Path, voice_print: str, config: Any, threads: int, engine: PiperEngine, cache_dir: Path | None
+) -> _Loaded:
     import onnxruntime
     from piper import PiperVoice
 
@@ -151,7 +152,7 @@ def _load(model: Path, config: Any, threads: int, engine: PiperEngine, cache_dir
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        name = piper_cache.key(fingerprint(model), engine._speaker_id, CALIBRATION, VOLUME)
+        name = piper_cache.key(voice_print, engine._speaker_id, CALIBRATION, VOLUME)
         kept = piper_cache.read(cache_dir, name) if cache_dir is not None else None
         if kept is not None:
             halves = SplitVoice.from_parts(kept.encoder, kept.decoder, kept.latent, options)
