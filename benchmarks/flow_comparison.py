@@ -22,7 +22,7 @@ from ivr_server.store.queries import list_calls
 from ivr_server.tools.client import Service
 from ivr_server.tools.demo_bank import serve
 from tests.conftest import running_server, server_settings, settle
-from tests.support.audio import piper, piper_to_ulaw_wav
+from tests.support.audio import piper, piper_voice
 from tests.support.sipp import Keys, Pause, SippCall, Speak, Step, scenario
 
 MARGIN_MS = 1200  # after a prompt's audio: reply latency and end-of-turn detection, with room
@@ -105,8 +105,8 @@ def caller_steps(turns: list[Turn], heard: list[list[str]], workdir: Path) -> li
     for i, turn in enumerate(turns):
         steps.append(Pause(sum(audio_ms(t) for t in heard[i]) + MARGIN_MS))
         if "say" in turn:
-            wav = workdir / f"turn-{i}.wav"
-            steps.append(Speak(wav, int(piper_to_ulaw_wav(turn["say"], wav) * 1000) + SPEAK_TAIL_MS))
+            wav = workdir / f"turn-{i}.ul"
+            steps.append(Speak(wav, int(piper_voice(turn["say"], wav) * 1000) + SPEAK_TAIL_MS))
         else:
             steps.append(Keys(turn["keys"]))
     return steps

@@ -22,9 +22,10 @@ from benchmarks.common import REPO
 from benchmarks.speech import log, spread
 from benchmarks.speech.audio import LOUD_DBFS, RATE, SENTENCES, Voices, loud_span_s
 from benchmarks.speech.machine import SANDBOX
-from ivr_server.media.audio import frame_dbfs, write_wav
-from ivr_server.media.g711 import Pcm, ulaw_decode
+from ivr_server.media.audio import frame_dbfs
+from ivr_server.media.g711 import ulaw_decode
 from ivr_server.media.rtp import RtpPacket
+from ivr_server.ops.sipp import write_voice
 from ivr_server.store.queries import TurnRecord
 from tests.support.capture import Datagram
 from tests.support.sipp import SippCall
@@ -63,13 +64,6 @@ def quiet_logging(tap: LogTap) -> None:
         processors=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level, tap],
         cache_logger_on_first_use=False,
     )
-
-
-def ulaw_wav(pcm: Pcm, path: Path) -> None:
-    """An 8 kHz mu-law WAV for SIPp's rtp_stream."""
-    pcm_path = path.with_suffix(".pcm.wav")
-    write_wav(pcm_path, RATE, pcm)
-    subprocess.run(["sox", str(pcm_path), "-r", "8000", "-c", "1", "-e", "mu-law", str(path)], check=True)
 
 
 def greeting_s() -> float:
@@ -209,8 +203,8 @@ def plan_calls(
     for j in range(calls):
         sentence = SENTENCES[order[j % len(order)]]
         pcm = voices.piper(sentence)
-        voice = work / f"voice-{j}.wav"
-        ulaw_wav(pcm, voice)
+        voice = work / f"voice-{j}.ul"
+        write_voice(voice, pcm)
         steps: list[Step] = [Pause(wait_ms), Speak(voice, int(len(pcm) / RATE * 1000) + 300)]
         caller = f"+1555020{j:04d}"
         sipp = SippCall(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-import subprocess
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -24,7 +23,17 @@ from ivr_server.config import Settings
 from ivr_server.errors import IvrError
 from ivr_server.ops.capture import PacketCapture
 from ivr_server.ops.probe_report import ProbeResult, Timeline, timeline
-from ivr_server.ops.sipp import Keys, Pause, ProbeError, SippCall, Speak, Step, scenario
+from ivr_server.ops.sipp import (
+    VOICE_SUFFIX,
+    Keys,
+    Pause,
+    ProbeError,
+    SippCall,
+    Speak,
+    Step,
+    scenario,
+    write_voice,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -57,7 +66,9 @@ async def run_probe(settings: Settings, spec: ProbeSpec, workdir: Path) -> Probe
         if i:
             steps.append(Pause(int(spec.gap_s * 1000)))
         steps.append(
-            await _speak(settings, value, workdir / f"say-{i}.wav") if kind == "say" else Keys(value)
+            await _speak(settings, value, workdir / f"say-{i}{VOICE_SUFFIX}")
+            if kind == "say"
+            else Keys(value)
         )
     steps.append(Pause(int(spec.listen_s * 1000)))
     xml = scenario(steps, workdir, caller=spec.caller, server_hangs_up=False)
@@ -102,9 +113,8 @@ def _local_ip(host: str, port: int) -> str:
         raise ProbeError(f"--sip {host}:{port}: no route ({err})") from err
 
 
-async def _speak(settings: Settings, text: str, wav: Path) -> Speak:
-    """``text`` in the server's own voice as the 8 kHz µ-law WAV SIPp streams."""
-    from ivr_server.media.audio import write_wav
+async def _speak(settings: Settings, text: str, voice: Path) -> Speak:
+    """``text`` in the server's own voice, as the headerless 8 kHz µ-law SIPp streams."""
     from ivr_server.speech.tts.engines import load_tts_engine
 
     def render() -> float:
@@ -114,17 +124,10 @@ async def _speak(settings: Settings, text: str, wav: Path) -> Speak:
 
         engine = load_tts_engine(settings.tts_engine, model=settings.tts_model, voice=settings.tts_voice)
         pcm = np.concatenate(list(engine.synthesize(text)))
-        pcm8k = resample(pcm, engine.native_rate, 8000)
-        raw = wav.with_suffix(".pcm.wav")
-        write_wav(raw, 8000, pcm8k)
-        try:
-            subprocess.run(["sox", str(raw), "-e", "mu-law", str(wav)], check=True, capture_output=True)
-        except (OSError, subprocess.CalledProcessError) as err:
-            raise ProbeError(f"sox could not write {wav} (apt install sox): {err}") from err
-        return len(pcm8k) / 8000
+        return write_voice(voice, resample(pcm, engine.native_rate, 8000))
 
     seconds = await asyncio.to_thread(render)
-    return Speak(wav, int(seconds * 1000) + 400)
+    return Speak(voice, int(seconds * 1000) + 400)
 
 
 def _judge_audio(result: ProbeResult, line: Timeline) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ivr_server.errors import IvrError
+from ivr_server.media.g711 import Pcm, ulaw_encode
 from ivr_server.ops.dtmf_pcap import EVENTS, DtmfCaptureWriter
 
 
@@ -33,12 +34,30 @@ DTMF_KEYS = frozenset(EVENTS)
 KEY_GAP_MS = 400
 
 
+# sox's name for headerless 8 kHz G.711 µ-law, so sox and soxi read these files too.
+VOICE_SUFFIX = ".ul"
+
+
+def write_voice(path: Path, pcm8k: Pcm) -> float:
+    """Write the caller's voice (8 kHz PCM) as ``rtp_stream`` plays it: µ-law bytes, no header.
+    SIPp 3.6 (Debian's sip-tester) streams a file byte for byte, so a WAV's header would reach the
+    recognizer as a click before every sentence. Returns the voice's length in seconds."""
+    if path.suffix != VOICE_SUFFIX:
+        raise ProbeError(f"{path}: a caller's voice is headerless µ-law, named *{VOICE_SUFFIX}")
+    path.write_bytes(ulaw_encode(pcm8k))
+    return len(pcm8k) / 8000
+
+
 @dataclass(frozen=True)
 class Speak:
-    """Stream an 8 kHz µ-law WAV as the caller's voice, waiting ``ms`` (its length) after."""
+    """Stream ``wav`` (written by ``write_voice``) as the caller's voice, waiting ``ms`` after."""
 
     wav: Path
     ms: int
+
+    def __post_init__(self) -> None:
+        if self.wav.suffix != VOICE_SUFFIX:
+            raise ProbeError(f"{self.wav}: SIPp would stream its header as audio; use write_voice")
 
 
 @dataclass(frozen=True)

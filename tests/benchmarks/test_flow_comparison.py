@@ -46,12 +46,12 @@ async def test_a_script_the_flow_does_not_take_stops_the_benchmark(bank: str) ->
 
 def test_caller_steps_wait_out_each_prompt_then_speak_or_press(tmp_path: Path) -> None:
     """Before each turn the caller pauses for the Piper length of what it hears plus MARGIN_MS;
-    a spoken turn is a µ-law WAV of the sentence, held for its length plus SPEAK_TAIL_MS."""
+    a spoken turn is the sentence in headerless µ-law (sox reads .ul), held for its length plus SPEAK_TAIL_MS."""
     heard = [["Welcome.", "Say what you need."], ["Enter your PIN."], []]
     steps = caller_steps([{"say": "yes."}, {"keys": "1234"}], heard, tmp_path)
     first_wait = audio_ms("Welcome.") + audio_ms("Say what you need.") + MARGIN_MS
     assert steps[0] == Pause(first_wait) and audio_ms("Welcome.") > 200
-    assert isinstance(steps[1], Speak) and steps[1].wav == tmp_path / "turn-0.wav"
+    assert isinstance(steps[1], Speak) and steps[1].wav == tmp_path / "turn-0.ul"
     info = subprocess.run(["soxi", str(steps[1].wav)], capture_output=True, text=True, check=True).stdout
     assert "8000" in info and "u-law" in info
     seconds = float(

@@ -30,7 +30,6 @@ from benchmarks.speech.call import (
     plan_calls,
     quiet_logging,
     run_call,
-    ulaw_wav,
 )
 from ivr_server.media.g711 import ulaw_encode
 from ivr_server.media.rtp import RtpPacket
@@ -190,22 +189,6 @@ def test_a_runs_summary_counts_failures_and_log_events() -> None:
     assert s["endpoint_detect_p50_ms"] is None
 
 
-def soxi(flag: str, path: Path) -> str:
-    return subprocess.run(
-        ["soxi", flag, str(path)], capture_output=True, text=True, check=True
-    ).stdout.strip()
-
-
-def test_sipp_audio_is_an_8khz_mulaw_wav_of_the_speech(tmp_path: Path) -> None:
-    """What SIPp streams: 8 kHz mono mu-law, every sample of the speech."""
-    pcm = np.tile(LOUD, 50)
-    path = tmp_path / "voice.wav"
-    ulaw_wav(pcm, path)
-    assert soxi("-e", path) == "u-law"
-    assert soxi("-r", path) == "8000" and soxi("-c", path) == "1"
-    assert int(soxi("-s", path)) == len(pcm)
-
-
 def test_callers_wait_out_the_greeting_and_say_sentences_in_order(tmp_path: Path) -> None:
     """Three callers over a two-sentence order: sentences in turn, distinct numbers and ports,
     started evenly (a call's length / concurrency apart), each with its WAV and scenario, the
@@ -217,10 +200,16 @@ def test_callers_wait_out_the_greeting_and_say_sentences_in_order(tmp_path: Path
     wait_s = int((greeting_s() + 1.5) * 1000) / 1000
     assert [c.start_at for c in calls] == pytest.approx([0, (wait_s + 9) / 2, wait_s + 9])
     for j, c in enumerate(calls):
-        assert (tmp_path / f"voice-{j}.wav").is_file()
+        assert (tmp_path / f"voice-{j}.ul").is_file()
         assert c.wav_span_s == pytest.approx(loud_span_s(voices.piper(c.sentence)))
         assert c.sipp.service == BENCH_EXTEN
         assert f'milliseconds="{int(wait_s * 1000)}"' in c.sipp.scenario_xml
+
+
+def soxi(flag: str, path: Path) -> str:
+    return subprocess.run(
+        ["soxi", flag, str(path)], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def test_the_greeting_length_is_its_wav_length() -> None:

@@ -22,7 +22,7 @@ from ivr_server.store.queries import EventRecord, call_events_of, list_calls, tu
 from ivr_server.store.schema import handoffs
 from tests.conftest import REPO, running_server, sandbox, server_settings, settle
 from tests.e2e.test_voice_call import audio_of
-from tests.support.audio import best_match, piper, piper_to_ulaw_wav
+from tests.support.audio import best_match, piper, piper_voice
 from tests.support.capture import Datagram, LoopbackCapture
 from tests.support.sipp import Keys, Pause, SippAgent, SippCall, Speak, Step, agent_scenario, scenario
 
@@ -63,8 +63,8 @@ async def events_of(url: str) -> tuple[list[EventRecord], str | None, list[str]]
 
 
 def spoken(text: str, tmp_path: Path, name: str) -> Speak:
-    wav = tmp_path / f"{name}.wav"
-    return Speak(wav, int(piper_to_ulaw_wav(text, wav) * 1000) + 400)
+    wav = tmp_path / f"{name}.ul"
+    return Speak(wav, int(piper_voice(text, wav) * 1000) + 400)
 
 
 def blocking_the_card(tmp_path: Path) -> list[Step]:

@@ -18,7 +18,7 @@ from ivr_server.media.rtp import RtpPacket
 from ivr_server.store.database import create_engine
 from ivr_server.store.queries import CallRecord, EventRecord, call_events_of, list_calls
 from tests.conftest import REPO, running_server, server_settings, settle
-from tests.support.audio import best_match, espeak_to_ulaw_wav, voiced_seconds
+from tests.support.audio import best_match, espeak_voice, voiced_seconds
 from tests.support.capture import LoopbackCapture
 from tests.support.sipp import Keys, Pause, SippCall, Speak, scenario
 from tests.support.spoof import send_udp_from
@@ -64,8 +64,8 @@ def as_heard(prompts: PromptLibrary, prompt_id: str) -> np.ndarray:
 async def test_digits_call_is_stored_and_read_back(database_url: str, tmp_path: Path) -> None:
     """The caller speaks, presses 1 2 3 #; the store has the call and every event in order, the
     speech time matches the sentence, and the caller hears "you entered one two three"."""
-    voice = tmp_path / "voice.wav"
-    length_s = espeak_to_ulaw_wav(SENTENCE, voice)
+    voice = tmp_path / "voice.ul"
+    length_s = espeak_voice(SENTENCE, voice)
     call = SippCall(
         scenario(
             [Pause(300), Speak(voice, int(length_s * 1000) + 500), Keys("123#", shipped=True)], tmp_path
@@ -179,8 +179,8 @@ async def test_unknown_flow_hands_the_caller_back_to_the_dialplan(database_url: 
 
 async def test_echo_flow_returns_the_callers_voice(database_url: str, tmp_path: Path) -> None:
     """Extension 600 echoes: what the caller says comes back to the caller."""
-    voice = tmp_path / "voice.wav"
-    length_s = espeak_to_ulaw_wav(SENTENCE, voice)
+    voice = tmp_path / "voice.ul"
+    length_s = espeak_voice(SENTENCE, voice)
     prompts = PromptLibrary(REPO / "prompts")
     intro_ms = int(prompts.duration_s("echo_intro") * 1000)
     call = SippCall(
@@ -193,20 +193,13 @@ async def test_echo_flow_returns_the_callers_voice(database_url: str, tmp_path: 
         workdir=tmp_path,
     )
     heard = await call_and_listen(database_url, call, tmp_path)
-    sent = ulaw_decode(_wav_payload(voice))
+    sent = ulaw_decode(voice.read_bytes())
     score, _ = best_match(heard, sent[: 8000 * 2])
     assert score > 0.9, f"the caller's own voice did not come back (score {score:.2f})"
     record, events = await stored_call(database_url)
     assert record.end_reason == "caller_hangup"
     (echo,) = [e.payload for e in events if e.type == "echo"]
     assert echo["frames"] >= int(length_s / 0.02) - 5
-
-
-def _wav_payload(path: Path) -> bytes:
-    """The µ-law bytes of a µ-law WAV file (the stdlib wave module reads PCM only)."""
-    data = path.read_bytes()
-    index = data.index(b"data") + 8
-    return data[index:]
 
 
 async def wait_for_event(url: str, kind: str, timeout_s: float = 15) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from ivr_server.speech.tts.synthesizer import Synthesizer
 from tests.conftest import REPO
 from tests.e2e.test_banking_call import events_of, place
 from tests.e2e.test_voice_call import audio_of
-from tests.support.audio import best_match, espeak_to_ulaw_wav, piper
+from tests.support.audio import best_match, espeak_voice, piper
 from tests.support.sipp import Keys, Pause, SippCall, Speak, scenario
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("asterisk")]
@@ -48,7 +48,7 @@ async def test_a_caller_who_presses_2_is_served_in_korean_to_the_end(
     database_url: str, bank: str, tmp_path: Path
 ) -> None:
     choose = WELCOME.prompts["choose"].text
-    said_yes = tmp_path / "ne.wav"
+    said_yes = tmp_path / "ne.ul"
     steps = [
         Pause(
             int(len(piper(choose["en"].render({}), 8000)) / 8)
@@ -61,7 +61,7 @@ async def test_a_caller_who_presses_2_is_served_in_korean_to_the_end(
         Pause(await korean_ms("ask_last4")),
         Keys("4421#"),
         Pause(await korean_ms("confirm_last4", last4="4421")),
-        Speak(said_yes, int(espeak_to_ulaw_wav("네", said_yes, voice="ko") * 1000) + 400),  # yes, in Korean
+        Speak(said_yes, int(espeak_voice("네", said_yes, voice="ko") * 1000) + 400),  # yes, in Korean
         Pause(await korean_ms("blocked", last4="4421") + await korean_ms("anything_else")),
         Keys("9"),  # 없어요: goodbye in Korean, and the server hangs up
     ]

@@ -37,7 +37,7 @@ from tests.conftest import (
 from tests.e2e.test_banking_call import prompt_ms
 from tests.e2e.test_voice_call import audio_of
 from tests.e2e.test_warm_transfer import AGENT_WORDS
-from tests.support.audio import piper_to_ulaw_wav
+from tests.support.audio import piper_voice
 from tests.support.capture import Datagram, LoopbackCapture
 from tests.support.server_process import read_until, start
 from tests.support.sipp import Keys, Pause, SippAgent, SippCall, agent_scenario, scenario
@@ -174,8 +174,8 @@ async def test_a_caller_talking_with_an_agent_when_the_server_is_killed_keeps_ta
 ) -> None:
     """Bridged to the agent, the call needs no server: it stays up, the caller still hears the
     agent, and when the caller hangs up server B hangs up the agent (whose phone gets the BYE)."""
-    voice = tmp_path / "agent.wav"
-    piper_to_ulaw_wav(AGENT_WORDS, voice)
+    voice = tmp_path / "agent.ul"
+    piper_voice(AGENT_WORDS, voice)
     agent = SippAgent(agent_scenario("accept", tmp_path, key_after_ms=2500, voice=voice), tmp_path)
     steps = [Pause(prompt_ms("welcome")), Keys("0"), Pause(prompt_ms("to_agent") + 300 + 2500 + 1500 + 8000)]
     call = SippCall(scenario(steps, tmp_path, server_hangs_up=False), service="410", workdir=tmp_path,

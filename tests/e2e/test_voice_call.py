@@ -17,7 +17,7 @@ from ivr_server.speech.asr.pocketsphinx_engine import PocketSphinxEngine
 from ivr_server.store.database import create_engine
 from ivr_server.store.queries import EventRecord, TurnRecord, call_events_of, list_calls, turns_of
 from tests.conftest import REPO, running_server, server_settings, settle
-from tests.support.audio import best_match, piper_to_ulaw_wav
+from tests.support.audio import best_match, piper_voice
 from tests.support.capture import Datagram, LoopbackCapture
 from tests.support.sipp import Keys, Pause, SippCall, Speak, scenario
 
@@ -72,8 +72,8 @@ async def place(database_url: str, call: SippCall, tmp_path: Path) -> list[Datag
 
 async def test_the_caller_is_heard_and_answered_by_voice(database_url: str, tmp_path: Path) -> None:
     said = "I want to speak to an agent."
-    voice = tmp_path / "voice.wav"
-    length_s = piper_to_ulaw_wav(said, voice)
+    voice = tmp_path / "voice.ul"
+    length_s = piper_voice(said, voice)
     wait_ms = int((prompt_seconds("voice_greeting") + 1.5) * 1000)
     call = SippCall(
         scenario([Pause(wait_ms), Speak(voice, int(length_s * 1000) + 300)], tmp_path, bye_timeout_ms=30000),
@@ -117,8 +117,8 @@ async def test_the_caller_is_heard_and_answered_by_voice(database_url: str, tmp_
 
 
 async def test_speech_over_a_long_prompt_stops_it_within_100_ms(database_url: str, tmp_path: Path) -> None:
-    voice = tmp_path / "voice.wav"
-    length_s = piper_to_ulaw_wav("I would like to check my account balance please.", voice)
+    voice = tmp_path / "voice.ul"
+    length_s = piper_voice("I would like to check my account balance please.", voice)
     call = SippCall(
         scenario([Pause(3000), Speak(voice, int(length_s * 1000) + 300)], tmp_path, bye_timeout_ms=30000),
         service=VOICE_EXTEN,
@@ -157,8 +157,8 @@ async def test_a_recognizer_that_dies_mid_turn_falls_back_to_the_keypad(
     import os
     import signal
 
-    voice = tmp_path / "voice.wav"
-    length_s = piper_to_ulaw_wav("I would like to check my account balance please.", voice)
+    voice = tmp_path / "voice.ul"
+    length_s = piper_voice("I would like to check my account balance please.", voice)
     call = SippCall(
         scenario(
             [Pause(2000), Speak(voice, int(length_s * 1000) + 9000), Keys("123#")],

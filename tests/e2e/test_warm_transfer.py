@@ -16,7 +16,7 @@ from ivr_server.media.g711 import ulaw_decode
 from tests.conftest import REPO, _migrated, fresh_database
 from tests.e2e.test_banking_call import events_of, place, prompt_ms
 from tests.e2e.test_voice_call import audio_of
-from tests.support.audio import best_match, piper_to_ulaw_wav
+from tests.support.audio import best_match, piper_voice
 from tests.support.capture import Datagram
 from tests.support.sipp import Keys, Pause, SippAgent, SippCall, agent_scenario, scenario
 
@@ -65,8 +65,8 @@ def at(events: list, kind: str) -> datetime:  # type: ignore[type-arg]
 async def test_the_agent_hears_the_summary_accepts_and_talks_with_the_caller(
     database_url: str, bank: str, tmp_path: Path
 ) -> None:
-    voice = tmp_path / "agent.wav"
-    agent_ms = int(piper_to_ulaw_wav(AGENT_WORDS, voice) * 1000)
+    voice = tmp_path / "agent.ul"
+    agent_ms = int(piper_voice(AGENT_WORDS, voice) * 1000)
     agent = SippAgent(agent_scenario("accept", tmp_path, key_after_ms=2500, voice=voice), tmp_path)
     steps = [
         Pause(prompt_ms("welcome")),

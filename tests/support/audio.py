@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ivr_server.media.audio import write_wav
+from ivr_server.media.audio import read_wav
 from ivr_server.media.g711 import Pcm
 from ivr_server.media.resample import resample
+from ivr_server.ops.sipp import write_voice
 
 
 def best_match(haystack: Pcm, needle: Pcm) -> tuple[float, int]:
@@ -33,13 +34,12 @@ def best_match(haystack: Pcm, needle: Pcm) -> tuple[float, int]:
     return float(score[best]), best
 
 
-def espeak_to_ulaw_wav(text: str, path: Path, voice: str = "en-us") -> float:
-    """Speak ``text`` into an 8 kHz µ-law WAV (what SIPp streams); returns its length in s."""
-    raw = path.with_suffix(".raw.wav")
+def espeak_voice(text: str, path: Path, voice: str = "en-us") -> float:
+    """espeak-ng speaking ``text`` as SIPp streams it (``write_voice``); returns its length in s."""
+    raw = path.with_suffix(".espeak.wav")
     subprocess.run(["espeak-ng", "-v", voice, "-w", str(raw), text], check=True)
-    subprocess.run(["sox", str(raw), "-r", "8000", "-c", "1", "-e", "mu-law", str(path)], check=True)
-    out = subprocess.run(["soxi", "-D", str(path)], check=True, capture_output=True, text=True)
-    return float(out.stdout)
+    rate, pcm = read_wav(raw)
+    return write_voice(path, resample(pcm, rate, 8000))
 
 
 def voiced_seconds(path: Path) -> float:
@@ -86,9 +86,6 @@ def piper(text: str, rate: int = 16000) -> Pcm:
     return resample(pcm, chunks[0].sample_rate, rate)
 
 
-def piper_to_ulaw_wav(text: str, path: Path) -> float:
-    """Piper speaking ``text`` as an 8 kHz µ-law WAV (what SIPp streams); returns its length in s."""
-    pcm_path = path.with_suffix(".pcm.wav")
-    write_wav(pcm_path, 8000, piper(text, 8000))
-    subprocess.run(["sox", str(pcm_path), "-r", "8000", "-c", "1", "-e", "mu-law", str(path)], check=True)
-    return len(piper(text, 8000)) / 8000
+def piper_voice(text: str, path: Path) -> float:
+    """Piper speaking ``text`` as SIPp streams it (``write_voice``); returns its length in s."""
+    return write_voice(path, piper(text, 8000))
