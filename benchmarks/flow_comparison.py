@@ -100,7 +100,7 @@ async def heard_before_each_turn(flow_name: str, turns: list[Turn], bank: str) -
 
 def caller_steps(turns: list[Turn], heard: list[list[str]], workdir: Path) -> list[Step]:
     """SIPp steps: before each turn, wait out what the system says first (plus MARGIN_MS), then
-    speak the turn's sentence (a Piper WAV written to ``workdir``) or press its keys."""
+    speak the turn's sentence (Piper, headerless µ-law written to ``workdir``) or press its keys."""
     steps: list[Step] = []
     for i, turn in enumerate(turns):
         steps.append(Pause(sum(audio_ms(t) for t in heard[i]) + MARGIN_MS))

@@ -128,7 +128,7 @@ def call_row(
     replies = [t for t in call_turns if t.role == "system" and t.text.startswith("You said")]
     if loud_sent:
         end = loud_sent[-1]
-        # Did SIPp send the speech at real-time pace? (loud span as sent - loud span in the WAV)
+        # Did SIPp send the speech at real-time pace? (loud span as sent - loud span in the file)
         row["pace_error_ms"] = round((end - loud_sent[0] - call.wav_span_s) * 1000, 1)
         after = [(t, db) for t, db in heard if t > end]
         row["reply_first_packet_ms"] = round((after[0][0] - end) * 1000, 1) if after else None
