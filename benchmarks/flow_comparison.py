@@ -105,8 +105,8 @@ def caller_steps(turns: list[Turn], heard: list[list[str]], workdir: Path) -> li
     for i, turn in enumerate(turns):
         steps.append(Pause(sum(audio_ms(t) for t in heard[i]) + MARGIN_MS))
         if "say" in turn:
-            wav = workdir / f"turn-{i}.ul"
-            steps.append(Speak(wav, int(piper_voice(turn["say"], wav) * 1000) + SPEAK_TAIL_MS))
+            voice = workdir / f"turn-{i}.ul"
+            steps.append(Speak(voice, int(piper_voice(turn["say"], voice) * 1000) + SPEAK_TAIL_MS))
         else:
             steps.append(Keys(turn["keys"]))
     return steps

@@ -50,14 +50,15 @@ def write_voice(path: Path, pcm8k: Pcm) -> float:
 
 @dataclass(frozen=True)
 class Speak:
-    """Stream ``wav`` (written by ``write_voice``) as the caller's voice, waiting ``ms`` after."""
+    """Stream ``voice`` (headerless µ-law, as ``write_voice`` writes it) as the caller's voice,
+    waiting ``ms`` after."""
 
-    wav: Path
+    voice: Path
     ms: int
 
     def __post_init__(self) -> None:
-        if self.wav.suffix != VOICE_SUFFIX:
-            raise ProbeError(f"{self.wav}: SIPp would stream its header as audio; use write_voice")
+        if self.voice.suffix != VOICE_SUFFIX:
+            raise ProbeError(f"{self.voice}: SIPp would stream its header as audio; use write_voice")
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ def scenario(
     ]
     for step in steps:
         if isinstance(step, Speak):
-            parts.append(f'<nop><action><exec rtp_stream="{step.wav},1,0"/></action></nop>')
+            parts.append(f'<nop><action><exec rtp_stream="{step.voice},1,0"/></action></nop>')
             parts.append(f'<pause milliseconds="{step.ms}"/>')
         elif isinstance(step, Keys) and step.shipped:
             for key in step.keys:

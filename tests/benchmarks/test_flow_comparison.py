@@ -51,11 +51,11 @@ def test_caller_steps_wait_out_each_prompt_then_speak_or_press(tmp_path: Path) -
     steps = caller_steps([{"say": "yes."}, {"keys": "1234"}], heard, tmp_path)
     first_wait = audio_ms("Welcome.") + audio_ms("Say what you need.") + MARGIN_MS
     assert steps[0] == Pause(first_wait) and audio_ms("Welcome.") > 200
-    assert isinstance(steps[1], Speak) and steps[1].wav == tmp_path / "turn-0.ul"
-    info = subprocess.run(["soxi", str(steps[1].wav)], capture_output=True, text=True, check=True).stdout
+    assert isinstance(steps[1], Speak) and steps[1].voice == tmp_path / "turn-0.ul"
+    info = subprocess.run(["soxi", str(steps[1].voice)], capture_output=True, text=True, check=True).stdout
     assert "8000" in info and "u-law" in info
     seconds = float(
-        subprocess.run(["soxi", "-D", str(steps[1].wav)], capture_output=True, text=True, check=True).stdout
+        subprocess.run(["soxi", "-D", str(steps[1].voice)], capture_output=True, text=True, check=True).stdout
     )
     assert abs(steps[1].ms - SPEAK_TAIL_MS - seconds * 1000) < 5
     assert steps[2:] == [Pause(audio_ms("Enter your PIN.") + MARGIN_MS), Keys("1234")]

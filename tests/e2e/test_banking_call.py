@@ -63,8 +63,8 @@ async def events_of(url: str) -> tuple[list[EventRecord], str | None, list[str]]
 
 
 def spoken(text: str, tmp_path: Path, name: str) -> Speak:
-    wav = tmp_path / f"{name}.ul"
-    return Speak(wav, int(piper_voice(text, wav) * 1000) + 400)
+    voice = tmp_path / f"{name}.ul"
+    return Speak(voice, int(piper_voice(text, voice) * 1000) + 400)
 
 
 def blocking_the_card(tmp_path: Path) -> list[Step]:
