@@ -19,9 +19,11 @@ from benchmarks.ab.floor import (
     spoken_ms,
     summary,
     turn_ms,
+    unexplained_ms,
     write,
 )
 from benchmarks.ab.goals import Goal, Task, goals
+from benchmarks.flow_comparison import SPEAK_TAIL_MS
 from ivr_server.tools.client import Service
 
 MENU = (
@@ -117,6 +119,28 @@ def test_medians_ratios_and_what_the_first_flow_would_have_to_lose() -> None:
     assert rep["kinds"]["balance"]["waits"] == {"banking": 30.0, "phone-tree": 40.0, "ratio": 0.75}
     text = markdown(rep)
     assert "| waits | 25.0 | 40.0 | 62 % | 5.0 s |" in text and "| balance | 2 |" in text
+
+
+def test_what_a_real_call_took_beyond_the_floor_and_the_script_s_waits_per_turn() -> None:
+    """A call of 3 turns (2 spoken) that took the floor + 3 margins + 2 sentence tails + 3 x 150
+    ms: 150 ms per turn. A call whose turns were not the plan's, or of an agent goal, is left out."""
+    heard = [["Welcome. How can I help?"], ["Please key in your eight digit account number."],
+             ["Your available balance is 10 dollars. Anything else?"], ["Goodbye."]]  # fmt: skip
+    turns = [{"say": "What's my balance?"}, {"keys": "12345678"}, {"say": "No."}]
+    balance = Goal("b", "balance", (Task("balance", "12345678"),), ("What's my balance?",), ("Balance.",))
+    plans = [_plan("banking", balance, turns, heard), _plan("banking", AGENT, turns, heard)]
+    floor = floor_of(plans[0]).waits_ms
+    took = floor + 3 * 1200 + 2 * SPEAK_TAIL_MS + 3 * 150
+
+    def row(goal: str, turns: list[dict[str, str]], ms: int) -> dict[str, object]:
+        return {"goal": goal, "flow": "banking", "repair": "", "done": True, "duration_s": ms / 1000,
+                "planned": {"turns": turns}}  # fmt: skip
+
+    assert (
+        unexplained_ms(plans, [row("b", turns, took), row("y", turns, took + 60000)], "banking", 1200) == 150
+    )
+    assert unexplained_ms(plans, [row("b", turns[:2], took)], "banking", 1200) is None
+    assert unexplained_ms(plans, [row("b", turns, took)], "phone-tree", 1200) is None
 
 
 async def test_every_goal_s_floor_through_the_real_flows(bank: str, tmp_path: Path) -> None:
